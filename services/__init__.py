@@ -1,0 +1,1 @@
+"""The four callbridge services (monitor, api, webhooks, recordings) and the `callbridge` CLI."""

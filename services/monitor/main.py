@@ -1,0 +1,92 @@
+"""Monitor service: PBX driver → call tracker → bus.
+
+`run()` is the composition root that `main()`, the scenario runner and tests share: it takes the
+driver, the bus and the monitor's source id, and returns when the driver runs dry (a scenario) or
+is cancelled (live traffic, a real PBX).
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from uuid import uuid4
+from zoneinfo import ZoneInfo
+
+from shared.bus import Bus
+from shared.clock import Clock, SystemClock
+from shared.events import Directory
+from shared.lifecycle import wait_for_shutdown
+from shared.logging import configure_logging
+from shared.rabbit_bus import RabbitBus
+from shared.settings import Settings
+from shared.topology import Topology
+
+from .drivers import Driver, SimulatorDriver
+from .scenario import Step, default_directory, load_directory, load_scenario
+from .tracker import CallTracker
+from .traffic import TrafficGenerator
+
+logger = logging.getLogger(__name__)
+
+
+def new_source(monitor_id: str) -> str:
+    """A monitor run's event source: its configured id plus a boot id, so a restart that begins
+    again at seq 1 reads as a new stream, never as a gap."""
+    return f"{monitor_id}/{uuid4().hex[:8]}"
+
+
+async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallTracker:
+    tracker = CallTracker(Directory(), zone=zone, source=source)
+    try:
+        async for update in driver.updates():
+            for event in tracker.apply(update):
+                await bus.publish(event)
+    finally:
+        await bus.flush()
+    return tracker
+
+
+def traffic_timeline(settings: Settings, directory: Directory, clock: Clock) -> Iterator[tuple[datetime, Step]]:
+    simulator = settings.simulator
+    seed = simulator.seed if simulator.seed is not None else random.randrange(2**32)
+    logger.info("traffic generator: %.1f calls/min, at most %d at once, seed %d",
+                simulator.calls_per_minute, simulator.max_concurrent, seed)
+    generator = TrafficGenerator(directory, seed=seed, calls_per_minute=simulator.calls_per_minute,
+                                 max_concurrent=simulator.max_concurrent)
+    start = clock.now()
+    return ((start + timedelta(seconds=t), step) for t, step in generator.steps())
+
+
+def build_driver(settings: Settings, clock: Clock) -> Driver:
+    simulator = settings.simulator
+    if settings.pbx.driver != "simulator":
+        raise SystemExit(f"[pbx] driver = {settings.pbx.driver}: this driver is not available yet; use simulator")
+    recordings = simulator.recordings_dir if simulator.record else None
+    if simulator.scenario is not None:
+        scenario = load_scenario(simulator.scenario)
+        return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings)
+    directory = load_directory(simulator.directory) if simulator.directory else default_directory()
+    return SimulatorDriver(directory, traffic_timeline(settings, directory, clock), clock, recordings=recordings)
+
+
+async def main(settings: Settings) -> None:
+    configure_logging(settings.log.level, settings.log.json_lines)
+    clock = SystemClock()
+    driver = build_driver(settings, clock)
+    source = new_source(settings.monitor.source)
+    async with RabbitBus.connect(settings.bus.amqp_url, names=Topology(settings.bus.exchange),
+                                 connection_name=f"monitor {source}", prefetch=settings.bus.prefetch,
+                                 confirm_window=settings.bus.confirm_window) as bus:
+        logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
+        monitor = asyncio.create_task(run(driver, bus, zone=settings.pbx.zone, source=source))
+        shutdown = asyncio.create_task(wait_for_shutdown())
+        done, _ = await asyncio.wait({monitor, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (monitor, shutdown):
+            task.cancel()
+        await asyncio.gather(monitor, shutdown, return_exceptions=True)
+        if monitor in done and monitor.exception() is not None:
+            raise monitor.exception()  # type: ignore[misc]
+        if monitor in done:
+            logger.info("monitor %s: the scenario has ended", source)
+    logger.info("monitor %s stopped", source)

@@ -1,0 +1,225 @@
+"""The bus contract: every message that travels between callbridge services.
+
+The monitor publishes them; api, webhooks and recordings consume them. No service keeps a copy.
+A message's `type` is both its pydantic discriminator and its routing key on the topic exchange
+(`shared.topology.EVENTS_EXCHANGE`).
+
+Every message carries `event_id` (a UUID, the consumers' idempotency key), `occurred_at` (an
+aware PBX timestamp), `source` (the publishing monitor's id) and `seq` (that monitor's sequence
+number, 1, 2, 3… in publish order) so that a consumer can notice a gap and ask for a snapshot.
+
+Evolve additively: a new field gets a default; a changed meaning is a new message type. The
+JSON schema of `Message` is snapshotted in tests/unit/shared/event_schema.json.
+"""
+
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+Direction = Literal["inbound", "outbound"]
+UserType = Literal["queue", "ext", "other"]
+TransferType = Literal["NotDef", "Blind", "Accomp"]
+RecordingOption = Literal["off", "external", "all"]
+ForwardingProfile = Literal["Available", "Away", "Out of office", "Custom 1", "Custom 2"]
+RoutedType = Literal["extension", "queue", "group", "ivr", "external"]
+
+FORWARDING_PROFILES: tuple[str, ...] = ("Available", "Away", "Out of office", "Custom 1", "Custom 2")
+
+
+class Event(BaseModel):
+    """Fields every bus message carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: str
+    event_id: UUID = Field(default_factory=uuid4)
+    occurred_at: AwareDatetime
+    source: str = Field(description="id of the monitor that published the message")
+    seq: int = Field(ge=1, description="the source's sequence number, contiguous in publish order")
+
+
+# --- call events ------------------------------------------------------------------------------
+
+
+class CallEvent(Event):
+    """A fact about one call chain: an external party's call from arrival until it leaves."""
+
+    chain_id: str = Field(description="YYMMDDhhmmss_N: PBX-local arrival time and PBX call number")
+    call_number: int = Field(description="the PBX's call number N (3CX callid)")
+    direction: Direction
+    external_number: str = Field(description="the external party's number")
+    did_name: str = Field("", description="name of the DID rule (inbound); empty for outbound")
+    did_number: str = Field("", description="the DID number the call came in on (inbound)")
+
+    @property
+    def call_id(self) -> str:
+        """The classic id of this event's link, `chain_id-link`; chain-level events have no link."""
+        link = getattr(self, "link", None)
+        return self.chain_id if link is None else f"{self.chain_id}-{link}"
+
+
+class CallStarted(CallEvent):
+    """The chain began: an external call arrived, or an extension dialled out."""
+
+    type: Literal["call.started"] = "call.started"
+    routed_to: str = Field(description="the DN the call is routed to (inbound) or the dialling extension")
+
+
+class CallRinging(CallEvent):
+    """An extension's phone started ringing for the chain."""
+
+    type: Literal["call.ringing"] = "call.ringing"
+    link: int
+    extension: str
+    user_type: UserType
+
+
+class CallAnswered(CallEvent):
+    """A conversation began on a new link (an answer, or a completed attended transfer)."""
+
+    type: Literal["call.answered"] = "call.answered"
+    link: int
+    extension: str
+    transfer_type: TransferType
+
+
+class CallEnded(CallEvent):
+    """A link ended; `chain_ended` says whether the chain went with it."""
+
+    type: Literal["call.ended"] = "call.ended"
+    link: int
+    extension: str = Field(
+        description="the link's extension; for an unanswered link, the DN the call was routed to "
+        "(inbound) or the dialling extension (outbound)"
+    )
+    answered: bool = Field(description="classic finishtype: Ok when true, Missed when false")
+    transferred: bool = Field(description="the link ended because the call was transferred on")
+    chain_ended: bool
+    duration: float = Field(ge=0, description="seconds: talk time (answered) or link lifetime (missed)")
+    routed_type: RoutedType = Field(description="type of the DN the call was routed to when it ended")
+    callback_requested: bool = False
+
+
+# --- PBX state events ------------------------------------------------------------------------
+
+
+class ExtensionEvent(Event):
+    extension: str
+
+
+class ExtensionRegistration(ExtensionEvent):
+    type: Literal["extension.registration"] = "extension.registration"
+    registered: bool
+
+
+class ExtensionPresence(ExtensionEvent):
+    """Busy while the extension has a call in progress (dialling or talking), free otherwise."""
+
+    type: Literal["extension.presence"] = "extension.presence"
+    busy: bool
+
+
+class ExtensionForwarding(ExtensionEvent):
+    type: Literal["extension.forwarding"] = "extension.forwarding"
+    profile: ForwardingProfile
+
+
+class ExtensionQueueLogin(ExtensionEvent):
+    """An agent logged in or out of one queue, or of all of them (`queue == "all"`)."""
+
+    type: Literal["extension.queue_login"] = "extension.queue_login"
+    queue: str
+    logged_in: bool
+
+
+class ExtensionOptions(ExtensionEvent):
+    type: Literal["extension.options"] = "extension.options"
+    enabled: bool
+    external: bool = Field(description="may make and take external calls")
+    recording: RecordingOption
+
+
+# --- directory snapshot -----------------------------------------------------------------------
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: str
+    name: str = ""
+
+
+class Extension(_Entry):
+    recording: RecordingOption = "off"
+    enabled: bool = True
+    external: bool = True
+    registered: bool = True
+    profile: ForwardingProfile = "Available"
+    queue_logged_in: bool = Field(True, description="the global queue status")
+    logged_out_queues: tuple[str, ...] = Field((), description="queues the agent is logged out of")
+
+
+class Queue(_Entry):
+    agents: tuple[str, ...] = ()
+
+
+class RingGroup(_Entry):
+    members: tuple[str, ...] = ()
+
+
+class Ivr(_Entry):
+    pass
+
+
+class Did(_Entry):
+    pass
+
+
+class Line(_Entry):
+    dids: tuple[Did, ...] = ()
+
+
+class Directory(BaseModel):
+    """The PBX's configuration: who can ring, route and carry calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    extensions: tuple[Extension, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    groups: tuple[RingGroup, ...] = ()
+    ivrs: tuple[Ivr, ...] = ()
+    lines: tuple[Line, ...] = ()
+
+
+class DirectorySnapshot(Event):
+    """The whole directory, with each extension's current state; sent at start and on change."""
+
+    type: Literal["pbx.directory"] = "pbx.directory"
+    directory: Directory
+
+
+Message = Annotated[
+    CallStarted
+    | CallRinging
+    | CallAnswered
+    | CallEnded
+    | ExtensionRegistration
+    | ExtensionPresence
+    | ExtensionForwarding
+    | ExtensionQueueLogin
+    | ExtensionOptions
+    | DirectorySnapshot,
+    Field(discriminator="type"),
+]
+
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def parse_event(body: bytes) -> Message:
+    """Decode one message body. Raises pydantic.ValidationError for anything else."""
+    return MESSAGE_ADAPTER.validate_json(body)
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()

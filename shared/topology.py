@@ -1,0 +1,44 @@
+"""Exchange and queue names, and who binds what.
+
+    monitor ──publish(type as routing key)──▶ [callbridge.events]  (durable topic exchange)
+                                                 │  call.#, extension.#, pbx.#
+                ┌────────────────────────────────┼─────────────────────────────┐
+                ▼                                ▼                             ▼
+     callbridge.webhooks (durable,     callbridge.recordings (durable,   callbridge.api.<uuid>
+     replicas compete)                 replicas compete)                 (exclusive, one per
+                                                                         api replica: its cache)
+    a message that cannot be parsed or handled ──reject──▶ [callbridge.dead] ──▶ callbridge.dead
+
+The exchange name is configurable (`[bus] exchange`); every other name derives from it, so a
+test can run a whole private topology under a unique prefix.
+"""
+
+from dataclasses import dataclass
+
+DEFAULT_EXCHANGE = "callbridge"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    prefix: str = DEFAULT_EXCHANGE
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.prefix}.dead"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.dead"
+
+    def queue(self, name: str) -> str:
+        """The full name of a service's queue, e.g. `callbridge.webhooks`."""
+        return f"{self.prefix}.{name}"
+
+
+WEBHOOKS_BINDINGS = ("call.#",)
+RECORDINGS_BINDINGS = ("call.#",)
+API_BINDINGS = ("#",)

@@ -1,0 +1,104 @@
+"""The example scenarios in ../shared/scenarios give exactly their expected classic webhooks.
+
+Each runs through the real command (`callbridge scenario run FILE`) and is judged by the
+contract's own `check.py`. Recording lines arrive with the recordings service (issue 4), so the
+expected files are compared without their `FILES` lines, and this test checks there are some.
+"""
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED
+
+EXAMPLES = sorted(p.stem for p in (SHARED / "scenarios").glob("*.yaml") if p.with_suffix(".expected.jsonl").exists())
+
+
+def run_scenario(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", "scenario", "run", str(path), *extra],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_there_are_examples() -> None:
+    assert len(EXAMPLES) >= 4, EXAMPLES
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_scenario_matches(name: str, contracts: Path, tmp_path: Path) -> None:
+    expected_lines = (contracts / "scenarios" / f"{name}.expected.jsonl").read_text().splitlines()
+    call_events = [line for line in expected_lines if line.strip() and "FILES" not in json.loads(line)]
+    assert len(call_events) < len(expected_lines)  # the recording lines are set aside, not absent
+    expected = tmp_path / "expected.jsonl"
+    expected.write_text("\n".join(call_events) + "\n")
+    result = run_scenario(contracts / "scenarios" / f"{name}.yaml")
+    assert result.returncode == 0, result.stderr
+    actual = tmp_path / "actual.jsonl"
+    actual.write_text(result.stdout)
+    check = subprocess.run([sys.executable, str(contracts / "scenarios" / "check.py"), str(expected), str(actual)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + result.stdout
+
+
+def test_recordings_are_written_as_3cx_does(contracts: Path, tmp_path: Path) -> None:
+    result = run_scenario(contracts / "scenarios" / "queue-callback.yaml", "--recordings-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    files = sorted(tmp_path.glob("*/*.wav"))
+    # 105 talked 11 s → 101 s with a reconnect at 41 s: two files, 30 s and 60 s
+    assert [f.parent.name for f in files] == ["105", "105"]
+    assert [f.name for f in files] == ["[420774852629]_420774852629-105_20211230102749(669).wav",
+                                       "[420774852629]_420774852629-105_20211230102819(669).wav"]
+    durations = []
+    for f in files:
+        with wave.open(str(f)) as audio:
+            assert (audio.getnchannels(), audio.getsampwidth(), audio.getframerate()) == (1, 2, 8000)
+            durations.append(audio.getnframes() / audio.getframerate())
+    assert durations == [30.0, 60.0]
+
+
+def test_extension_with_recording_off_writes_nothing(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("""
+start: "2024-01-01T09:00:00"
+directory:
+  extensions: [{number: "104", recording: "off"}, {number: "101", recording: all}]
+  lines: [{number: "10000", dids: [{number: "+1", name: D}]}]
+steps:
+  - {t: 0, do: incoming, call: A, from: "111", did: D, to: "104"}
+  - {t: 1, do: ring, call: A, dn: ["104"]}
+  - {t: 2, do: answer, call: A, dn: "104"}
+  - {t: 9, do: hangup, call: A, by: external}
+""")
+    result = run_scenario(scenario, "--recordings-dir", str(tmp_path / "rec"))
+    assert result.returncode == 0, result.stderr
+    assert not list((tmp_path / "rec").glob("**/*.wav"))
+    assert [json.loads(line)["event"] for line in result.stdout.splitlines()] == ["ringing", "hangupincoming",
+                                                                                   "incoming"]
+
+
+MALFORMED = {
+    "unknown label": ("- {t: 0, do: ring, call: Z, dn: [\"101\"]}", "step 1 (t=0, ring): unknown call label 'Z'"),
+    "answer not ringing": ("- {t: 0, do: incoming, call: A, from: \"1\", did: PragueDID, to: \"800\"}\n"
+                           "  - {t: 1, do: answer, call: A, dn: \"101\"}",
+                           "step 2 (t=1, answer): 101 is not ringing for call A"),
+    "unknown DN": ("- {t: 0, do: incoming, call: A, from: \"1\", did: PragueDID, to: \"999\"}",
+                   "step 1 (t=0, incoming): DN 999 is not in the directory"),
+    "missing field": ("- {t: 0, do: hangup, call: A}", "step 1 (t=0, hangup): missing field(s) by"),
+    "t backwards": ("- {t: 5, do: register, dn: \"101\"}\n  - {t: 1, do: register, dn: \"101\"}",
+                    "step 2 (t=1, register): t goes backwards"),
+    "unknown do": ("- {t: 0, do: dance, call: A}", "step 1: unknown or missing 'do' 'dance'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_scenario_fails_clearly(case: str, tmp_path: Path) -> None:
+    steps, message = MALFORMED[case]
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(f'start: "2024-01-01T09:00:00"\nsteps:\n  {steps}\n')
+    result = run_scenario(scenario)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""  # nothing is sent before the whole scenario is known to be possible
