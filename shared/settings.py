@@ -144,7 +144,7 @@ def _section_model(section: str) -> type[_Section]:
 
 
 def _validate(raw: dict[str, dict[str, str]], path: Path | None) -> Settings:
-    cleaned = {s: {k: (None if v == "" else v) for k, v in values.items()} for s, values in raw.items()}
+    cleaned = {s: {k: v for k, v in values.items() if v != ""} for s, values in raw.items()}  # empty: default
     try:
         return Settings.model_validate(cleaned)
     except ValidationError as error:

@@ -1,0 +1,161 @@
+"""One contract, two buses: InMemoryBus must route exactly as RabbitMQ does."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+
+from shared.bus import Bus
+from shared.memory_bus import InMemoryBus
+from tests.conftest import Recorder
+from tests.integration.conftest import private_rabbit_bus
+from tests.factories import make_call_ended, make_call_ringing
+
+
+@pytest.fixture(params=["memory", pytest.param("rabbit", marks=pytest.mark.rabbitmq)])
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    if request.param == "memory":
+        yield InMemoryBus(raise_errors=False)
+        return
+    amqp_url = request.getfixturevalue("amqp_url")  # a sync fixture: fails loudly without a broker
+    async with private_rabbit_bus(amqp_url, request.node.nodeid) as real:
+        yield real
+
+
+async def test_hash_binding_matches_zero_words(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("contract", recorder, bindings=["call.ringing.#"])
+    await bus.publish(make_call_ringing())
+    await bus.flush()
+    assert [e.type for e in await recorder.wait_for(1)] == ["call.ringing"]
+
+
+async def test_star_matches_exactly_one_word(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("contract", recorder, bindings=["*"])
+    await bus.subscribe("contract", recorder, bindings=["call.*"])
+    await bus.publish(make_call_ringing())
+    await bus.publish(make_call_ended())
+    await bus.flush()
+    events = await recorder.wait_for(2)
+    assert [e.type for e in events] == ["call.ringing", "call.ended"]
+
+
+async def test_unbound_routing_keys_are_not_delivered(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("contract", recorder, bindings=["call.ended"])
+    await bus.publish(make_call_ringing())
+    marker = make_call_ended()
+    await bus.publish(marker)
+    await bus.flush()
+    assert [e.event_id for e in await recorder.wait_for(1)] == [marker.event_id]
+
+
+async def test_every_queue_gets_its_own_copy(bus: Bus) -> None:
+    first, second = Recorder(), Recorder()
+    await bus.subscribe("one", first, bindings=["call.#"])
+    await bus.subscribe("two", second, bindings=["#"])
+    event = make_call_ringing()
+    await bus.publish(event)
+    await bus.flush()
+    assert (await first.wait_for(1))[0] == event
+    assert (await second.wait_for(1))[0] == event
+
+
+async def test_handlers_on_one_queue_compete(bus: Bus) -> None:
+    first, second = Recorder(), Recorder()
+    await bus.subscribe("shared", first, bindings=["call.#"])
+    await bus.subscribe("shared", second, bindings=["call.#"])
+    for _ in range(20):
+        await bus.publish(make_call_ringing())
+    await bus.flush()
+    async with asyncio.timeout(10):
+        while len(first.events) + len(second.events) < 20:
+            await asyncio.sleep(0.01)
+    assert len(first.events) + len(second.events) == 20  # each event once, not once per handler
+
+
+async def test_exclusive_queues_are_private_per_subscriber(bus: Bus) -> None:
+    first, second = Recorder(), Recorder()
+    name_one = await bus.subscribe("cache", first, bindings=["#"], exclusive=True)
+    name_two = await bus.subscribe("cache", second, bindings=["#"], exclusive=True)
+    assert name_one != name_two
+    await bus.publish(make_call_ringing())
+    await bus.flush()
+    await first.wait_for(1)
+    await second.wait_for(1)
+
+
+async def test_order_within_a_queue_is_publish_order(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("ordered", recorder, bindings=["call.#"])
+    sent = [make_call_ringing(link=n) for n in range(2000)]
+    for event in sent:  # not awaiting each confirm: the bus pipelines them
+        await bus.publish(event)
+    await bus.flush()
+    received = await recorder.wait_for(2000, timeout=30)
+    assert [e.event_id for e in received] == [e.event_id for e in sent]
+
+
+async def test_events_round_trip_unchanged(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("trip", recorder, bindings=["#"])
+    event = make_call_ended(callback_requested=True, duration=12.345)
+    await bus.publish(event)
+    await bus.flush()
+    assert (await recorder.wait_for(1))[0] == event
+
+
+async def test_unparsable_body_is_dead_lettered(bus: Bus, recorder: Recorder) -> None:
+    await bus.subscribe("strict", recorder, bindings=["call.#"])
+    await bus.publish_raw("call.ringing", b'{"type": "call.ringing", "nonsense": true}')
+    good = make_call_ringing()
+    await bus.publish(good)
+    await bus.flush()
+    assert [e.event_id for e in await recorder.wait_for(1)] == [good.event_id]  # the queue goes on
+    dead = await _dead_letters(bus, 1)
+    assert dead[0].routing_key == "call.ringing"
+    assert b"nonsense" in dead[0].body
+    assert dead[0].queue.endswith("strict")
+
+
+async def test_failing_handler_dead_letters_and_carries_on(bus: Bus) -> None:
+    handled: list[int] = []
+
+    async def fussy(event: object) -> None:
+        link = getattr(event, "link", 0)
+        if link == 1:
+            raise RuntimeError("cannot handle link 1")
+        handled.append(link)
+
+    await bus.subscribe("fussy", fussy, bindings=["call.#"])
+    for link in (0, 1, 2):
+        await bus.publish(make_call_ringing(link=link))
+    await bus.flush()
+    dead = await _dead_letters(bus, 1)
+    assert b'"link":1' in dead[0].body
+    async with asyncio.timeout(10):
+        while handled != [0, 2]:
+            await asyncio.sleep(0.01)
+
+
+async def test_replaying_a_dead_letter_delivers_it(bus: Bus, recorder: Recorder) -> None:
+    async def refuse(event: object) -> None:
+        raise RuntimeError("not yet")
+
+    await bus.subscribe("first", refuse, bindings=["call.ringing"])
+    event = make_call_ringing(external_number=uuid4().hex)
+    await bus.publish(event)
+    await bus.flush()
+    dead = await _dead_letters(bus, 1)
+    await bus.subscribe("second", recorder, bindings=["call.ringing"])
+    await bus.publish_raw(dead[0].routing_key, dead[0].body)
+    await bus.flush()
+    assert (await recorder.wait_for(1))[-1] == event
+
+
+async def _dead_letters(bus: Bus, count: int) -> list:  # type: ignore[type-arg]
+    """Dead-lettering is asynchronous on RabbitMQ: poll the dead-letter queue until they arrive."""
+    found = []
+    async with asyncio.timeout(10):
+        while len(found) < count:
+            found += await bus.take_dead_letters()
+            if len(found) < count:
+                await asyncio.sleep(0.02)
+    return found

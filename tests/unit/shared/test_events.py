@@ -1,0 +1,100 @@
+"""The bus contract: every message type round-trips, is in the union, and its schema is pinned."""
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from pydantic import ValidationError
+
+from shared import events
+from shared.events import (
+    MESSAGE_ADAPTER,
+    CallAnswered,
+    CallStarted,
+    Directory,
+    DirectorySnapshot,
+    Event,
+    ExtensionForwarding,
+    ExtensionOptions,
+    ExtensionPresence,
+    ExtensionQueueLogin,
+    ExtensionRegistration,
+    encode_event,
+    parse_event,
+)
+from tests.factories import AT, make_call_ended, make_call_ringing
+
+SNAPSHOT = Path(__file__).with_name("event_schema.json")
+COMMON = {"occurred_at": AT, "source": "test/1", "seq": 1}
+CHAIN = {"chain_id": "211230100614_665", "call_number": 665, "direction": "inbound", "external_number": "1"}
+
+SAMPLES: list[Event] = [
+    CallStarted(**COMMON, **CHAIN, routed_to="800"),
+    make_call_ringing(),
+    CallAnswered(**COMMON, **CHAIN, link=1, extension="102", transfer_type="Blind"),
+    make_call_ended(),
+    ExtensionRegistration(**COMMON, extension="101", registered=False),
+    ExtensionPresence(**COMMON, extension="101", busy=True),
+    ExtensionForwarding(**COMMON, extension="101", profile="Out of office"),
+    ExtensionQueueLogin(**COMMON, extension="101", queue="all", logged_in=False),
+    ExtensionOptions(**COMMON, extension="101", enabled=True, external=False, recording="external"),
+    DirectorySnapshot(**COMMON, directory=Directory()),
+]
+
+
+def _concrete(cls: type[Event]) -> set[type[Event]]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= _concrete(sub)
+        if "type" in sub.model_fields and get_args(sub.model_fields["type"].annotation):
+            found.add(sub)
+    return found
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.type)
+def test_round_trip(event: Event) -> None:
+    assert parse_event(encode_event(event)) == event
+
+
+def test_every_event_class_is_in_the_union_and_sampled() -> None:
+    union = set(get_args(get_args(events.Message)[0]))
+    assert _concrete(Event) == union
+    assert {type(e) for e in SAMPLES} == union
+
+
+def test_naive_timestamps_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        ExtensionPresence(occurred_at=datetime(2024, 1, 1), source="s", seq=1, extension="1", busy=True)
+
+
+def test_sequence_numbers_start_at_one() -> None:
+    with pytest.raises(ValidationError):
+        ExtensionPresence(occurred_at=AT, source="s", seq=0, extension="1", busy=True)
+
+
+def test_unknown_type_does_not_parse() -> None:
+    body = encode_event(make_call_ringing()).replace(b"call.ringing", b"call.exploded")
+    with pytest.raises(ValidationError):
+        parse_event(body)
+
+
+def test_consumers_ignore_unknown_fields() -> None:
+    document = json.loads(encode_event(make_call_ringing()))
+    document["added_in_a_later_version"] = 1
+    assert parse_event(json.dumps(document).encode()).type == "call.ringing"
+
+
+def test_classic_call_id() -> None:
+    assert make_call_ringing(link=0).call_id == "211230100614_665-0"
+    assert CallStarted(**COMMON, **CHAIN, routed_to="800").call_id == "211230100614_665"
+
+
+def test_schema_snapshot() -> None:
+    """A contract change shows here as a diff. Regenerate with UPDATE_SNAPSHOTS=1 after review."""
+    schema = json.dumps(MESSAGE_ADAPTER.json_schema(), indent=2, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(schema)
+    assert SNAPSHOT.read_text() == schema, "the bus contract changed: review, then run with UPDATE_SNAPSHOTS=1"

@@ -1,0 +1,89 @@
+"""Configuration: the .ini, environment overrides, and errors that name the key."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from shared.logging import configure_logging, redact, redact_url
+from shared.settings import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "callbridge.ini"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings(None, environ={})
+    assert settings.bus.exchange == "callbridge"
+    assert settings.pbx.driver == "simulator"
+
+
+def test_the_example_file_is_valid_and_documents_every_key() -> None:
+    example = ROOT / "callbridge.example.ini"
+    settings = load_settings(example, environ={})
+    text = example.read_text()
+    for section, model in settings:
+        for key in type(model).model_fields:
+            assert f"\n{key} =" in text or f"\n# {key} =" in text, f"[{section}] {key} is not in the example"
+
+
+def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "[pbx]\ntimezone = Europe/Prague\n[simulator]\ncalls_per_minute = 12\n")
+    settings = load_settings(path, environ={"CALLBRIDGE_SIMULATOR_CALLS_PER_MINUTE": "30",
+                                            "CALLBRIDGE_LOG_LEVEL": "debug"})
+    assert settings.pbx.timezone == "Europe/Prague"
+    assert settings.simulator.calls_per_minute == 30
+    assert settings.log.level == "DEBUG"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[monitor]\nid = pbx-east\n")
+    assert load_settings(None, environ={"CALLBRIDGE_CONFIG": str(path)}).monitor.source == "pbx-east"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        ("[pbx]\ntimezone = Mars/Olympus\n", {}, "[pbx] timezone (or $CALLBRIDGE_PBX_TIMEZONE): Value error, unknown time zone"),
+        ("[simulator]\ncalls_per_minute = -1\n", {}, "[simulator] calls_per_minute"),
+        ("", {"CALLBRIDGE_BUS_PREFETCH": "lots"}, "[bus] prefetch (or $CALLBRIDGE_BUS_PREFETCH)"),
+        ("[bus]\namqp_url = http://x\n", {}, "[bus] amqp_url"),
+        ("[pbx]\ndrivr = 3cx\n", {}, "unknown key 'drivr' in [pbx]"),
+        ("[pbxx]\n", {}, "unknown section [pbxx]"),
+        ("not an ini", {}, "not a valid .ini file"),
+    ],
+)
+def test_bad_configuration_names_the_key(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ=environ)
+    assert message in str(caught.value)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_settings(tmp_path / "absent.ini", environ={})
+
+
+def test_secrets_in_urls_are_redacted() -> None:
+    assert redact_url("amqp://bob:s3cret@rabbit:5672/vh") == "amqp://bob:***@rabbit:5672/vh"
+    assert redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
+
+
+def test_configuration_errors_do_not_echo_secrets() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={"CALLBRIDGE_BUS_AMQP_URL": "ftp://bob:s3cret@rabbit/"})
+    assert "[bus] amqp_url" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_log_lines_never_carry_url_passwords(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", json_lines=True)
+    logging.getLogger("test").warning("cannot reach %s", "amqp://bob:s3cret@rabbit/")
+    line = capsys.readouterr().err.strip()
+    assert json.loads(line)["message"] == "cannot reach amqp://bob:***@rabbit/"
