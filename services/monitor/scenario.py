@@ -124,6 +124,8 @@ def _step(index: int, raw: Any) -> Step:
     where = f"step {index}"
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: a step is a mapping such as {{t: 0, do: ring, call: A, dn: [\"101\"]}}")
+    if True in raw:  # YAML 1.1 reads the key `on` (queue_login) as the boolean true
+        raw = {("on" if key is True else key): value for key, value in raw.items()}
     do = raw.get("do")
     if do not in STEP_FIELDS:
         raise ScenarioError(f"{where}: unknown or missing 'do' {do!r} (one of {', '.join(STEP_FIELDS)})")

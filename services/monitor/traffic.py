@@ -52,11 +52,12 @@ class TrafficGenerator:
         self._flows = [f for _, f in flows]
         self._weights = [w for w, _ in flows]
 
-    def steps(self) -> Iterator[tuple[float, Step]]:
-        """(seconds after start, step), in time order, for ever."""
+    def steps(self, until: float | None = None) -> Iterator[tuple[float, Step]]:
+        """(seconds after start, step), in time order: for ever, or with no arrivals after `until`
+        seconds and ending once the calls in progress have ended."""
         arrival = self._rng.expovariate(self._rate)
-        while True:
-            if self._heap and self._heap[0][0] <= arrival:
+        while until is None or arrival <= until or self._heap:
+            if self._heap and (self._heap[0][0] <= arrival or (until is not None and arrival > until)):
                 t, _, step = heapq.heappop(self._heap)
                 yield t, step
                 continue
