@@ -1,13 +1,14 @@
 """The `callbridge` command.
 
-    callbridge monitor                     the monitor service on RabbitMQ (configuration: --config)
-    callbridge scenario run FILE           play a scenario through the services in one process on a
-                                           virtual clock; print each classic webhook as a JSON line
-    callbridge demo                        the simulator's live traffic, classic webhooks printed
+callbridge monitor                     the monitor service on RabbitMQ (configuration: --config)
+callbridge scenario run FILE           play a scenario through the services in one process on a
+                                       virtual clock; print each classic webhook as a JSON line
+callbridge demo                        the simulator's live traffic, classic webhooks printed
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -15,16 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shared.clock import SystemClock, VirtualClock
+from shared.clock import VirtualClock
 from shared.events import Message
-from shared.logging import configure_logging
+from shared.logging import configure_logging, redact
 from shared.memory_bus import InMemoryBus
 from shared.settings import ConfigError, Settings, load_settings
 from shared.topology import WEBHOOKS_BINDINGS
 
 from .monitor import main as monitor
-from .monitor.drivers import SimulatorDriver, check_scenario
-from .monitor.scenario import ScenarioError, default_directory, load_directory, load_scenario
+from .monitor.drivers import Driver, SimulatorDriver, check_scenario
+from .monitor.scenario import ScenarioError, load_scenario
 from .webhooks.classic import classic_payload
 
 
@@ -37,21 +38,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ScenarioError) as error:
         print(f"callbridge: error: {error}", file=sys.stderr)
         return 2
+    except ConnectionError as error:
+        print(f"callbridge: error: {redact(str(error))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description="3CX ⇄ business software bridge")
-    parser.add_argument("--config", type=Path, help="the .ini file (default: $CALLBRIDGE_CONFIG, "
-                        "then /etc/callbridge/callbridge.ini)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the .ini file (default: $CALLBRIDGE_CONFIG, then /etc/callbridge/callbridge.ini)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     monitor_cmd = commands.add_parser("monitor", help="run the monitor service on RabbitMQ")
     monitor_cmd.set_defaults(run=_monitor)
 
-    scenario = commands.add_parser("scenario", help="scenario files").add_subparsers(required=True, metavar="ACTION")
-    run = scenario.add_parser("run", help="play a scenario and print its classic webhooks, one JSON object a line")
+    scenario = commands.add_parser("scenario", help="scenario files").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    run = scenario.add_parser(
+        "run", help="play a scenario and print its classic webhooks, one JSON object a line"
+    )
     run.add_argument("file", type=Path)
     run.add_argument("--recordings-dir", type=Path, help="keep the simulated PBX's WAV recordings here")
     run.add_argument("--timezone", help="the PBX's time zone (default: [pbx] timezone)")
@@ -71,14 +82,17 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_classic(event: Message) -> None:
+async def _print_classic(event: Message) -> None:
     payload = classic_payload(event)
     if payload is not None:
         print(json.dumps(payload), flush=True)
 
 
-async def _printer(event: Message) -> None:
-    _print_classic(event)
+async def _play_printing(driver: Driver, zone: ZoneInfo, source: str) -> None:
+    """The services in one process on the in-memory bus; classic webhooks go to stdout."""
+    bus = InMemoryBus()
+    await bus.subscribe("webhooks", _print_classic, bindings=WEBHOOKS_BINDINGS)
+    await monitor.run(driver, bus, zone=zone, source=source)
 
 
 def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,41 +100,28 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
     scenario = load_scenario(args.file)
     check_scenario(scenario)
     zone = ZoneInfo(args.timezone) if args.timezone else settings.pbx.zone
+    clock = VirtualClock(scenario.start.replace(tzinfo=zone))
     with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch:
-        recordings = args.recordings_dir or Path(scratch)
-        asyncio.run(_play(scenario_driver_factory=lambda clock: SimulatorDriver.for_scenario(
-            scenario, clock, zone, recordings), clock=VirtualClock(scenario.start.replace(tzinfo=zone)), zone=zone))
+        driver = SimulatorDriver.for_scenario(scenario, clock, zone, args.recordings_dir or Path(scratch))
+        asyncio.run(_play_printing(driver, zone, "scenario"))
     return 0
-
-
-async def _play(scenario_driver_factory, clock, zone: ZoneInfo) -> None:  # type: ignore[no-untyped-def]
-    bus = InMemoryBus()
-    await bus.subscribe("webhooks", _printer, bindings=WEBHOOKS_BINDINGS)
-    await monitor.run(scenario_driver_factory(clock), bus, zone=zone, source="scenario")
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log.level)
-    overrides = {"calls_per_minute": args.calls_per_minute, "seed": args.seed, "record": False}
-    simulator = settings.simulator.model_copy(update=overrides)
-    demo_settings = settings.model_copy(update={"simulator": simulator})
-    directory = load_directory(args.directory) if args.directory else default_directory()
-
-    async def play() -> None:
-        clock = SystemClock()
-        driver = SimulatorDriver(directory, monitor.traffic_timeline(demo_settings, directory, clock), clock)
-        bus = InMemoryBus()
-        await bus.subscribe("webhooks", _printer, bindings=WEBHOOKS_BINDINGS)
-        task = monitor.run(driver, bus, zone=settings.pbx.zone, source=monitor.new_source("demo"))
-        if args.duration:
-            try:
-                await asyncio.wait_for(task, args.duration)
-            except TimeoutError:
-                pass
-        else:
-            await task
-
-    asyncio.run(play())
+    simulator = settings.simulator.model_copy(
+        update={
+            "calls_per_minute": args.calls_per_minute,
+            "seed": args.seed,
+            "directory": args.directory,
+            "scenario": None,
+            "record": False,
+        }
+    )
+    driver = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
+    play = _play_printing(driver, settings.pbx.zone, monitor.new_source("demo"))
+    with contextlib.suppress(TimeoutError):  # --duration ran out
+        asyncio.run(asyncio.wait_for(play, args.duration) if args.duration else play)
     return 0
 
 

@@ -4,7 +4,8 @@ No service reads the time or sleeps for domain timing except through a `Clock`.
 """
 
 import asyncio
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -39,3 +40,19 @@ class VirtualClock:
     async def sleep_until(self, when: datetime) -> None:
         self._now = max(self._now, when)
         await asyncio.sleep(0)
+
+
+class ScaledClock:
+    """Real time from `origin`, running `speed` times faster: a scenario played live (speed 1)
+    or compressed (a 95 s scenario in a second at speed 100), keeping its own dates."""
+
+    def __init__(self, origin: datetime, speed: float = 1.0) -> None:
+        if origin.tzinfo is None or speed <= 0:
+            raise ValueError("ScaledClock needs an aware origin and a positive speed")
+        self._origin, self._speed, self._started = origin, speed, time.monotonic()
+
+    def now(self) -> datetime:
+        return self._origin + timedelta(seconds=(time.monotonic() - self._started) * self._speed)
+
+    async def sleep_until(self, when: datetime) -> None:
+        await asyncio.sleep(max((when - self.now()).total_seconds() / self._speed, 0.0))

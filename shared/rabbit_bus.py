@@ -77,7 +77,9 @@ class RabbitBus:
     ) -> AsyncIterator["RabbitBus"]:
         names = names or topology.Topology()
         try:
-            connection = await aio_pika.connect_robust(url, client_properties={"connection_name": connection_name})
+            connection = await aio_pika.connect_robust(
+                url, client_properties={"connection_name": connection_name}
+            )
         except (OSError, aio_pika.exceptions.AMQPConnectionError) as error:
             raise ConnectionError(f"RabbitMQ not reachable at {redact_url(url)}: {error}") from None
         async with connection:
@@ -86,8 +88,12 @@ class RabbitBus:
             await consume_channel.set_qos(prefetch_count=prefetch)
             bus = cls(connection, publish_channel, consume_channel, names, confirm_window)
             await bus._declare()
-            logger.info("bus connected to %s as %s (exchange %s)", redact_url(url), connection_name,
-                        names.events_exchange)
+            logger.info(
+                "bus connected to %s as %s (exchange %s)",
+                redact_url(url),
+                connection_name,
+                names.events_exchange,
+            )
             try:
                 yield bus
             finally:
@@ -107,7 +113,9 @@ class RabbitBus:
         self._dead_queue = await self._publish_channel.declare_queue(self._names.dead_queue, durable=True)
         await self._dead_queue.bind(dead)
         for role, bindings in DURABLE_QUEUES:
-            await self._declare_queue(self._publish_channel, self._names.queue(role), bindings, exclusive=False)
+            await self._declare_queue(
+                self._publish_channel, self._names.queue(role), bindings, exclusive=False
+            )
 
     async def _declare_queue(
         self, channel: AbstractChannel, name: str, bindings: Sequence[str], *, exclusive: bool
@@ -184,14 +192,21 @@ class RabbitBus:
         try:
             event = parse_event(message.body)
         except ValidationError as error:
-            logger.error("queue %s: unparsable message %s (%s) dead-lettered: %s",
-                         queue, message.message_id, message.routing_key, _first_line(error))
+            logger.error(
+                "queue %s: unparsable message %s (%s) dead-lettered: %s",
+                queue,
+                message.message_id,
+                message.routing_key,
+                _first_line(error),
+            )
             await message.reject(requeue=False)
             return
         try:
             await handler(event)
         except Exception:
-            logger.exception("queue %s: handler failed on %s %s; dead-lettered", queue, event.type, event.event_id)
+            logger.exception(
+                "queue %s: handler failed on %s %s; dead-lettered", queue, event.type, event.event_id
+            )
             await message.reject(requeue=False)
             return
         await message.ack()
@@ -211,6 +226,7 @@ class RabbitBus:
 
     async def delete_topology(self) -> None:
         """Remove every queue and exchange under this bus's prefix (tests' clean-up)."""
+        await self._stop_consumers()
         channel = await self._connection.channel()
         for role, _ in DURABLE_QUEUES:
             await channel.queue_delete(self._names.queue(role))
@@ -222,6 +238,9 @@ class RabbitBus:
     async def _close(self) -> None:
         with contextlib.suppress(PublishError):
             await self.flush()
+        await self._stop_consumers()
+
+    async def _stop_consumers(self) -> None:
         for task in list(self._consumers):
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)

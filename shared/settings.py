@@ -63,7 +63,9 @@ class PbxSettings(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Prague)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Prague)"
+            ) from None
         return value
 
     @property
@@ -76,6 +78,7 @@ class SimulatorSettings(_Section):
     scenario: Path | None = None
     recordings_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     record: bool = True
+    speed: float = Field(1.0, gt=0, description="how much faster than real time the simulator runs")
     calls_per_minute: float = Field(6.0, gt=0)
     max_concurrent: int = Field(20, ge=1)
     seed: int | None = None
@@ -139,7 +142,8 @@ def _read_ini(path: Path) -> dict[str, dict[str, str]]:
 
 def _section_model(section: str) -> type[_Section]:
     annotation = Settings.model_fields[section].annotation
-    assert isinstance(annotation, type) and issubclass(annotation, _Section)
+    if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
+        raise TypeError(f"Settings.{section} is not a section model")
     return annotation
 
 

@@ -1,6 +1,9 @@
 """Shared fixtures: the contracts folder, a recorder that waits for events without sleeping."""
 
 import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,19 @@ def contracts() -> Path:
     if not (SHARED / "scenarios" / "check.py").exists():
         pytest.fail(f"the contracts folder {SHARED} is missing: it must lie beside the checkout")
     return SHARED
+
+
+def expected_call_events(name: str) -> list[str]:
+    """An example's expected webhooks without its recording lines (they come with issue 4)."""
+    lines = (SHARED / "scenarios" / f"{name}.expected.jsonl").read_text().splitlines()
+    return [line for line in lines if line.strip() and "FILES" not in json.loads(line)]
+
+
+def check_webhooks(name: str, actual: list[str], scratch: Path) -> str:
+    """Run the contract's check.py on `actual` JSON lines; return its complaint, or "" on a match."""
+    expected, got = scratch / f"{name}.expected.jsonl", scratch / f"{name}.actual.jsonl"
+    expected.write_text("\n".join(expected_call_events(name)) + "\n")
+    got.write_text("".join(line + "\n" for line in actual))
+    check = [sys.executable, str(SHARED / "scenarios" / "check.py"), str(expected), str(got)]
+    result = subprocess.run(check, capture_output=True, text=True, check=False)
+    return "" if result.returncode == 0 else result.stdout

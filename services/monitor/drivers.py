@@ -35,20 +35,36 @@ def check_scenario(scenario: Scenario) -> None:
 class SimulatorDriver:
     """Plays timed steps (a scenario's, or the traffic generator's) on the PBX simulator."""
 
-    def __init__(self, directory: Directory, steps: Iterable[tuple[datetime, Step]], clock: Clock, *,
-                 first_call_number: int = 1, recordings: Path | None = None) -> None:
-        self.simulator = PbxSimulator(directory, first_call_number=first_call_number,
-                                      recorder=WavRecorder(recordings) if recordings else None)
+    def __init__(
+        self,
+        directory: Directory,
+        steps: Iterable[tuple[datetime, Step]],
+        clock: Clock,
+        *,
+        first_call_number: int = 1,
+        recordings: Path | None = None,
+    ) -> None:
+        self.simulator = PbxSimulator(
+            directory,
+            first_call_number=first_call_number,
+            recorder=WavRecorder(recordings) if recordings else None,
+        )
         self._steps = steps
         self._clock = clock
 
     @classmethod
-    def for_scenario(cls, scenario: Scenario, clock: Clock, zone: ZoneInfo,
-                     recordings: Path | None = None) -> "SimulatorDriver":
+    def for_scenario(
+        cls, scenario: Scenario, clock: Clock, zone: ZoneInfo, recordings: Path | None = None
+    ) -> "SimulatorDriver":
         start = scenario.start.replace(tzinfo=zone)
         timeline = ((start + timedelta(seconds=step.t), step) for step in scenario.steps)
-        return cls(scenario.directory, timeline, clock, first_call_number=scenario.first_call_number,
-                   recordings=recordings)
+        return cls(
+            scenario.directory,
+            timeline,
+            clock,
+            first_call_number=scenario.first_call_number,
+            recordings=recordings,
+        )
 
     async def updates(self) -> AsyncIterator[PbxUpdate]:
         yield DirectoryUpdate(self._clock.now(), self.simulator.directory)

@@ -14,15 +14,15 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from shared.bus import Bus
-from shared.clock import Clock, SystemClock
+from shared.clock import Clock, ScaledClock, SystemClock
 from shared.events import Directory
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
-from shared.settings import Settings
+from shared.settings import ConfigError, Settings
 from shared.topology import Topology
 
-from .drivers import Driver, SimulatorDriver
+from .drivers import Driver, SimulatorDriver, check_scenario
 from .scenario import Step, default_directory, load_directory, load_scenario
 from .tracker import CallTracker
 from .traffic import TrafficGenerator
@@ -47,37 +47,58 @@ async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallT
     return tracker
 
 
-def traffic_timeline(settings: Settings, directory: Directory, clock: Clock) -> Iterator[tuple[datetime, Step]]:
+def traffic_timeline(
+    settings: Settings, directory: Directory, clock: Clock
+) -> Iterator[tuple[datetime, Step]]:
     simulator = settings.simulator
     seed = simulator.seed if simulator.seed is not None else random.randrange(2**32)
-    logger.info("traffic generator: %.1f calls/min, at most %d at once, seed %d",
-                simulator.calls_per_minute, simulator.max_concurrent, seed)
-    generator = TrafficGenerator(directory, seed=seed, calls_per_minute=simulator.calls_per_minute,
-                                 max_concurrent=simulator.max_concurrent)
+    logger.info(
+        "traffic generator: %.1f calls/min, at most %d at once, seed %d",
+        simulator.calls_per_minute,
+        simulator.max_concurrent,
+        seed,
+    )
+    generator = TrafficGenerator(
+        directory,
+        seed=seed,
+        calls_per_minute=simulator.calls_per_minute,
+        max_concurrent=simulator.max_concurrent,
+    )
     start = clock.now()
     return ((start + timedelta(seconds=t), step) for t, step in generator.steps())
 
 
-def build_driver(settings: Settings, clock: Clock) -> Driver:
+def build_driver(settings: Settings) -> Driver:
+    """The configured driver on its clock: a scenario keeps its own dates, traffic starts now."""
     simulator = settings.simulator
     if settings.pbx.driver != "simulator":
-        raise SystemExit(f"[pbx] driver = {settings.pbx.driver}: this driver is not available yet; use simulator")
+        raise ConfigError(
+            f"[pbx] driver = {settings.pbx.driver}: this driver is not available yet; use simulator"
+        )
     recordings = simulator.recordings_dir if simulator.record else None
     if simulator.scenario is not None:
         scenario = load_scenario(simulator.scenario)
+        check_scenario(scenario)
+        clock = ScaledClock(scenario.start.replace(tzinfo=settings.pbx.zone), simulator.speed)
         return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings)
     directory = load_directory(simulator.directory) if simulator.directory else default_directory()
-    return SimulatorDriver(directory, traffic_timeline(settings, directory, clock), clock, recordings=recordings)
+    clock = ScaledClock(SystemClock().now(), simulator.speed)
+    return SimulatorDriver(
+        directory, traffic_timeline(settings, directory, clock), clock, recordings=recordings
+    )
 
 
 async def main(settings: Settings) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
-    clock = SystemClock()
-    driver = build_driver(settings, clock)
+    driver = build_driver(settings)
     source = new_source(settings.monitor.source)
-    async with RabbitBus.connect(settings.bus.amqp_url, names=Topology(settings.bus.exchange),
-                                 connection_name=f"monitor {source}", prefetch=settings.bus.prefetch,
-                                 confirm_window=settings.bus.confirm_window) as bus:
+    async with RabbitBus.connect(
+        settings.bus.amqp_url,
+        names=Topology(settings.bus.exchange),
+        connection_name=f"monitor {source}",
+        prefetch=settings.bus.prefetch,
+        confirm_window=settings.bus.confirm_window,
+    ) as bus:
         logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
         monitor = asyncio.create_task(run(driver, bus, zone=settings.pbx.zone, source=source))
         shutdown = asyncio.create_task(wait_for_shutdown())

@@ -39,8 +39,10 @@ class Stretch:
 
 def recording_name(stretch: Stretch) -> str:
     stamp = stretch.started_at.strftime("%Y%m%d%H%M%S")
-    name = _UNSAFE.sub("", stretch.remote_name)
-    return f"[{name}]_{_UNSAFE.sub('', stretch.caller)}-{_UNSAFE.sub('', stretch.callee)}_{stamp}({stretch.call_number}).wav"
+    name, caller, callee = (
+        _UNSAFE.sub("", text) for text in (stretch.remote_name, stretch.caller, stretch.callee)
+    )
+    return f"[{name}]_{caller}-{callee}_{stamp}({stretch.call_number}).wav"
 
 
 class WavRecorder:

@@ -114,7 +114,7 @@ def _start(value: Any) -> datetime:
         except ValueError:
             raise ScenarioError(f"start {value!r} is not an ISO date and time") from None
     else:
-        raise ScenarioError("start is required: the PBX local time at t = 0, e.g. \"2021-12-30T10:06:14\"")
+        raise ScenarioError('start is required: the PBX local time at t = 0, e.g. "2021-12-30T10:06:14"')
     if parsed.tzinfo is not None:
         raise ScenarioError("start is PBX local time: give it without a UTC offset")
     return parsed
@@ -123,7 +123,7 @@ def _start(value: Any) -> datetime:
 def _step(index: int, raw: Any) -> Step:
     where = f"step {index}"
     if not isinstance(raw, dict):
-        raise ScenarioError(f"{where}: a step is a mapping such as {{t: 0, do: ring, call: A, dn: [\"101\"]}}")
+        raise ScenarioError(f'{where}: a step is a mapping such as {{t: 0, do: ring, call: A, dn: ["101"]}}')
     if True in raw:  # YAML 1.1 reads the key `on` (queue_login) as the boolean true
         raw = {("on" if key is True else key): value for key, value in raw.items()}
     do = raw.get("do")
@@ -151,11 +151,13 @@ def _step(index: int, raw: Any) -> Step:
                 raise ScenarioError(f"{where}: on must be true or false")
             fields[key] = value
         elif key in phone_fields and not isinstance(value, str):
-            raise ScenarioError(f"{where}: {key} is a phone number: quote it (\"{value}\")")
+            raise ScenarioError(f'{where}: {key} is a phone number: quote it ("{value}")')
         else:
             fields[key] = _text(where, key, value)
     if do == "set_forwarding" and fields["profile"] not in FORWARDING_PROFILES:
-        raise ScenarioError(f"{where}: unknown profile {fields['profile']!r} (one of {', '.join(FORWARDING_PROFILES)})")
+        raise ScenarioError(
+            f"{where}: unknown profile {fields['profile']!r} (one of {', '.join(FORWARDING_PROFILES)})"
+        )
     return Step(index, float(t), do, fields)
 
 
@@ -231,7 +233,9 @@ def _check_directory(directory: Directory, where: str) -> None:
     extensions = {e.number for e in directory.extensions}
     for queue in directory.queues:
         if strangers := set(queue.agents) - extensions:
-            raise ScenarioError(f"{where}: queue {queue.number} has unknown agent(s) {', '.join(sorted(strangers))}")
+            raise ScenarioError(
+                f"{where}: queue {queue.number} has unknown agent(s) {', '.join(sorted(strangers))}"
+            )
     for group in directory.groups:
         if strangers := set(group.members) - extensions:
             raise ScenarioError(

@@ -8,6 +8,7 @@ conversations through a `WavRecorder`, one file per stretch. No I/O besides the 
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from shared.events import Directory, Extension
 
@@ -24,6 +25,7 @@ from .updates import (
     PbxUpdate,
     QueueLoginUpdate,
     RegistrationUpdate,
+    Status,
 )
 
 DN_TYPES = {"extension": EXTENSION, "queue": QUEUE, "group": RING_GROUP, "ivr": IVR}
@@ -56,8 +58,9 @@ class _Call:
 
 
 class PbxSimulator:
-    def __init__(self, directory: Directory, *, first_call_number: int = 1,
-                 recorder: WavRecorder | None = None) -> None:
+    def __init__(
+        self, directory: Directory, *, first_call_number: int = 1, recorder: WavRecorder | None = None
+    ) -> None:
         self._extensions = {e.number: e for e in directory.extensions}
         self._directory = directory
         self._kinds: dict[str, str] = {e.number: "extension" for e in directory.extensions}
@@ -142,26 +145,55 @@ class PbxSimulator:
             self._stop_recording(call, part.dn)
         self._out.append(replace(part, at=self._at, removed=True, reason=reason))
 
-    def _participant(self, call: _Call, dn: str, dn_type: str, status: str, **fields: str) -> ParticipantUpdate:
+    def _participant(
+        self, call: _Call, dn: str, dn_type: str, status: Status, **fields: Any
+    ) -> ParticipantUpdate:
         assert self._at is not None
         self._next_participant += 1
         call.legs += 1
-        originated = {"originated_by_dn": call.originator,
-                      "originated_by_type": EXTERNAL_LINE if call.kind == "incoming" else EXTENSION}
-        return ParticipantUpdate(at=self._at, dn=dn, dn_type=dn_type, id=self._next_participant, callid=call.callid,
-                                 legid=call.legs, status=status, device_id=f"sip:{dn}@127.0.0.1:5060",  # type: ignore[arg-type]
-                                 **(originated | fields))
+        originated = {
+            "originated_by_dn": call.originator,
+            "originated_by_type": EXTERNAL_LINE if call.kind == "incoming" else EXTENSION,
+        }
+        return ParticipantUpdate(
+            at=self._at,
+            dn=dn,
+            dn_type=dn_type,
+            id=self._next_participant,
+            callid=call.callid,
+            legid=call.legs,
+            status=status,
+            device_id=f"sip:{dn}@127.0.0.1:5060",
+            **(originated | fields),
+        )
 
-    def _extension_leg(self, call: _Call, dn: str, status: str, **fields: str) -> ParticipantUpdate:
+    def _extension_leg(self, call: _Call, dn: str, status: Status, **fields: Any) -> ParticipantUpdate:
         """An extension's leg of an external call: its other party is the external caller."""
-        return self._participant(call, dn, EXTENSION, status, party_caller_id=call.external,
-                                 party_dn=call.line, party_dn_type=EXTERNAL_LINE, party_did=call.did_number, **fields)
+        return self._participant(
+            call,
+            dn,
+            EXTENSION,
+            status,
+            party_caller_id=call.external,
+            party_dn=call.line,
+            party_dn_type=EXTERNAL_LINE,
+            party_did=call.did_number,
+            **fields,
+        )
 
-    def _route_leg(self, call: _Call, to: str, **fields: str) -> None:
+    def _route_leg(self, call: _Call, to: str, **fields: Any) -> None:
         assert call.leg is not None
         kind = self._kinds.get(to, "extension")
-        self._upsert(call, replace(call.leg, party_dn=to, party_dn_type=DN_TYPES[kind],
-                                   party_caller_name=self._name(to), **fields))
+        self._upsert(
+            call,
+            replace(
+                call.leg,
+                party_dn=to,
+                party_dn_type=DN_TYPES[kind],
+                party_caller_name=self._name(to),
+                **fields,
+            ),
+        )
 
     def _name(self, dn: str) -> str:
         extension = self._extensions.get(dn)
@@ -175,8 +207,14 @@ class PbxSimulator:
             return
         assert self._at is not None
         caller, callee = (call.external, dn) if call.kind == "incoming" else (dn, call.external)
-        call.stretches[dn] = Stretch(dn, call.callid, caller, callee, call.external if call.kind == "incoming" else "",
-                                     self._at.replace(tzinfo=None))
+        call.stretches[dn] = Stretch(
+            dn,
+            call.callid,
+            caller,
+            callee,
+            call.external if call.kind == "incoming" else "",
+            self._at.replace(tzinfo=None),
+        )
 
     def _stop_recording(self, call: _Call, dn: str) -> None:
         stretch = call.stretches.pop(dn, None)
@@ -186,7 +224,7 @@ class PbxSimulator:
 
     # --- calls appear ---------------------------------------------------------------------------
 
-    def _open(self, label: str, kind: str, originator: str, **fields: str) -> _Call:
+    def _open(self, label: str, kind: str, originator: str, **fields: Any) -> _Call:
         call = _Call(label, self._next_call, kind, originator, **fields)
         self._next_call += 1
         self._calls[label] = call
@@ -199,11 +237,26 @@ class PbxSimulator:
             raise self._fail(f"DID rule {step['did']!r} is not in the directory")
         kind = self._dn(step["to"], "extension", "queue", "group", "ivr")
         line, did = self._dids[step["did"]]
-        call = self._open(step["call"], "incoming", line, external=step["from"], did_number=did, line=line,
-                          routed_to=step["to"])
-        leg = self._participant(call, line, EXTERNAL_LINE, "Ringing", party_caller_id=step["from"],
-                                party_dn=step["to"], party_dn_type=DN_TYPES[kind],
-                                party_caller_name=self._name(step["to"]), party_did=did)
+        call = self._open(
+            step["call"],
+            "incoming",
+            line,
+            external=step["from"],
+            did_number=did,
+            line=line,
+            routed_to=step["to"],
+        )
+        leg = self._participant(
+            call,
+            line,
+            EXTERNAL_LINE,
+            "Ringing",
+            party_caller_id=step["from"],
+            party_dn=step["to"],
+            party_dn_type=DN_TYPES[kind],
+            party_caller_name=self._name(step["to"]),
+            party_did=did,
+        )
         self._upsert(call, leg)
 
     def _do_outgoing(self, step: Step) -> None:
@@ -213,11 +266,27 @@ class PbxSimulator:
             raise self._fail(f"{step['to']} is an internal DN; use an internal step")
         if not self._outbound_line:
             raise self._fail("the directory has no line to dial out on")
-        call = self._open(step["call"], "outgoing", step["from"], external=step["to"], line=self._outbound_line,
-                          routed_to=step["from"])
-        self._upsert(call, self._participant(call, call.line, EXTERNAL_LINE, "Dialing", party_caller_id=step["to"],
-                                             party_dn=step["from"], party_dn_type=EXTENSION,
-                                             party_caller_name=self._name(step["from"])))
+        call = self._open(
+            step["call"],
+            "outgoing",
+            step["from"],
+            external=step["to"],
+            line=self._outbound_line,
+            routed_to=step["from"],
+        )
+        self._upsert(
+            call,
+            self._participant(
+                call,
+                call.line,
+                EXTERNAL_LINE,
+                "Dialing",
+                party_caller_id=step["to"],
+                party_dn=step["from"],
+                party_dn_type=EXTENSION,
+                party_caller_name=self._name(step["from"]),
+            ),
+        )
         self._upsert(call, self._extension_leg(call, step["from"], "Dialing"))
 
     def _do_internal(self, step: Step) -> None:
@@ -229,9 +298,17 @@ class PbxSimulator:
         call = self._open(step["call"], "internal", step["from"], routed_to=step["to"])
         self._upsert(call, self._internal_leg(call, step["from"], step["to"], "Dialing"))
 
-    def _internal_leg(self, call: _Call, dn: str, other: str, status: str) -> ParticipantUpdate:
-        return self._participant(call, dn, EXTENSION, status, party_caller_id=other,
-                                 party_caller_name=self._name(other), party_dn=other, party_dn_type=EXTENSION)
+    def _internal_leg(self, call: _Call, dn: str, other: str, status: Status) -> ParticipantUpdate:
+        return self._participant(
+            call,
+            dn,
+            EXTENSION,
+            status,
+            party_caller_id=other,
+            party_caller_name=self._name(other),
+            party_dn=other,
+            party_dn_type=EXTENSION,
+        )
 
     # --- routing and ringing ----------------------------------------------------------------------
 
@@ -255,7 +332,9 @@ class PbxSimulator:
         if call.kind == "outgoing" and not call.transferred:
             raise self._fail(f"call {call.label} is outgoing: no extension rings before a transfer")
         if call.kind != "internal" and call.talking():
-            raise self._fail(f"call {call.label} is connected to {', '.join(call.talking())}; transfer it first")
+            raise self._fail(
+                f"call {call.label} is connected to {', '.join(call.talking())}; transfer it first"
+            )
         routed_kind = self._kinds.get(call.routed_to, "extension")
         for dn in step["dn"]:
             self._dn(dn, "extension")
@@ -266,9 +345,16 @@ class PbxSimulator:
                     raise self._fail(f"{dn} is the caller of call {call.label}")
                 self._upsert(call, self._internal_leg(call, dn, call.originator, "Ringing"))
                 continue
-            behalf = {} if routed_kind == "extension" else {
-                "on_behalf_of_dn": call.routed_to, "on_behalf_of_type": DN_TYPES[routed_kind]}
-            referred = {"referred_by_dn": call.referred_by, "referred_by_type": EXTENSION} if call.referred_by else {}
+            behalf = (
+                {}
+                if routed_kind == "extension"
+                else {"on_behalf_of_dn": call.routed_to, "on_behalf_of_type": DN_TYPES[routed_kind]}
+            )
+            referred = (
+                {"referred_by_dn": call.referred_by, "referred_by_type": EXTENSION}
+                if call.referred_by
+                else {}
+            )
             self._upsert(call, self._extension_leg(call, dn, "Ringing", **behalf, **referred))
 
     def _do_stop_ring(self, step: Step) -> None:
@@ -283,7 +369,9 @@ class PbxSimulator:
         dn = step["dn"]
         if dn == "external":
             if call.kind != "outgoing" or call.transferred:
-                raise self._fail(f"only the far end of an outgoing call answers as 'external'; {call.label} is not one")
+                raise self._fail(
+                    f"only the far end of an outgoing call answers as 'external'; {call.label} is not one"
+                )
             dialer = call.parts.get(call.originator)
             if dialer is None or dialer.status != "Dialing":
                 raise self._fail(f"call {call.label} is not dialling")
@@ -316,7 +404,9 @@ class PbxSimulator:
         if step["to"] == step["by"]:
             raise self._fail(f"{step['by']} cannot transfer a call to itself")
         call.routed_to, call.referred_by, call.transferred = step["to"], step["by"], True
-        self._route_leg(call, step["to"], status="Ringing", referred_by_dn=step["by"], referred_by_type=EXTENSION)
+        self._route_leg(
+            call, step["to"], status="Ringing", referred_by_dn=step["by"], referred_by_type=EXTENSION
+        )
         self._remove(call, part)
 
     def _do_consult(self, step: Step) -> None:
@@ -342,7 +432,9 @@ class PbxSimulator:
         if consult.parts.get(to) is None or consult.parts[to].status != "Connected":
             raise self._fail(f"{to} has not answered the consultation call {consult.label}")
         transferor = self._talking(call, by)
-        self._upsert(call, self._extension_leg(call, to, "Connected", referred_by_dn=by, referred_by_type=EXTENSION))
+        self._upsert(
+            call, self._extension_leg(call, to, "Connected", referred_by_dn=by, referred_by_type=EXTENSION)
+        )
         self._route_leg(call, to, status="Connected", referred_by_dn=by, referred_by_type=EXTENSION)
         call.referred_by, call.transferred = by, True
         call.held.discard(by)
@@ -369,7 +461,10 @@ class PbxSimulator:
     def _do_reconnect(self, step: Step) -> None:
         call = self._call(step["call"])
         part = self._talking(call, step["dn"])
-        self._upsert(call, replace(part, device_id=f"{part.device_id.split(';')[0]};rinstance={self._next_participant}"))
+        self._upsert(
+            call,
+            replace(part, device_id=f"{part.device_id.split(';')[0]};rinstance={self._next_participant}"),
+        )
         self._next_participant += 1
         if step["dn"] in call.stretches:
             self._stop_recording(call, step["dn"])

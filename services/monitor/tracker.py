@@ -64,8 +64,13 @@ from .updates import (
     RegistrationUpdate,
 )
 
-ROUTED_TYPES: dict[str, RoutedType] = {EXTENSION: "extension", QUEUE: "queue", RING_GROUP: "group", IVR: "ivr",
-                                       EXTERNAL_LINE: "external"}
+ROUTED_TYPES: dict[str, RoutedType] = {
+    EXTENSION: "extension",
+    QUEUE: "queue",
+    RING_GROUP: "group",
+    IVR: "ivr",
+    EXTERNAL_LINE: "external",
+}
 
 
 @dataclass(slots=True)
@@ -121,11 +126,22 @@ class CallTracker:
         elif isinstance(update, ForwardingUpdate):
             self._emit(ExtensionForwarding, update.at, extension=update.dn, profile=update.profile)
         elif isinstance(update, QueueLoginUpdate):
-            self._emit(ExtensionQueueLogin, update.at, extension=update.dn, queue=update.queue,
-                       logged_in=update.logged_in)
+            self._emit(
+                ExtensionQueueLogin,
+                update.at,
+                extension=update.dn,
+                queue=update.queue,
+                logged_in=update.logged_in,
+            )
         elif isinstance(update, OptionsUpdate):
-            self._emit(ExtensionOptions, update.at, extension=update.dn, enabled=update.enabled,
-                       external=update.external, recording=update.recording)
+            self._emit(
+                ExtensionOptions,
+                update.at,
+                extension=update.dn,
+                enabled=update.enabled,
+                external=update.external,
+                recording=update.recording,
+            )
         elif isinstance(update, DirectoryUpdate):
             self._learn(update.directory)
             self._emit(DirectorySnapshot, update.at, directory=update.directory)
@@ -140,8 +156,17 @@ class CallTracker:
         self._out.append(kind(occurred_at=at, source=self._source, seq=self._seq, **fields))
 
     def _emit_call(self, kind: type[CallEvent], chain: _Chain, at: datetime, **fields: Any) -> None:
-        self._emit(kind, at, chain_id=chain.chain_id, call_number=chain.call_number, direction=chain.direction,
-                   external_number=chain.external, did_name=chain.did_name, did_number=chain.did_number, **fields)
+        self._emit(
+            kind,
+            at,
+            chain_id=chain.chain_id,
+            call_number=chain.call_number,
+            direction=chain.direction,
+            external_number=chain.external,
+            did_name=chain.did_name,
+            did_number=chain.did_number,
+            **fields,
+        )
 
     # --- participants ------------------------------------------------------------------------------
 
@@ -224,7 +249,9 @@ class CallTracker:
     def _extension_leg(self, chain: _Chain, prior: ParticipantUpdate | None, p: ParticipantUpdate) -> None:
         was = prior.status if prior is not None else None
         if p.status == "Ringing" and was != "Ringing" and p.dn != chain.originator:
-            self._emit_call(CallRinging, chain, p.at, link=chain.link, extension=p.dn, user_type=self._user_type(chain, p))
+            self._emit_call(
+                CallRinging, chain, p.at, link=chain.link, extension=p.dn, user_type=self._user_type(chain, p)
+            )
         if p.status != "Connected" or was == "Connected":
             return
         if chain.answered_at is None:
@@ -247,31 +274,56 @@ class CallTracker:
     def _answered(self, chain: _Chain, p: ParticipantUpdate, transfer_type: TransferType) -> None:
         chain.answered_at, chain.talker, chain.talker_left = p.at, p.dn, None
         chain.next_transfer_type = "NotDef"
-        self._emit_call(CallAnswered, chain, p.at, link=chain.link, extension=p.dn, transfer_type=transfer_type)
+        self._emit_call(
+            CallAnswered, chain, p.at, link=chain.link, extension=p.dn, transfer_type=transfer_type
+        )
 
     # --- ends ----------------------------------------------------------------------------------
 
-    def _end_link(self, chain: _Chain, at: datetime, *, transferred: bool,
-                  chain_ended: bool = False, callback: bool = False) -> None:
+    def _end_link(
+        self,
+        chain: _Chain,
+        at: datetime,
+        *,
+        transferred: bool,
+        chain_ended: bool = False,
+        callback: bool = False,
+    ) -> None:
         if chain.answered_at is not None:
             ended = chain.talker_left or at
-            self._emit_call(CallEnded, chain, at, link=chain.link, extension=chain.talker or chain.routed_to,
-                            answered=True, transferred=transferred, chain_ended=chain_ended,
-                            duration=max((ended - chain.answered_at).total_seconds(), 0.0), routed_type="extension")
+            self._emit_call(
+                CallEnded,
+                chain,
+                at,
+                link=chain.link,
+                extension=chain.talker or chain.routed_to,
+                answered=True,
+                transferred=transferred,
+                chain_ended=chain_ended,
+                duration=max((ended - chain.answered_at).total_seconds(), 0.0),
+                routed_type="extension",
+            )
             return
         assert chain.link_started is not None
-        self._emit_call(CallEnded, chain, at, link=chain.link,
-                        extension=chain.routed_to,
-                        answered=False, transferred=transferred, chain_ended=chain_ended,
-                        duration=max((at - chain.link_started).total_seconds(), 0.0),
-                        routed_type=chain.routed_type, callback_requested=callback)
+        self._emit_call(
+            CallEnded,
+            chain,
+            at,
+            link=chain.link,
+            extension=chain.routed_to,
+            answered=False,
+            transferred=transferred,
+            chain_ended=chain_ended,
+            duration=max((at - chain.link_started).total_seconds(), 0.0),
+            routed_type=chain.routed_type,
+            callback_requested=callback,
+        )
 
     def _chain_ends(self, call: _Call, p: ParticipantUpdate) -> None:
         chain = call.chain
         if chain is None:
             return
-        self._end_link(chain, p.at, transferred=False, chain_ended=True,
-                       callback=p.reason == "callback")
+        self._end_link(chain, p.at, transferred=False, chain_ended=True, callback=p.reason == "callback")
         call.chain = None
 
 

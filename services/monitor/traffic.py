@@ -22,9 +22,20 @@ Script = list[tuple[float, str, dict[str, Any]]]
 
 
 class TrafficGenerator:
-    def __init__(self, directory: Directory, *, seed: int, calls_per_minute: float, max_concurrent: int,
-                 state_changes: float = 0.05) -> None:
-        if len(directory.extensions) < 2 or not directory.lines or not any(line.dids for line in directory.lines):
+    def __init__(
+        self,
+        directory: Directory,
+        *,
+        seed: int,
+        calls_per_minute: float,
+        max_concurrent: int,
+        state_changes: float = 0.05,
+    ) -> None:
+        if (
+            len(directory.extensions) < 2
+            or not directory.lines
+            or not any(line.dids for line in directory.lines)
+        ):
             raise ScenarioError("the traffic generator needs at least two extensions and a line with a DID")
         self._rng = random.Random(seed)
         self._rate = calls_per_minute / 60.0
@@ -42,8 +53,13 @@ class TrafficGenerator:
         self.started = 0
         self.blocked = 0
         flows: list[tuple[int, Callable[[str], Script]]] = [
-            (30, self._queue_answered), (8, self._queue_missed), (14, self._direct), (15, self._outbound),
-            (7, self._blind_transfer), (5, self._attended_transfer), (4, self._internal),
+            (30, self._queue_answered),
+            (8, self._queue_missed),
+            (14, self._direct),
+            (15, self._outbound),
+            (7, self._blind_transfer),
+            (5, self._attended_transfer),
+            (4, self._internal),
         ]
         if self._groups:
             flows.append((8, self._ring_group))
@@ -96,8 +112,10 @@ class TrafficGenerator:
         rng = self._rng
         talk = rng.uniform(20, 240)
         if rng.random() < 0.15:
-            script += [(at + talk * 0.3, "hold", {"call": label, "by": talker}),
-                       (at + talk * 0.5, "resume", {"call": label, "by": talker})]
+            script += [
+                (at + talk * 0.3, "hold", {"call": label, "by": talker}),
+                (at + talk * 0.5, "resume", {"call": label, "by": talker}),
+            ]
         if rng.random() < 0.08:
             script.append((at + talk * 0.6, "reconnect", {"call": label, "dn": talker}))
         if end:
@@ -106,10 +124,17 @@ class TrafficGenerator:
         return at + talk
 
     def _incoming(self, label: str, to: str) -> Script:
-        return [(0.0, "incoming", {"call": label, "from": self._caller(), "did": self._rng.choice(self._dids),
-                                   "to": to})]
+        return [
+            (
+                0.0,
+                "incoming",
+                {"call": label, "from": self._caller(), "did": self._rng.choice(self._dids), "to": to},
+            )
+        ]
 
-    def _answered_in(self, label: str, to: str, phones: list[str], at: float = 0.0) -> tuple[Script, str, float]:
+    def _answered_in(
+        self, label: str, to: str, phones: list[str], at: float = 0.0
+    ) -> tuple[Script, str, float]:
         """An incoming call to `to` that rings `phones` and is answered; returns (script, talker, time)."""
         rng = self._rng
         script = self._incoming(label, to) if at == 0.0 else []
@@ -117,8 +142,10 @@ class TrafficGenerator:
         ringing = rng.sample(phones, rng.randint(1, len(phones)))
         talker = rng.choice(ringing)
         answer_at = ring_at + rng.uniform(3, 20)
-        script += [(ring_at, "ring", {"call": label, "dn": tuple(ringing)}),
-                   (answer_at, "answer", {"call": label, "dn": talker})]
+        script += [
+            (ring_at, "ring", {"call": label, "dn": tuple(ringing)}),
+            (answer_at, "answer", {"call": label, "dn": talker}),
+        ]
         return script, talker, answer_at
 
     def _entry(self, label: str) -> tuple[Script, str, float]:
@@ -146,10 +173,15 @@ class TrafficGenerator:
         queue, agents = rng.choice(self._queues)
         script = self._incoming(label, queue)
         ring_at = rng.uniform(0.3, 3)
-        script.append((ring_at, "ring", {"call": label, "dn": tuple(rng.sample(agents, rng.randint(1, len(agents))))}))
+        script.append(
+            (ring_at, "ring", {"call": label, "dn": tuple(rng.sample(agents, rng.randint(1, len(agents))))})
+        )
         leave = ring_at + rng.uniform(10, 60)
-        script.append((leave, "callback", {"call": label}) if rng.random() < 0.3
-                      else (leave, "hangup", {"call": label, "by": "external"}))
+        script.append(
+            (leave, "callback", {"call": label})
+            if rng.random() < 0.3
+            else (leave, "hangup", {"call": label, "by": "external"})
+        )
         return script
 
     def _direct(self, label: str) -> Script:
@@ -157,8 +189,10 @@ class TrafficGenerator:
         extension = rng.choice(self._extensions)
         if rng.random() < 0.15:
             script = self._incoming(label, extension)
-            script += [(0.2, "ring", {"call": label, "dn": (extension,)}),
-                       (rng.uniform(10, 30), "hangup", {"call": label, "by": "external"})]
+            script += [
+                (0.2, "ring", {"call": label, "dn": (extension,)}),
+                (rng.uniform(10, 30), "hangup", {"call": label, "by": "external"}),
+            ]
             return script
         script, talker, at = self._answered_in(label, extension, [extension])
         self._talk(script, label, at, talker)
@@ -200,8 +234,10 @@ class TrafficGenerator:
         script, talker, at = self._entry(label)
         at = self._talk(script, label, at, talker, end=False)
         target = rng.choice([e for e in self._extensions if e != talker])
-        script += [(at, "transfer", {"call": label, "by": talker, "to": target}),
-                   (at + 0.2, "ring", {"call": label, "dn": (target,)})]
+        script += [
+            (at, "transfer", {"call": label, "by": talker, "to": target}),
+            (at + 0.2, "ring", {"call": label, "dn": (target,)}),
+        ]
         if rng.random() < 0.2:
             script.append((at + rng.uniform(15, 30), "hangup", {"call": label, "by": "external"}))
             return script
@@ -218,10 +254,12 @@ class TrafficGenerator:
         consult = f"{label}c"
         ring_at, answer_at = at + 0.5, at + rng.uniform(2, 8)
         complete_at = answer_at + rng.uniform(5, 20)
-        script += [(at, "consult", {"call": label, "by": talker, "to": target, "consult": consult}),
-                   (ring_at, "ring", {"call": consult, "dn": (target,)}),
-                   (answer_at, "answer", {"call": consult, "dn": target}),
-                   (complete_at, "complete", {"call": label, "consult": consult})]
+        script += [
+            (at, "consult", {"call": label, "by": talker, "to": target, "consult": consult}),
+            (ring_at, "ring", {"call": consult, "dn": (target,)}),
+            (answer_at, "answer", {"call": consult, "dn": target}),
+            (complete_at, "complete", {"call": label, "consult": consult}),
+        ]
         self._talk(script, label, complete_at, target)
         return script
 
@@ -229,10 +267,12 @@ class TrafficGenerator:
         rng = self._rng
         caller, callee = rng.sample(self._extensions, 2)
         answer_at = rng.uniform(2, 10)
-        return [(0.0, "internal", {"call": label, "from": caller, "to": callee}),
-                (0.2, "ring", {"call": label, "dn": (callee,)}),
-                (answer_at, "answer", {"call": label, "dn": callee}),
-                (answer_at + rng.uniform(10, 120), "hangup", {"call": label, "by": rng.choice((caller, callee))})]
+        return [
+            (0.0, "internal", {"call": label, "from": caller, "to": callee}),
+            (0.2, "ring", {"call": label, "dn": (callee,)}),
+            (answer_at, "answer", {"call": label, "dn": callee}),
+            (answer_at + rng.uniform(10, 120), "hangup", {"call": label, "by": rng.choice((caller, callee))}),
+        ]
 
     def _state_change(self) -> Script:
         rng = self._rng
@@ -243,9 +283,13 @@ class TrafficGenerator:
             return [(0.0, "unregister", {"dn": extension}), (back, "register", {"dn": extension})]
         if kind == 1 or not self._queues:
             profile = rng.choice(("Away", "Out of office", "Custom 1", "Custom 2"))
-            return [(0.0, "set_forwarding", {"dn": extension, "profile": profile}),
-                    (back, "set_forwarding", {"dn": extension, "profile": "Available"})]
+            return [
+                (0.0, "set_forwarding", {"dn": extension, "profile": profile}),
+                (back, "set_forwarding", {"dn": extension, "profile": "Available"}),
+            ]
         queue, agents = rng.choice(self._queues)
         agent = rng.choice(agents)
-        return [(0.0, "queue_login", {"dn": agent, "queue": queue, "on": False}),
-                (back, "queue_login", {"dn": agent, "queue": queue, "on": True})]
+        return [
+            (0.0, "queue_login", {"dn": agent, "queue": queue, "on": False}),
+            (back, "queue_login", {"dn": agent, "queue": queue, "on": True}),
+        ]

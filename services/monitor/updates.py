@@ -105,5 +105,10 @@ class DirectoryUpdate:
 
 
 PbxUpdate = (
-    ParticipantUpdate | RegistrationUpdate | ForwardingUpdate | QueueLoginUpdate | OptionsUpdate | DirectoryUpdate
+    ParticipantUpdate
+    | RegistrationUpdate
+    | ForwardingUpdate
+    | QueueLoginUpdate
+    | OptionsUpdate
+    | DirectoryUpdate
 )

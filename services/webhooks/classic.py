@@ -15,17 +15,33 @@ def duration_text(seconds: float) -> str:
 
 def classic_payload(event: Event) -> dict[str, str] | None:
     if isinstance(event, CallRinging):
-        return {"event": "ringing", "callerid": event.external_number, "did": event.did_name,
-                "user": event.extension, "usertype": event.user_type, "id": event.call_id}
+        return {
+            "event": "ringing",
+            "callerid": event.external_number,
+            "did": event.did_name,
+            "user": event.extension,
+            "usertype": event.user_type,
+            "id": event.call_id,
+        }
     if isinstance(event, CallAnswered):
-        return {"event": "hangupincoming" if event.direction == "inbound" else "hangupoutgoing",
-                "callerid": event.external_number, "user": event.extension, "did": event.did_name,
-                "trtype": event.transfer_type, "id": event.call_id}
+        return {
+            "event": "hangupincoming" if event.direction == "inbound" else "hangupoutgoing",
+            "callerid": event.external_number,
+            "user": event.extension,
+            "did": event.did_name,
+            "trtype": event.transfer_type,
+            "id": event.call_id,
+        }
     if isinstance(event, CallEnded):
-        return {"event": "incoming" if event.direction == "inbound" else "outgoing",
-                "callerid": event.external_number, "user": event.extension,
-                "finishtype": "Ok" if event.answered else "Missed",
-                "transfer": "true" if event.transferred else "false", "title": title(event), "id": event.call_id}
+        return {
+            "event": "incoming" if event.direction == "inbound" else "outgoing",
+            "callerid": event.external_number,
+            "user": event.extension,
+            "finishtype": "Ok" if event.answered else "Missed",
+            "transfer": "true" if event.transferred else "false",
+            "title": title(event),
+            "id": event.call_id,
+        }
     return None
 
 
@@ -37,7 +53,9 @@ def title(event: CallEnded) -> str:
     else:
         parts = [f"Outgoing call to {event.external_number}"]
     if event.answered:
-        parts.append(f"answered by {event.extension}" if event.direction == "inbound" else f"by {event.extension}")
+        parts.append(
+            f"answered by {event.extension}" if event.direction == "inbound" else f"by {event.extension}"
+        )
         if event.transferred:
             parts.append("transferred")
         parts.append(f"talk time {duration_text(event.duration)}")

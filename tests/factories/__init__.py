@@ -10,9 +10,17 @@ _seq = iter(range(1, 10**9))
 
 
 def _common(overrides: dict[str, Any]) -> dict[str, Any]:
-    base = {"occurred_at": AT, "source": "test/1", "seq": next(_seq), "chain_id": "211230100614_665",
-            "call_number": 665, "direction": "inbound", "external_number": "420774852629",
-            "did_name": "PragueDID", "did_number": "+420221000000"}
+    base = {
+        "occurred_at": AT,
+        "source": "test/1",
+        "seq": next(_seq),
+        "chain_id": "211230100614_665",
+        "call_number": 665,
+        "direction": "inbound",
+        "external_number": "420774852629",
+        "did_name": "PragueDID",
+        "did_number": "+420221000000",
+    }
     return base | overrides
 
 
@@ -21,5 +29,17 @@ def make_call_ringing(**overrides: Any) -> CallRinging:
 
 
 def make_call_ended(**overrides: Any) -> CallEnded:
-    return CallEnded(**_common({"link": 1, "extension": "102", "answered": True, "transferred": False,
-                                "chain_ended": True, "duration": 25.0, "routed_type": "extension"} | overrides))
+    return CallEnded(
+        **_common(
+            {
+                "link": 1,
+                "extension": "102",
+                "answered": True,
+                "transferred": False,
+                "chain_ended": True,
+                "duration": 25.0,
+                "routed_type": "extension",
+            }
+            | overrides
+        )
+    )

@@ -21,8 +21,10 @@ def amqp_url() -> str:
     try:
         socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3).close()
     except OSError as error:
-        pytest.fail(f"RabbitMQ not reachable at {parts.hostname}:{parts.port or 5672} ({error}); start it with "
-                    "`rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'.")
+        pytest.fail(
+            f"RabbitMQ not reachable at {parts.hostname}:{parts.port or 5672} ({error}); start it with "
+            "`rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'."
+        )
     return AMQP_URL
 
 

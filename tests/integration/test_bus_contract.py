@@ -6,11 +6,12 @@ from uuid import uuid4
 
 import pytest
 
-from shared.bus import Bus
+from shared.bus import Bus, DeadLetter, Handler
+from shared.events import Message
 from shared.memory_bus import InMemoryBus
 from tests.conftest import Recorder
-from tests.integration.conftest import private_rabbit_bus
 from tests.factories import make_call_ended, make_call_ringing
+from tests.integration.conftest import private_rabbit_bus
 
 
 @pytest.fixture(params=["memory", pytest.param("rabbit", marks=pytest.mark.rabbitmq)])
@@ -61,16 +62,26 @@ async def test_every_queue_gets_its_own_copy(bus: Bus) -> None:
 
 
 async def test_handlers_on_one_queue_compete(bus: Bus) -> None:
-    first, second = Recorder(), Recorder()
-    await bus.subscribe("shared", first, bindings=["call.#"])
-    await bus.subscribe("shared", second, bindings=["call.#"])
-    for _ in range(20):
-        await bus.publish(make_call_ringing())
+    everything = Recorder()
+    seen_by: dict[str, list[object]] = {"first": [], "second": []}
+
+    def handler(name: str) -> Handler:
+        async def handle(event: Message) -> None:
+            seen_by[name].append(event)
+            await everything(event)
+
+        return handle
+
+    await bus.subscribe("shared", handler("first"), bindings=["call.#"])
+    await bus.subscribe("shared", handler("second"), bindings=["call.#"])
+    sent = [make_call_ringing() for _ in range(20)]
+    for event in sent:
+        await bus.publish(event)
     await bus.flush()
-    async with asyncio.timeout(10):
-        while len(first.events) + len(second.events) < 20:
-            await asyncio.sleep(0.01)
-    assert len(first.events) + len(second.events) == 20  # each event once, not once per handler
+    received = await everything.wait_for(20)
+    assert sorted(e.event_id for e in received) == sorted(
+        e.event_id for e in sent
+    )  # each once, not per handler
 
 
 async def test_exclusive_queues_are_private_per_subscriber(bus: Bus) -> None:
@@ -115,14 +126,11 @@ async def test_unparsable_body_is_dead_lettered(bus: Bus, recorder: Recorder) ->
     assert dead[0].queue.endswith("strict")
 
 
-async def test_failing_handler_dead_letters_and_carries_on(bus: Bus) -> None:
-    handled: list[int] = []
-
-    async def fussy(event: object) -> None:
-        link = getattr(event, "link", 0)
-        if link == 1:
+async def test_failing_handler_dead_letters_and_carries_on(bus: Bus, recorder: Recorder) -> None:
+    async def fussy(event: Message) -> None:
+        if getattr(event, "link", 0) == 1:
             raise RuntimeError("cannot handle link 1")
-        handled.append(link)
+        await recorder(event)
 
     await bus.subscribe("fussy", fussy, bindings=["call.#"])
     for link in (0, 1, 2):
@@ -130,9 +138,7 @@ async def test_failing_handler_dead_letters_and_carries_on(bus: Bus) -> None:
     await bus.flush()
     dead = await _dead_letters(bus, 1)
     assert b'"link":1' in dead[0].body
-    async with asyncio.timeout(10):
-        while handled != [0, 2]:
-            await asyncio.sleep(0.01)
+    assert [getattr(e, "link", None) for e in await recorder.wait_for(2)] == [0, 2]
 
 
 async def test_replaying_a_dead_letter_delivers_it(bus: Bus, recorder: Recorder) -> None:
@@ -150,9 +156,10 @@ async def test_replaying_a_dead_letter_delivers_it(bus: Bus, recorder: Recorder)
     assert (await recorder.wait_for(1))[-1] == event
 
 
-async def _dead_letters(bus: Bus, count: int) -> list:  # type: ignore[type-arg]
-    """Dead-lettering is asynchronous on RabbitMQ: poll the dead-letter queue until they arrive."""
-    found = []
+async def _dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
+    """Dead-lettering is asynchronous on RabbitMQ and nothing announces it: poll the dead-letter
+    queue (basic.get) until the letters are there."""
+    found: list[DeadLetter] = []
     async with asyncio.timeout(10):
         while len(found) < count:
             found += await bus.take_dead_letters()

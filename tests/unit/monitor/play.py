@@ -14,7 +14,9 @@ from shared.events import CallEvent, Event
 UTC = ZoneInfo("UTC")
 
 
-def play(steps: str, *, start: str = "2024-03-01T09:00:00", zone: ZoneInfo = UTC, first: int = 1) -> list[Event]:
+def play(
+    steps: str, *, start: str = "2024-03-01T09:00:00", zone: ZoneInfo = UTC, first: int = 1
+) -> list[Event]:
     document = {"start": start, "first_call_number": first, "steps": yaml.safe_load(steps)}
     scenario = parse_scenario(document, base=Path("."))
     simulator = PbxSimulator(scenario.directory, first_call_number=first)
@@ -37,9 +39,17 @@ def brief(events: list[Event]) -> list[tuple[object, ...]]:
     for e in calls(events):
         detail = {"call.ringing": "user_type", "call.answered": "transfer_type"}.get(e.type)
         if detail:
-            out.append((e.type[5:], e.call_id, getattr(e, "extension"), getattr(e, detail)))
+            out.append((e.type[5:], e.call_id, e.extension, getattr(e, detail)))
         else:
-            ok = "Ok" if getattr(e, "answered") else "Missed"
-            out.append(("ended", e.call_id, getattr(e, "extension"), ok, getattr(e, "transferred"),
-                        round(getattr(e, "duration"), 1)))
+            ok = "Ok" if e.answered else "Missed"
+            out.append(
+                (
+                    "ended",
+                    e.call_id,
+                    e.extension,
+                    ok,
+                    e.transferred,
+                    round(e.duration, 1),
+                )
+            )
     return out

@@ -15,8 +15,12 @@ IN_QUEUE = "- {t: 0, do: incoming, call: A, from: '111', did: PragueDID, to: '80
 
 
 def test_call_id_is_pbx_local_arrival_time_and_call_number() -> None:
-    events = play(IN_QUEUE + "- {t: 0.7, do: ring, call: A, dn: ['101']}", start="2021-12-30T10:06:14",
-                  zone=ZoneInfo("Europe/Prague"), first=665)
+    events = play(
+        IN_QUEUE + "- {t: 0.7, do: ring, call: A, dn: ['101']}",
+        start="2021-12-30T10:06:14",
+        zone=ZoneInfo("Europe/Prague"),
+        first=665,
+    )
     started = events[0]
     assert isinstance(started, CallStarted)
     assert started.chain_id == "211230100614_665"
@@ -25,10 +29,13 @@ def test_call_id_is_pbx_local_arrival_time_and_call_number() -> None:
 
 
 def test_every_call_takes_a_number_internal_ones_too() -> None:
-    events = play("""
+    events = play(
+        """
 - {t: 0, do: internal, call: I, from: '101', to: '102'}
 - {t: 1, do: outgoing, call: B, from: '103', to: '5550001'}
-""", first=40)
+""",
+        first=40,
+    )
     assert [e.chain_id for e in events if isinstance(e, CallStarted)] == ["240301090001_41"]
 
 
@@ -44,20 +51,27 @@ def test_user_types() -> None:
 - {t: 0, do: incoming, call: V, from: '4', did: PragueDID, to: '600'}
 - {t: 0, do: ring, call: V, dn: ['106']}
 """)
-    assert [(e.external_number, getattr(e, "extension"), getattr(e, "user_type")) for e in calls(events)] == [
-        ("1", "101", "queue"), ("2", "103", "ext"), ("2", "104", "other"), ("3", "103", "other"),
-        ("4", "106", "other")]
+    assert [(e.external_number, e.extension, e.user_type) for e in calls(events)] == [
+        ("1", "101", "queue"),
+        ("2", "103", "ext"),
+        ("2", "104", "other"),
+        ("3", "103", "other"),
+        ("4", "106", "other"),
+    ]
 
 
 def test_queue_after_a_transfer_still_rings_as_queue() -> None:
-    events = play(IN_QUEUE + """
+    events = play(
+        IN_QUEUE
+        + """
 - {t: 1, do: ring, call: A, dn: ['101']}
 - {t: 2, do: answer, call: A, dn: '101'}
 - {t: 5, do: transfer, call: A, by: '101', to: '801'}
 - {t: 6, do: ring, call: A, dn: ['103', '104']}
 - {t: 9, do: answer, call: A, dn: '104'}
 - {t: 20, do: hangup, call: A, by: '104'}
-""")
+"""
+    )
     assert brief(events) == [
         ("ringing", "240301090000_1-0", "101", "queue"),
         ("answered", "240301090000_1-1", "101", "NotDef"),
@@ -70,7 +84,9 @@ def test_queue_after_a_transfer_still_rings_as_queue() -> None:
 
 
 def test_links_count_transfers_of_both_kinds() -> None:
-    events = play(IN_QUEUE + """
+    events = play(
+        IN_QUEUE
+        + """
 - {t: 1, do: ring, call: A, dn: ['101']}
 - {t: 2, do: answer, call: A, dn: '101'}
 - {t: 10, do: consult, call: A, by: '101', to: '102', consult: C}
@@ -81,7 +97,8 @@ def test_links_count_transfers_of_both_kinds() -> None:
 - {t: 31, do: ring, call: A, dn: ['103']}
 - {t: 33, do: answer, call: A, dn: '103'}
 - {t: 40, do: hangup, call: A, by: external}
-""")
+"""
+    )
     assert brief(events) == [
         ("ringing", "240301090000_1-0", "101", "queue"),
         ("answered", "240301090000_1-1", "101", "NotDef"),
@@ -95,24 +112,35 @@ def test_links_count_transfers_of_both_kinds() -> None:
 
 
 def test_hold_counts_as_talk_time() -> None:
-    events = play(IN_QUEUE + """
+    events = play(
+        IN_QUEUE
+        + """
 - {t: 1, do: ring, call: A, dn: ['101']}
 - {t: 2, do: answer, call: A, dn: '101'}
 - {t: 3, do: hold, call: A, by: '101'}
 - {t: 50, do: resume, call: A, by: '101'}
 - {t: 62, do: hangup, call: A, by: external}
-""")
+"""
+    )
     assert brief(events)[-1] == ("ended", "240301090000_1-1", "101", "Ok", False, 60.0)
 
 
 def test_missed_at_queue_level_from_arrival_with_callback_flag() -> None:
-    hung_up = play(IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 20.4, do: hangup, call: A, by: external}")
-    called_back = play(IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 20.6, do: callback, call: A}")
+    hung_up = play(
+        IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 20.4, do: hangup, call: A, by: external}"
+    )
+    called_back = play(
+        IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 20.6, do: callback, call: A}"
+    )
     for events, callback in ((hung_up, False), (called_back, True)):
         ended = calls(events)[-1]
         assert isinstance(ended, CallEnded)
         assert (ended.extension, ended.answered, ended.routed_type, ended.callback_requested) == (
-            "800", False, "queue", callback)
+            "800",
+            False,
+            "queue",
+            callback,
+        )
         assert ended.call_id == "240301090000_1-0"
     assert round(calls(hung_up)[-1].duration, 1) == 20.4  # type: ignore[attr-defined]
 
@@ -126,26 +154,37 @@ def test_missed_reports_the_dn_routed_to_when_it_ended() -> None:
 """)
     ended = calls(events)[-1]
     assert isinstance(ended, CallEnded)
-    assert (ended.extension, ended.routed_type, ended.did_name, ended.duration) == ("700", "group", "BrnoDID", 15.0)
+    assert (ended.extension, ended.routed_type, ended.did_name, ended.duration) == (
+        "700",
+        "group",
+        "BrnoDID",
+        15.0,
+    )
 
 
 def test_missed_link_after_blind_transfer_lasts_from_the_transfer() -> None:
-    events = play(IN_QUEUE + """
+    events = play(
+        IN_QUEUE
+        + """
 - {t: 1, do: ring, call: A, dn: ['101']}
 - {t: 2, do: answer, call: A, dn: '101'}
 - {t: 10, do: transfer, call: A, by: '101', to: '103'}
 - {t: 10.5, do: ring, call: A, dn: ['103']}
 - {t: 40, do: hangup, call: A, by: external}
-""")
+"""
+    )
     assert brief(events)[-1] == ("ended", "240301090000_1-2", "103", "Missed", False, 30.0)
 
 
 def test_ringing_again_sends_another_ringing_and_stop_sends_nothing() -> None:
-    events = play(IN_QUEUE + """
+    events = play(
+        IN_QUEUE
+        + """
 - {t: 1, do: ring, call: A, dn: ['101', '102']}
 - {t: 5, do: stop_ring, call: A, dn: '101'}
 - {t: 9, do: ring, call: A, dn: ['101']}
-""")
+"""
+    )
     assert [e.extension for e in calls(events)] == ["101", "102", "101"]  # type: ignore[attr-defined]
 
 
@@ -155,8 +194,10 @@ def test_outgoing_chains_ring_nobody_and_miss_at_the_dialler() -> None:
 - {t: 4, do: answer, call: B, dn: external}
 - {t: 10, do: hangup, call: B, by: external}
 """)
-    assert brief(answered) == [("answered", "240301090000_1-1", "101", "NotDef"),
-                               ("ended", "240301090000_1-1", "101", "Ok", False, 6.0)]
+    assert brief(answered) == [
+        ("answered", "240301090000_1-1", "101", "NotDef"),
+        ("ended", "240301090000_1-1", "101", "Ok", False, 6.0),
+    ]
     assert all(e.direction == "outbound" and e.did_name == "" for e in calls(answered))
     missed = play("""
 - {t: 0, do: outgoing, call: B, from: '102', to: '5550001'}
@@ -175,9 +216,12 @@ def test_a_transferred_outgoing_chain_rings_its_new_extension() -> None:
 - {t: 20, do: hangup, call: B, by: '102'}
 """)
     assert [b[:3] for b in brief(events)] == [
-        ("answered", "240301090000_1-1", "101"), ("ended", "240301090000_1-1", "101"),
-        ("ringing", "240301090000_1-2", "102"), ("answered", "240301090000_1-2", "102"),
-        ("ended", "240301090000_1-2", "102")]
+        ("answered", "240301090000_1-1", "101"),
+        ("ended", "240301090000_1-1", "101"),
+        ("ringing", "240301090000_1-2", "102"),
+        ("answered", "240301090000_1-2", "102"),
+        ("ended", "240301090000_1-2", "102"),
+    ]
     assert all(e.direction == "outbound" for e in calls(events))
 
 
@@ -206,16 +250,29 @@ def test_presence_changes_once_per_transition() -> None:
 
 
 def test_sequence_numbers_are_contiguous() -> None:
-    events = play(IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 2, do: answer, call: A, dn: '101'}")
+    events = play(
+        IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 2, do: answer, call: A, dn: '101'}"
+    )
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert {e.source for e in events} == {"test"}
 
 
 def _leg(**fields: object) -> ParticipantUpdate:
-    base: dict[str, object] = dict(at=datetime(2024, 1, 1, tzinfo=UTC), dn="10000", dn_type="Wexternalline", id=1,
-                                   callid=7, legid=1, status="Ringing", party_caller_id="555", party_dn="101",
-                                   party_dn_type="Wextension", party_did="+420221000000",
-                                   originated_by_dn="10000", originated_by_type="Wexternalline")
+    base: dict[str, object] = dict(
+        at=datetime(2024, 1, 1, tzinfo=UTC),
+        dn="10000",
+        dn_type="Wexternalline",
+        id=1,
+        callid=7,
+        legid=1,
+        status="Ringing",
+        party_caller_id="555",
+        party_dn="101",
+        party_dn_type="Wextension",
+        party_did="+420221000000",
+        originated_by_dn="10000",
+        originated_by_type="Wexternalline",
+    )
     return ParticipantUpdate(**(base | fields))  # type: ignore[arg-type]
 
 
@@ -224,7 +281,9 @@ def test_repeated_upserts_and_unknown_removes_change_nothing() -> None:
     leg = _leg()
     assert [e.type for e in tracker.apply(leg)] == ["call.started"]
     assert tracker.apply(replace(leg, at=leg.at + timedelta(seconds=1))) == []  # 3CX sends Upserts twice
-    ring = _leg(dn="101", dn_type="Wextension", id=2, legid=2, party_dn="10000", party_dn_type="Wexternalline")
+    ring = _leg(
+        dn="101", dn_type="Wextension", id=2, legid=2, party_dn="10000", party_dn_type="Wexternalline"
+    )
     assert [e.type for e in tracker.apply(ring)] == ["call.ringing"]
     assert tracker.apply(ring) == []
     assert tracker.apply(replace(ring, id=99, removed=True)) == []

@@ -13,7 +13,9 @@ from shared.events import CallAnswered, CallEnded, CallEvent, CallRinging, CallS
 START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
-def generate(seed: int, minutes: float = 240, rate: float = 30, cap: int = 25) -> tuple[TrafficGenerator, list]:  # type: ignore[type-arg]
+def generate(
+    seed: int, minutes: float = 240, rate: float = 30, cap: int = 25
+) -> tuple[TrafficGenerator, list]:  # type: ignore[type-arg]
     generator = TrafficGenerator(default_directory(), seed=seed, calls_per_minute=rate, max_concurrent=cap)
     return generator, list(generator.steps(until=minutes * 60))
 
@@ -53,9 +55,27 @@ def test_steps_are_in_time_order_and_all_valid() -> None:
 def test_the_mix_covers_every_kind_of_call() -> None:
     _, steps = generate(3, minutes=120)
     kinds = Counter(s.do for _, s in steps)
-    for do in ("incoming", "outgoing", "internal", "route", "ring", "answer", "transfer", "consult", "complete",
-               "hold", "resume", "reconnect", "callback", "hangup", "register", "unregister", "set_forwarding",
-               "queue_login", "stop_ring" if kinds["stop_ring"] else "ring"):
+    for do in (
+        "incoming",
+        "outgoing",
+        "internal",
+        "route",
+        "ring",
+        "answer",
+        "transfer",
+        "consult",
+        "complete",
+        "hold",
+        "resume",
+        "reconnect",
+        "callback",
+        "hangup",
+        "register",
+        "unregister",
+        "set_forwarding",
+        "queue_login",
+        "stop_ring" if kinds["stop_ring"] else "ring",
+    ):
         assert kinds[do] > 0, do
     events, _ = run(steps)
     ended = [e for e in events if isinstance(e, CallEnded)]

@@ -97,4 +97,6 @@ def test_schema_snapshot() -> None:
     schema = json.dumps(MESSAGE_ADAPTER.json_schema(), indent=2, sort_keys=True) + "\n"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(schema)
-    assert SNAPSHOT.read_text() == schema, "the bus contract changed: review, then run with UPDATE_SNAPSHOTS=1"
+    assert SNAPSHOT.read_text() == schema, (
+        "the bus contract changed: review, then run with UPDATE_SNAPSHOTS=1"
+    )

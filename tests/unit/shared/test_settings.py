@@ -35,8 +35,9 @@ def test_the_example_file_is_valid_and_documents_every_key() -> None:
 
 def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "[pbx]\ntimezone = Europe/Prague\n[simulator]\ncalls_per_minute = 12\n")
-    settings = load_settings(path, environ={"CALLBRIDGE_SIMULATOR_CALLS_PER_MINUTE": "30",
-                                            "CALLBRIDGE_LOG_LEVEL": "debug"})
+    settings = load_settings(
+        path, environ={"CALLBRIDGE_SIMULATOR_CALLS_PER_MINUTE": "30", "CALLBRIDGE_LOG_LEVEL": "debug"}
+    )
     assert settings.pbx.timezone == "Europe/Prague"
     assert settings.simulator.calls_per_minute == 30
     assert settings.log.level == "DEBUG"
@@ -50,7 +51,11 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "environ", "message"),
     [
-        ("[pbx]\ntimezone = Mars/Olympus\n", {}, "[pbx] timezone (or $CALLBRIDGE_PBX_TIMEZONE): Value error, unknown time zone"),
+        (
+            "[pbx]\ntimezone = Mars/Olympus\n",
+            {},
+            "[pbx] timezone (or $CALLBRIDGE_PBX_TIMEZONE): Value error, unknown time zone",
+        ),
         ("[simulator]\ncalls_per_minute = -1\n", {}, "[simulator] calls_per_minute"),
         ("", {"CALLBRIDGE_BUS_PREFETCH": "lots"}, "[bus] prefetch (or $CALLBRIDGE_BUS_PREFETCH)"),
         ("[bus]\namqp_url = http://x\n", {}, "[bus] amqp_url"),
@@ -59,7 +64,9 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("not an ini", {}, "not a valid .ini file"),
     ],
 )
-def test_bad_configuration_names_the_key(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+def test_bad_configuration_names_the_key(
+    tmp_path: Path, text: str, environ: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, text), environ=environ)
     assert message in str(caught.value)
@@ -72,7 +79,9 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_secrets_in_urls_are_redacted() -> None:
     assert redact_url("amqp://bob:s3cret@rabbit:5672/vh") == "amqp://bob:***@rabbit:5672/vh"
-    assert redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
+    assert (
+        redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
+    )
 
 
 def test_configuration_errors_do_not_echo_secrets() -> None:

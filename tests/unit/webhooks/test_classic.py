@@ -7,25 +7,49 @@ from shared.events import CallAnswered, CallStarted, ExtensionPresence
 from tests.factories import AT, make_call_ended, make_call_ringing
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "00:00:00"), (25.49, "00:00:25"), (25.5, "00:00:26"),
-                                                (3599.6, "01:00:00"), (90061, "25:01:01")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "00:00:00"), (25.49, "00:00:25"), (25.5, "00:00:26"), (3599.6, "01:00:00"), (90061, "25:01:01")],
+)
 def test_duration_is_rounded_to_the_second(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
 
 
 def test_ringing_fields() -> None:
     assert classic_payload(make_call_ringing()) == {
-        "event": "ringing", "callerid": "420774852629", "did": "PragueDID", "user": "101", "usertype": "queue",
-        "id": "211230100614_665-0"}
+        "event": "ringing",
+        "callerid": "420774852629",
+        "did": "PragueDID",
+        "user": "101",
+        "usertype": "queue",
+        "id": "211230100614_665-0",
+    }
 
 
 def test_call_start_fields_by_direction() -> None:
-    common = {"occurred_at": AT, "source": "s", "seq": 1, "chain_id": "220106205945_755", "call_number": 755,
-              "external_number": "420777123456", "link": 1, "extension": "101", "transfer_type": "NotDef"}
+    common = {
+        "occurred_at": AT,
+        "source": "s",
+        "seq": 1,
+        "chain_id": "220106205945_755",
+        "call_number": 755,
+        "external_number": "420777123456",
+        "link": 1,
+        "extension": "101",
+        "transfer_type": "NotDef",
+    }
     assert classic_payload(CallAnswered(**common, direction="outbound")) == {
-        "event": "hangupoutgoing", "callerid": "420777123456", "user": "101", "did": "", "trtype": "NotDef",
-        "id": "220106205945_755-1"}
-    assert classic_payload(CallAnswered(**common, direction="inbound", did_name="X"))["event"] == "hangupincoming"  # type: ignore[index]
+        "event": "hangupoutgoing",
+        "callerid": "420777123456",
+        "user": "101",
+        "did": "",
+        "trtype": "NotDef",
+        "id": "220106205945_755-1",
+    }
+    assert (
+        classic_payload(CallAnswered(**common, direction="inbound", did_name="X"))["event"]
+        == "hangupincoming"
+    )  # type: ignore[index]
 
 
 def test_call_end_fields() -> None:
@@ -33,16 +57,37 @@ def test_call_end_fields() -> None:
     assert payload is not None
     assert set(payload) == {"event", "callerid", "user", "finishtype", "transfer", "title", "id"}
     assert (payload["event"], payload["finishtype"], payload["transfer"], payload["id"]) == (
-        "incoming", "Ok", "true", "211230100614_665-1")
+        "incoming",
+        "Ok",
+        "true",
+        "211230100614_665-1",
+    )
     assert "PragueDID" in payload["title"] and "00:00:25" in payload["title"]
 
 
-@pytest.mark.parametrize(("routed_type", "callback", "phrase"), [
-    ("queue", False, "no callback"), ("queue", True, "callback requested"), ("group", False, None),
-    ("ivr", False, None), ("extension", False, None)])
-def test_callback_phrase_only_for_missed_at_queue_level(routed_type: str, callback: bool, phrase: str | None) -> None:
-    payload = classic_payload(make_call_ended(answered=False, link=0, extension="800", routed_type=routed_type,
-                                              callback_requested=callback, duration=20.2))
+@pytest.mark.parametrize(
+    ("routed_type", "callback", "phrase"),
+    [
+        ("queue", False, "no callback"),
+        ("queue", True, "callback requested"),
+        ("group", False, None),
+        ("ivr", False, None),
+        ("extension", False, None),
+    ],
+)
+def test_callback_phrase_only_for_missed_at_queue_level(
+    routed_type: str, callback: bool, phrase: str | None
+) -> None:
+    payload = classic_payload(
+        make_call_ended(
+            answered=False,
+            link=0,
+            extension="800",
+            routed_type=routed_type,
+            callback_requested=callback,
+            duration=20.2,
+        )
+    )
     assert payload is not None and payload["finishtype"] == "Missed"
     title = payload["title"]
     assert "00:00:20" in title and "PragueDID" in title
@@ -61,6 +106,22 @@ def test_outgoing_titles_have_no_did() -> None:
 
 
 def test_events_without_a_classic_webhook() -> None:
-    assert classic_payload(CallStarted(occurred_at=AT, source="s", seq=1, chain_id="x", call_number=1,
-                                       direction="inbound", external_number="1", routed_to="800")) is None
-    assert classic_payload(ExtensionPresence(occurred_at=AT, source="s", seq=1, extension="1", busy=True)) is None
+    assert (
+        classic_payload(
+            CallStarted(
+                occurred_at=AT,
+                source="s",
+                seq=1,
+                chain_id="x",
+                call_number=1,
+                direction="inbound",
+                external_number="1",
+                routed_to="800",
+            )
+        )
+        is None
+    )
+    assert (
+        classic_payload(ExtensionPresence(occurred_at=AT, source="s", seq=1, extension="1", busy=True))
+        is None
+    )

@@ -1,0 +1,84 @@
+"""`callbridge monitor` on the real broker: a scenario's events arrive complete, in order, numbered."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from services.webhooks.classic import classic_payload
+from shared.events import CallEvent
+from shared.rabbit_bus import RabbitBus
+from shared.topology import WEBHOOKS_BINDINGS, Topology
+from tests.conftest import Recorder, check_webhooks
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def monitor_env(amqp_url: str, prefix: str, scenario: Path, recordings: Path) -> dict[str, str]:
+    return os.environ | {
+        "CALLBRIDGE_CONFIG": "",
+        "CALLBRIDGE_BUS_AMQP_URL": amqp_url,
+        "CALLBRIDGE_BUS_EXCHANGE": prefix,
+        "CALLBRIDGE_SIMULATOR_SCENARIO": str(scenario),
+        "CALLBRIDGE_SIMULATOR_SPEED": "200",
+        "CALLBRIDGE_SIMULATOR_RECORDINGS_DIR": str(recordings),
+        "CALLBRIDGE_MONITOR_ID": "it",
+    }
+
+
+async def test_monitor_publishes_a_scenario_durably_and_in_order(
+    amqp_url: str, contracts: Path, tmp_path: Path, recorder: Recorder
+) -> None:
+    prefix = f"test.{uuid4().hex[:12]}"
+    scenario = contracts / "scenarios" / "attended-transfer.yaml"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "monitor",
+        env=monitor_env(amqp_url, prefix, scenario, tmp_path),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert b"guest:guest" not in stderr  # the broker password is never logged
+
+    # The monitor has exited: its events wait in the durable webhooks queue it declared.
+    async with RabbitBus.connect(amqp_url, names=Topology(prefix), connection_name="test consumer") as bus:
+        try:
+            await bus.subscribe("webhooks", recorder, bindings=WEBHOOKS_BINDINGS)
+            events = list(await recorder.wait_for(9))
+        finally:
+            await bus.delete_topology()
+    call_events = [e for e in events if isinstance(e, CallEvent)]
+    assert len(call_events) == len(events) == 9  # two chain starts and the seven classic call events
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs)  # in publish order
+    assert len({e.source for e in events}) == 1 and events[0].source.startswith("it/")
+
+    actual = [json.dumps(p) for p in map(classic_payload, events) if p is not None]
+    assert check_webhooks("attended-transfer", actual, tmp_path) == ""
+    recorded = [p.parent.name for p in tmp_path.glob("*/*.wav")]  # noqa: ASYNC240 (a test's scratch folder)
+    assert sorted(recorded) == ["103", "106"]
+
+
+def test_monitor_without_a_broker_says_so(tmp_path: Path, contracts: Path) -> None:
+    env = monitor_env(
+        "amqp://guest:hunter2@127.0.0.1:1/", "test.none", contracts / "scenarios" / "outgoing.yaml", tmp_path
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "monitor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "RabbitMQ not reachable at amqp://guest:***@127.0.0.1:1/" in result.stderr
+    assert "hunter2" not in result.stderr
