@@ -8,7 +8,6 @@ callbridge demo                        the simulator's live traffic, classic web
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 import tempfile
@@ -120,8 +119,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     driver = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
     play = _play_printing(driver, settings.pbx.zone, monitor.new_source("demo"))
-    with contextlib.suppress(TimeoutError):  # --duration ran out
+    try:
         asyncio.run(asyncio.wait_for(play, args.duration) if args.duration else play)
+    except (TimeoutError, KeyboardInterrupt):  # --duration ran out, or Ctrl-C: both are how a demo ends
+        print("demo stopped", file=sys.stderr)
     return 0
 
 

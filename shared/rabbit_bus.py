@@ -7,6 +7,9 @@
   (~1,300 msg/s awaited one by one, ~10,000 msg/s pipelined, measured here). Order still holds:
   each publish is started as a task in call order, and aiormq assigns delivery tags and writes
   frames under a FIFO lock, so the broker receives the messages in call order.
+- A publish interrupted by a lost connection is sent again once the robust connection is back
+  (for up to `PUBLISH_RETRY_SECONDS`): a broker restart costs duplicates (same `message_id`,
+  consumers deduplicate on the event id), never a lost event. A broker's nack is not retried.
 - Consumers handle one queue's messages one at a time, in order, and ack each after its
   handler returns. A body that does not parse, or whose handler raises, is rejected without
   requeue and lands in the dead-letter exchange (`callbridge.dead`) and its durable queue.
@@ -22,6 +25,7 @@ from typing import Any
 from uuid import uuid4
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -37,6 +41,8 @@ from .events import Event, encode_event, parse_event
 from .logging import redact_url
 
 logger = logging.getLogger(__name__)
+
+PUBLISH_RETRY_SECONDS = 60.0
 
 DURABLE_QUEUES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("webhooks", topology.WEBHOOKS_BINDINGS),
@@ -63,6 +69,9 @@ class RabbitBus:
         self._consumers: set[asyncio.Task[None]] = set()
         self._exchange: AbstractExchange | None = None
         self._dead_queue: AbstractQueue | None = None
+        self.reconnects = 0
+        self._reconnected = asyncio.Condition()
+        connection.reconnect_callbacks.add(self._on_reconnect)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -101,7 +110,18 @@ class RabbitBus:
 
     @property
     def connected(self) -> bool:
-        return not self._connection.is_closed
+        return self._connection.connected.is_set()
+
+    async def _on_reconnect(self, *_: Any) -> None:
+        logger.warning("bus reconnected to the broker (reconnect %d)", self.reconnects + 1)
+        async with self._reconnected:
+            self.reconnects += 1
+            self._reconnected.notify_all()
+
+    async def wait_reconnected(self, after: int) -> None:
+        """Return once the connection has been re-established more than `after` times."""
+        async with self._reconnected:
+            await self._reconnected.wait_for(lambda: self.reconnects > after)
 
     async def _declare(self) -> None:
         self._exchange = await self._publish_channel.declare_exchange(
@@ -154,11 +174,39 @@ class RabbitBus:
         task.add_done_callback(self._settled)
 
     async def _confirm(self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str) -> None:
-        try:
-            await exchange.publish(message, routing_key=routing_key, mandatory=False)
-        except Exception as error:  # any failure: the message may be lost, so say so loudly
-            logger.error("publish of %s %s not confirmed: %r", routing_key, message.message_id, error)
-            self._failures.append(f"{routing_key} {message.message_id}: {error!r}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_RETRY_SECONDS
+        failure: Exception
+        while True:
+            seen = self.reconnects
+            try:
+                await exchange.publish(message, routing_key=routing_key, mandatory=False)
+                return
+            except (
+                aiormq.exceptions.AMQPConnectionError,
+                aiormq.exceptions.ChannelInvalidStateError,
+                aiormq.exceptions.ChannelClosed,
+                ConnectionError,
+            ) as error:
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    logger.warning(
+                        "publish of %s %s interrupted (%r); sending again after reconnecting",
+                        routing_key,
+                        message.message_id,
+                        error,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(remaining):
+                            await self.wait_reconnected(seen)
+                    if self.reconnects > seen:
+                        continue
+                failure = error
+            except Exception as error:  # a nack, or anything unforeseen: not retried
+                failure = error
+            logger.error("publish of %s %s not confirmed: %r", routing_key, message.message_id, failure)
+            self._failures.append(f"{routing_key} {message.message_id}: {failure!r}")
+            return
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

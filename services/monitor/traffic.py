@@ -1,11 +1,12 @@
 """The traffic generator: endless, realistic, repeatable scenario steps for the simulator.
 
-Calls arrive as a Poisson process at `calls_per_minute`; while `max_concurrent` calls are in
-progress a new arrival is turned away (counted in `blocked`). Each call follows one of the flows
-in `FLOWS`, chosen by weight: queue calls (answered, missed, callback), direct DID calls, ring
-groups, an IVR that routes to a queue, outbound calls (answered or not), blind and attended
-transfers, internal calls, with reconnects and holds sprinkled in. Now and then an extension
-changes state (registration, forwarding profile, queue login). The same seed gives the same steps.
+Calls arrive as a Poisson process at `calls_per_minute` (the first within a second); while
+`max_concurrent` calls are in progress a new arrival is turned away (counted in `blocked`).
+Each call follows one of the flows below, chosen by weight: queue calls (answered, missed,
+callback), direct DID calls, ring groups, an IVR that routes to a queue, outbound calls
+(answered or not), blind and attended transfers, internal calls, with reconnects and holds
+sprinkled in. Now and then an extension changes state (registration, forwarding profile,
+queue login). The same seed gives the same steps.
 """
 
 import heapq
@@ -71,7 +72,7 @@ class TrafficGenerator:
     def steps(self, until: float | None = None) -> Iterator[tuple[float, Step]]:
         """(seconds after start, step), in time order: for ever, or with no arrivals after `until`
         seconds and ending once the calls in progress have ended."""
-        arrival = self._rng.expovariate(self._rate)
+        arrival = min(self._rng.expovariate(self._rate), 1.0)  # a fresh start shows a call at once
         while until is None or arrival <= until or self._heap:
             if self._heap and (self._heap[0][0] <= arrival or (until is not None and arrival > until)):
                 t, _, step = heapq.heappop(self._heap)

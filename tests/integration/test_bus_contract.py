@@ -1,6 +1,7 @@
 """One contract, two buses: InMemoryBus must route exactly as RabbitMQ does."""
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -166,3 +167,41 @@ async def _dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
             if len(found) < count:
                 await asyncio.sleep(0.02)
     return found
+
+
+def _close_connection(name: str) -> None:
+    """Have the broker drop our connection, as a broker restart or a network cut would."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines() if name in line]
+    assert pids, f"connection {name} not found in: {listing[:500]}"
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", pid, "test: dropped"], check=True, capture_output=True
+        )
+
+
+@pytest.mark.rabbitmq
+async def test_a_dropped_connection_loses_no_event(amqp_url: str, recorder: Recorder) -> None:
+    name = f"drop-{uuid4().hex[:8]}"
+    async with private_rabbit_bus(amqp_url, name) as bus:
+        await bus.subscribe("survivor", recorder, bindings=["call.#"])
+        before = [make_call_ringing(link=n) for n in range(200)]
+        after = [make_call_ringing(link=n) for n in range(200, 400)]
+        for event in before:
+            await bus.publish(event)
+        await asyncio.to_thread(_close_connection, name)  # with confirms possibly still in flight
+        for event in after:
+            await bus.publish(event)
+        await bus.flush()  # raises if any event could not be sent again
+        assert bus.reconnects >= 1
+        wanted = {e.event_id for e in before + after}
+        async with asyncio.timeout(30):
+            while not wanted <= {e.event_id for e in recorder.events}:
+                await recorder.wait_for(len(recorder.events) + 1)
+        # at-least-once: duplicates may occur, but the stream still ends with the last event
+        assert recorder.events[-1].event_id == after[-1].event_id
