@@ -9,13 +9,22 @@ only place that reads `os.environ`. `callbridge.example.ini` documents every key
 
 import configparser
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/callbridge/callbridge.ini")
 ENV_PREFIX = "CALLBRIDGE_"
@@ -92,34 +101,130 @@ class MonitorSettings(_Section):
         return self.id or socket.gethostname()
 
 
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """`5s`, `5m`, `2h`, `1.5` (seconds) → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text.strip()!r} is not a duration such as 5s, 30m, 2h")
+    return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+class WebhooksSettings(_Section):
+    retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    jitter: float = Field(0.2, ge=0, lt=1)
+    shards: int = Field(16, ge=1, le=1024)
+    database: Path = Path("/var/lib/callbridge/webhooks.db")
+    attempt_log_days: float = Field(30, gt=0)
+    http_port: int = Field(8082, ge=0, le=65535)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(parse_duration(part) for part in value.split(",") if part.strip())
+        return value
+
+
+class EndpointSettings(_Section):
+    """One `[webhook:NAME]` section: where and how to deliver."""
+
+    url: str
+    format: Literal["classic", "json"] = "classic"
+    events: tuple[str, ...] = ("#",)
+    secret: tuple[SecretStr, ...] = ()
+    timeout: float = Field(15.0, gt=0, le=300)
+    enabled: bool = True
+    recording_call_info: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("events", "secret", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+    @field_validator("secret")
+    @classmethod
+    def _secrets(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for secret in value:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("each secret must be a Standard Webhooks secret: whsec_ and base64")
+        return value
+
+    @model_validator(mode="after")
+    def _json_is_signed(self) -> "EndpointSettings":
+        if self.format == "json" and not self.secret:
+            raise ValueError("format = json needs a secret (whsec_...) to sign with")
+        if self.format == "classic" and self.secret:
+            raise ValueError("format = classic is never signed: remove the secret or use format = json")
+        return self
+
+
 class Settings(_Section):
     bus: BusSettings = BusSettings()
     log: LogSettings = LogSettings()
     pbx: PbxSettings = PbxSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     monitor: MonitorSettings = MonitorSettings()
+    webhooks: WebhooksSettings = WebhooksSettings()
+    endpoints: dict[str, EndpointSettings] = Field(
+        default_factory=dict, description="the [webhook:NAME] sections"
+    )
+
+
+ENDPOINT_PREFIX = "webhook:"
+_ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    raw: dict[str, dict[str, str]] = {}
     path = path or _default_path(environ)
-    if path is not None:
-        raw = _read_ini(path)
-    sections = Settings.model_fields
+    raw = _read_ini(path) if path is not None else {}
+    where = f"{path}: " if path else ""
+    fixed = [name for name in Settings.model_fields if name != "endpoints"]
+    sections: dict[str, dict[str, str]] = {}
+    endpoints: dict[str, dict[str, str]] = {}
     for section, values in raw.items():
-        if section not in sections:
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(sections)})")
-        known = _section_model(section).model_fields
-        for key in values:
-            if key not in known:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}] (known: {', '.join(known)})")
-    for section in sections:
-        for key in _section_model(section).model_fields:
-            variable = f"{ENV_PREFIX}{section}_{key}".upper()
-            if variable in environ:
-                raw.setdefault(section, {})[key] = environ[variable]
-    return _validate(raw, path)
+        if section.startswith(ENDPOINT_PREFIX):
+            name = section[len(ENDPOINT_PREFIX) :].strip()
+            if not _ENDPOINT_NAME.match(name):
+                raise ConfigError(f"{where}[{section}]: an endpoint name is letters, digits, - and _")
+            _check_keys(where, section, values, EndpointSettings)
+            endpoints[name] = values
+        elif section in fixed:
+            _check_keys(where, section, values, _section_model(section))
+            sections[section] = values
+        else:
+            known = ", ".join([*fixed, "webhook:NAME"])
+            raise ConfigError(f"{where}unknown section [{section}] (known: {known})")
+    for section in fixed:
+        _overlay(sections.setdefault(section, {}), _section_model(section), f"{section}_", environ)
+    for name, values in endpoints.items():
+        _overlay(values, EndpointSettings, f"webhook_{name.replace('-', '_')}_", environ)
+    return _validate({**sections, "endpoints": endpoints}, path)
+
+
+def _check_keys(where: str, section: str, values: Mapping[str, str], model: type[_Section]) -> None:
+    for key in values:
+        if key not in model.model_fields:
+            known = ", ".join(model.model_fields)
+            raise ConfigError(f"{where}unknown key {key!r} in [{section}] (known: {known})")
+
+
+def _overlay(values: dict[str, str], model: type[_Section], prefix: str, environ: Mapping[str, str]) -> None:
+    for key in model.model_fields:
+        variable = f"{ENV_PREFIX}{prefix}{key}".upper()
+        if variable in environ:
+            values[key] = environ[variable]
 
 
 def _default_path(environ: Mapping[str, str]) -> Path | None:
@@ -147,16 +252,27 @@ def _section_model(section: str) -> type[_Section]:
     return annotation
 
 
-def _validate(raw: dict[str, dict[str, str]], path: Path | None) -> Settings:
-    cleaned = {s: {k: v for k, v in values.items() if v != ""} for s, values in raw.items()}  # empty: default
+def _validate(raw: dict[str, Any], path: Path | None) -> Settings:
+    def clean(values: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in values.items() if v != ""}  # an empty value: the default
+
+    cleaned: dict[str, Any] = {s: clean(v) for s, v in raw.items() if s != "endpoints"}
+    cleaned["endpoints"] = {name: clean(v) for name, v in raw["endpoints"].items()}
     try:
         return Settings.model_validate(cleaned)
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            where = item["loc"]
-            key = f"[{where[0]}] {where[1]}" if len(where) >= 2 else str(where[0])
-            variable = f"{ENV_PREFIX}{where[0]}_{where[1]}".upper() if len(where) >= 2 else ""
-            problems.append(f"{key} (or ${variable}): {item['msg']}")
+            where = [str(part) for part in item["loc"]]
+            if where[0] == "endpoints" and len(where) >= 2:
+                section, rest = f"webhook:{where[1]}", where[2:]
+                prefix = f"webhook_{where[1].replace('-', '_')}"
+            else:
+                section, rest, prefix = where[0], where[1:], where[0]
+            if rest:
+                variable = f"{ENV_PREFIX}{prefix}_{rest[0]}".upper()
+                problems.append(f"[{section}] {rest[0]} (or ${variable}): {item['msg']}")
+            else:
+                problems.append(f"[{section}]: {item['msg']}")
         origin = f"{path}: " if path else ""
         raise ConfigError(origin + "invalid configuration: " + "; ".join(problems)) from None

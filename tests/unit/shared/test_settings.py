@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.logging import configure_logging, redact, redact_url
-from shared.settings import ConfigError, load_settings
+from shared.settings import ConfigError, EndpointSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -28,8 +28,10 @@ def test_the_example_file_is_valid_and_documents_every_key() -> None:
     example = ROOT / "callbridge.example.ini"
     settings = load_settings(example, environ={})
     text = example.read_text()
-    for section, model in settings:
-        for key in type(model).model_fields:
+    sections = [(name, type(model).model_fields) for name, model in settings if name != "endpoints"]
+    sections.append(("webhook:NAME", EndpointSettings.model_fields))
+    for section, fields in sections:
+        for key in fields:
             assert f"\n{key} =" in text or f"\n# {key} =" in text, f"[{section}] {key} is not in the example"
 
 
@@ -96,3 +98,64 @@ def test_log_lines_never_carry_url_passwords(capsys: pytest.CaptureFixture[str])
     logging.getLogger("test").warning("cannot reach %s", "amqp://bob:s3cret@rabbit/")
     line = capsys.readouterr().err.strip()
     assert json.loads(line)["message"] == "cannot reach amqp://bob:***@rabbit/"
+
+
+def test_webhook_endpoints(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[webhook:crm]
+url = https://crm.example.com/hook
+format = json
+events = call.ringing, call.ended
+secret = whsec_old
+[webhook:help-desk]
+url = http://127.0.0.1:9000/
+""",
+    )
+    settings = load_settings(
+        path,
+        environ={
+            "CALLBRIDGE_WEBHOOK_CRM_SECRET": "whsec_new whsec_old",
+            "CALLBRIDGE_WEBHOOK_HELP_DESK_TIMEOUT": "2.5",
+        },
+    )
+    crm, desk = settings.endpoints["crm"], settings.endpoints["help-desk"]
+    assert [s.get_secret_value() for s in crm.secret] == ["whsec_new", "whsec_old"]
+    assert crm.events == ("call.ringing", "call.ended")
+    assert (desk.format, desk.timeout, desk.events) == ("classic", 2.5, ("#",))
+    assert "whsec_new" not in repr(settings)  # secrets never print
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[webhook:crm]\nformat = json\nurl = http://x/\n",
+            "[webhook:crm]: Value error, format = json needs a secret",
+        ),
+        (
+            "[webhook:crm]\nurl = ftp://x/\n",
+            "[webhook:crm] url (or $CALLBRIDGE_WEBHOOK_CRM_URL): Value error",
+        ),
+        ("[webhook:crm]\n", "[webhook:crm] url (or $CALLBRIDGE_WEBHOOK_CRM_URL): Field required"),
+        (
+            "[webhook:crm]\nurl = http://x/\nsecret = hunter2\n",
+            "each secret must be a Standard Webhooks secret",
+        ),
+        ("[webhook:crm]\nurl = http://x/\nsecret = whsec_abc\n", "format = classic is never signed"),
+        ("[webhook:c r m]\nurl = http://x/\n", "an endpoint name is letters"),
+        ("[webhook:crm]\nurl = http://x/\nretries = 3\n", "unknown key 'retries' in [webhook:crm]"),
+        ("[webhooks]\nretry_schedule = 5s, soon\n", "'soon' is not a duration"),
+    ],
+)
+def test_bad_endpoints_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ={})
+    assert message in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_retry_schedule_units() -> None:
+    settings = load_settings(None, environ={"CALLBRIDGE_WEBHOOKS_RETRY_SCHEDULE": "500ms, 5s, 5m, 2h, 1d"})
+    assert settings.webhooks.retry_schedule == (0.5, 5, 300, 7200, 86400)
