@@ -1,0 +1,186 @@
+"""The ordered, at-least-once delivery of jobs (one shard's consumer calls `handle`).
+
+Per ordering key (endpoint + chain), at most one delivery is outstanding:
+
+- A job whose key has no blocker is attempted at once. If it fails, it becomes the key's
+  blocker (recorded in the store), goes to a retry queue for its delay, and later jobs of the key
+  are held in the store in arrival order.
+- When the blocker comes back and is delivered, or is dead-lettered (retries exhausted, endpoint
+  gone), the held jobs are released in order; the first that fails becomes the new blocker.
+- Other keys never wait: a failing chain holds back only itself.
+
+Crash safety: the store is written before the broker is told, and the incoming message is acked
+only after `handle` returns, so a crash at any step repeats an attempt (same webhook-id) at
+worst. If a process dies while releasing, the key's block becomes overdue and `sweep` (any
+replica) sends a release job through the key's own shard, so order still holds.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from shared.clock import Clock
+from shared.settings import EndpointSettings
+
+from .formats import build_request
+from .jobs import Job
+from .metrics import WebhookMetrics
+from .policy import Delivered, Failed, Gone, RetryPolicy
+from .sender import Sender
+from .store import Attempt, DeliveryStore
+
+logger = logging.getLogger(__name__)
+
+# how long past its due time a blocker may be late before its block is considered abandoned
+BLOCK_GRACE = 300.0
+# while a key's held jobs are released, its block is due this soon (a crash mid-release)
+RELEASE_GRACE = 60.0
+
+
+class JobQueue(Protocol):
+    async def submit(self, job: Job) -> None:
+        """Enqueue on the job's shard; durable once `flush` returns."""
+        ...
+
+    async def retry(self, job: Job, delay: float) -> None:
+        """Bring `job` back to its shard after `delay` seconds; durable when this returns."""
+        ...
+
+    async def flush(self) -> None: ...
+
+
+class EndpointDisabled(Protocol):
+    async def __call__(self, endpoint: str, reason: str) -> None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        endpoints: Mapping[str, EndpointSettings],
+        sender: Sender,
+        store: DeliveryStore,
+        queue: JobQueue,
+        *,
+        policy: RetryPolicy,
+        clock: Clock,
+        metrics: WebhookMetrics,
+        on_disabled: EndpointDisabled,
+    ) -> None:
+        self._endpoints = endpoints
+        self._sender = sender
+        self._store = store
+        self._queue = queue
+        self._policy = policy
+        self._clock = clock
+        self._metrics = metrics
+        self._on_disabled = on_disabled
+
+    async def handle(self, job: Job, lane: int = 0) -> None:
+        blocker = self._store.blocker(job.key)
+        if job.kind == "release":
+            if blocker == job.blocker:
+                await self._release(job.key, lane)
+            return
+        if blocker is not None and blocker != job.job_id:
+            self._store.hold(job.key, job.model_dump_json())
+            return
+        if await self._attempt(job, lane) and blocker is not None:
+            await self._release(job.key, lane)
+
+    async def sweep(self) -> int:
+        """Send a release job for every abandoned block; returns how many."""
+        overdue = self._store.overdue(self._clock.now().timestamp())
+        for key, blocker in overdue:
+            logger.warning(
+                "delivery order for %s: blocker %s is overdue; releasing held deliveries", key, blocker
+            )
+            await self._queue.submit(
+                Job(kind="release", endpoint=key.split("|", 1)[0], key=key, blocker=blocker)
+            )
+        if overdue:
+            await self._queue.flush()
+        return len(overdue)
+
+    async def _release(self, key: str, lane: int) -> None:
+        now = self._clock.now().timestamp()
+        while (held := self._store.next_held(key)) is not None:
+            held_id, text = held
+            job = Job.model_validate_json(text)
+            self._store.block(key, job.job_id, now + RELEASE_GRACE)
+            proceed = await self._attempt(job, lane)
+            self._store.forget_held(held_id)
+            if not proceed:
+                return
+        self._store.unblock(key)
+
+    async def _attempt(self, job: Job, lane: int) -> bool:
+        """Try once; True when the key may go on (delivered, or given up on), False when blocked."""
+        endpoint = self._endpoints.get(job.endpoint)
+        disabled = self._store.disabled()
+        if endpoint is None or not endpoint.enabled or job.endpoint in disabled:
+            reason = disabled.get(job.endpoint) or "endpoint not configured or disabled"
+            self._bury(job, reason)
+            return True
+        now = self._clock.now()
+        request = build_request(endpoint.url, endpoint.format, endpoint.secret, job.message(), now)
+        if request is None:
+            return True
+        result = await self._sender.send(request, endpoint.timeout, lane)
+        outcome, attempt = result.outcome, job.attempt + 1
+        self._store.log_attempt(
+            Attempt(
+                now.timestamp(),
+                job.endpoint,
+                job.event_id,
+                job.event_type,
+                job.chain,
+                attempt,
+                outcome.status,
+                type(outcome).__name__,
+                result.latency_ms,
+                result.answer,
+            )
+        )
+        self._metrics.attempted(job.endpoint, type(outcome).__name__, result.latency_ms / 1000)
+        if isinstance(outcome, Delivered):
+            logger.debug(
+                "%s %s delivered to %s in %.0f ms", job.event_type, job.chain, job.endpoint, result.latency_ms
+            )
+            return True
+        if isinstance(outcome, Gone):
+            reason = f"{endpoint.url} answered 410 Gone"
+            self._store.disable(now.timestamp(), job.endpoint, reason)
+            logger.error("endpoint %s disabled: %s", job.endpoint, reason)
+            await self._on_disabled(job.endpoint, reason)
+            self._bury(job, reason)
+            return True
+        assert isinstance(outcome, Failed)
+        delay = self._policy.delay(attempt, outcome.retry_after)
+        if delay is None:
+            self._bury(job, f"gave up after {attempt} attempts; last: {outcome.reason}")
+            return True
+        logger.info(
+            "%s %s to %s failed (%s); attempt %d in %.0f s",
+            job.event_type,
+            job.chain,
+            job.endpoint,
+            outcome.reason,
+            attempt + 1,
+            delay,
+        )
+        self._store.block(job.key, job.job_id, now.timestamp() + delay + BLOCK_GRACE)
+        self._metrics.retried(job.endpoint)
+        await self._queue.retry(job.model_copy(update={"attempt": attempt}), delay)
+        return False
+
+    def _bury(self, job: Job, reason: str) -> None:
+        logger.warning("%s %s to %s dead-lettered: %s", job.event_type, job.chain, job.endpoint, reason)
+        self._store.bury(
+            self._clock.now().timestamp(),
+            job.endpoint,
+            job.model_dump_json(),
+            job.event_type,
+            job.chain,
+            reason,
+        )
+        self._metrics.dead_lettered(job.endpoint)
