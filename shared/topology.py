@@ -5,8 +5,9 @@
                 ┌────────────────────────────────┼─────────────────────────────┐
                 ▼                                ▼                             ▼
      callbridge.webhooks (durable,     callbridge.recordings (durable,   callbridge.api.<uuid>
-     replicas compete)                 replicas compete)                 (exclusive, one per
-                                                                         api replica: its cache)
+     one active consumer; jobs         replicas compete)                 (exclusive, one per
+     fan out to ordered shard queues,                                    api replica: its cache)
+     services/webhooks/queues.py)
     a message that cannot be parsed or handled ──reject──▶ [callbridge.dead] ──▶ callbridge.dead
 
 The exchange name is configurable (`[bus] exchange`); every other name derives from it, so a
@@ -42,3 +43,10 @@ class Topology:
 WEBHOOKS_BINDINGS = ("call.#",)
 RECORDINGS_BINDINGS = ("call.#",)
 API_BINDINGS = ("#",)
+
+# The durable queues every connection declares (role → bindings, arguments). The webhooks intake
+# has one active consumer at a time, so that call events enter delivery in publish order.
+SERVICE_QUEUES: dict[str, tuple[tuple[str, ...], dict[str, bool]]] = {
+    "webhooks": (WEBHOOKS_BINDINGS, {"x-single-active-consumer": True}),
+    "recordings": (RECORDINGS_BINDINGS, {}),
+}

@@ -1,0 +1,258 @@
+"""Ordered, at-least-once delivery: retries, holds, dead letters, 410, Retry-After (no network)."""
+
+import json
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook
+
+from services.webhooks.dispatcher import BLOCK_GRACE, Dispatcher
+from services.webhooks.jobs import Job, jobs_for
+from services.webhooks.metrics import WebhookMetrics
+from services.webhooks.policy import RetryPolicy
+from services.webhooks.sender import Sender
+from services.webhooks.store import DeliveryStore
+from shared.clock import VirtualClock
+from shared.events import encode_event
+from shared.settings import EndpointSettings
+from tests.factories import make_call_ended, make_call_ringing
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class RecordingQueue:
+    """The dispatcher's job queue, in the test's hands: submitted jobs and pending retries."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Job] = []
+        self.retries: list[tuple[Job, float]] = []
+
+    async def submit(self, job: Job) -> None:
+        self.submitted.append(job)
+
+    async def retry(self, job: Job, delay: float) -> None:
+        self.retries.append((job, delay))
+
+    async def flush(self) -> None:
+        return None
+
+
+class Receiver:
+    """An HTTP endpoint that answers from a script and remembers what reached it."""
+
+    def __init__(self, answer: Callable[[httpx.Request], httpx.Response] | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.answer = answer or (lambda request: httpx.Response(200))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answer(request)
+
+    def ids(self) -> list[str]:
+        return [r.url.params.get("id") or json.loads(r.content)["data"]["event_id"] for r in self.requests]
+
+
+class Harness:
+    def __init__(
+        self, tmp_path: Path, receiver: Receiver, *, start: datetime | None = None, **endpoint: object
+    ) -> None:
+        self.clock = VirtualClock(start or datetime(2024, 1, 1, 9, tzinfo=UTC))
+        self.queue = RecordingQueue()
+        self.store = DeliveryStore(tmp_path / "webhooks.db")
+        self.disabled: list[tuple[str, str]] = []
+        self.endpoints = {"crm": EndpointSettings(url="http://crm.test/hook", **endpoint)}  # type: ignore[arg-type]
+        client = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
+        self.dispatcher = Dispatcher(
+            self.endpoints,
+            Sender([client], self.clock),
+            self.store,
+            self.queue,
+            policy=RetryPolicy((5, 300, 1800), 0.2, random.Random(1)),
+            clock=self.clock,
+            metrics=WebhookMetrics(),
+            on_disabled=self._disabled,
+        )
+
+    async def _disabled(self, endpoint: str, reason: str) -> None:
+        self.disabled.append((endpoint, reason))
+
+    def jobs(self, *events: object) -> list[Job]:
+        out: list[Job] = []
+        for event in events:
+            out += jobs_for(event, encode_event(event).decode(), self.endpoints)  # type: ignore[arg-type]
+        return out
+
+    async def fire_retries(self) -> None:
+        """Let the pending retries come back, as their TTL would bring them."""
+        pending, self.queue.retries = self.queue.retries, []
+        for job, delay in pending:
+            await self.clock.sleep_until(self.clock.now() + timedelta(seconds=delay))
+            await self.dispatcher.handle(job)
+
+
+def scripted(
+    *statuses: int, headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
+    remaining = list(statuses)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(remaining.pop(0) if remaining else 200, headers=headers)
+
+    return answer
+
+
+async def test_delivered_at_once(tmp_path: Path) -> None:
+    receiver = Receiver()
+    h = Harness(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing()):
+        await h.dispatcher.handle(job)
+    assert receiver.ids() == ["211230100614_665-0"]
+    assert receiver.requests[0].method == "GET"
+    assert [a.outcome for a in h.store.attempts()] == ["Delivered"]
+    assert h.queue.retries == []
+
+
+async def test_a_failing_chain_holds_back_only_itself(tmp_path: Path) -> None:
+    failing_chain = "211230100614_665"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        ours = request.url.params["id"].startswith(failing_chain)
+        first_try = sum(r.url.params["id"].startswith(failing_chain) for r in receiver.requests) == 1
+        return httpx.Response(503 if ours and first_try else 200)
+
+    receiver = Receiver(answer)
+    h = Harness(tmp_path, receiver)
+    ring = make_call_ringing(link=0)
+    end = make_call_ended(link=1)
+    other = make_call_ringing(chain_id="211230100700_666", call_number=666)
+    for job in h.jobs(ring, end, other):
+        await h.dispatcher.handle(job)
+    # the ringing failed; the chain's call end waits; the other chain went through
+    assert receiver.ids() == ["211230100614_665-0", "211230100700_666-0"]
+    [(retry, delay)] = h.queue.retries
+    assert retry.attempt == 1 and 4.0 <= delay <= 6.0
+    await h.fire_retries()
+    assert receiver.ids() == [
+        "211230100614_665-0",
+        "211230100700_666-0",
+        "211230100614_665-0",
+        "211230100614_665-1",
+    ]
+    assert h.store.blocker(retry.key) is None
+    assert h.store.next_held(retry.key) is None
+
+
+async def test_retries_follow_the_schedule_then_dead_letter(tmp_path: Path) -> None:
+    receiver = Receiver(lambda request: httpx.Response(500, text="boom"))
+    h = Harness(tmp_path, receiver)
+    jobs = h.jobs(make_call_ringing(), make_call_ended())
+    for job in jobs:
+        await h.dispatcher.handle(job)
+    delays = []
+    while h.queue.retries:
+        delays.append(h.queue.retries[0][1])
+        await h.fire_retries()
+    schedule = (5, 300, 1800) * 2  # the ringing's retries, then the held call end's
+    assert all(0.8 * base <= d <= 1.2 * base for d, base in zip(delays, schedule, strict=True)), delays
+    assert len(set(delays)) == len(delays)  # jittered, not fixed
+    dead = h.store.dead()
+    # the ringing gave up after 4 attempts; then the held call end got its own 4 attempts
+    assert [d.event_type for d in dead] == ["call.ringing", "call.ended"]
+    assert dead[0].reason == "gave up after 4 attempts; last: HTTP 500"
+    assert [a.response for a in h.store.attempts(limit=1)] == ["boom"]
+    assert len(receiver.requests) == 8
+
+
+async def test_gone_disables_the_endpoint_and_keeps_the_rest(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(410))
+    h = Harness(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing(), make_call_ended()):
+        await h.dispatcher.handle(job)
+    assert len(receiver.requests) == 1  # nothing is sent after the 410
+    assert h.disabled == [("crm", "http://crm.test/hook answered 410 Gone")]
+    assert [d.event_type for d in h.store.dead()] == ["call.ringing", "call.ended"]  # kept for replay
+    assert "crm" in h.store.disabled()
+
+
+@pytest.mark.parametrize(("header", "at_least"), [("120", 120.0), ("Mon, 01 Jan 2024 10:00:00 GMT", 3600.0)])
+async def test_retry_after_is_honoured(tmp_path: Path, header: str, at_least: float) -> None:
+    receiver = Receiver(scripted(429, headers={"retry-after": header}))
+    h = Harness(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing()):
+        await h.dispatcher.handle(job)
+    [(_, delay)] = h.queue.retries
+    assert at_least <= delay <= at_least + 1
+
+
+async def test_redirects_are_failures_not_followed(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(302, headers={"location": "http://elsewhere.test/"}))
+    h = Harness(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing()):
+        await h.dispatcher.handle(job)
+    assert [r.url.host for r in receiver.requests] == ["crm.test"]
+    assert h.store.attempts()[0].outcome == "Failed"
+    assert len(h.queue.retries) == 1
+
+
+async def test_a_timeout_is_a_failure(tmp_path: Path) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    h = Harness(tmp_path, Receiver(answer), timeout=2)
+    for job in h.jobs(make_call_ringing()):
+        await h.dispatcher.handle(job)
+    attempt = h.store.attempts()[0]
+    assert (attempt.status, attempt.outcome, attempt.response) == (None, "Failed", "timeout")
+
+
+async def test_an_abandoned_block_is_released_through_the_shard(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(503))
+    h = Harness(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing(), make_call_ended()):
+        await h.dispatcher.handle(job)
+    h.queue.retries.clear()  # the retry is lost (say the process died before the broker had it)
+    assert await h.dispatcher.sweep() == 0  # not overdue yet
+    await h.clock.sleep_until(h.clock.now() + timedelta(seconds=6 + BLOCK_GRACE + 1))
+    assert await h.dispatcher.sweep() == 1
+    [release] = h.queue.submitted
+    assert release.kind == "release"
+    await h.dispatcher.handle(release)
+    assert receiver.ids()[-1] == "211230100614_665-1"  # the held call end went out
+    assert h.store.blocker(release.key) is None
+
+
+async def test_json_deliveries_verify_with_standardwebhooks(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(500))
+    # standardwebhooks checks the timestamp against the real time: start the virtual clock now
+    h = Harness(
+        tmp_path,
+        receiver,
+        start=datetime.now(UTC),
+        format="json",
+        secret=(SecretStr("whsec_bmV3IHNlY3JldCBmb3Igcm90YXRpb24="), SecretStr(SECRET)),
+    )
+    event = make_call_ended()
+    for job in h.jobs(event):
+        await h.dispatcher.handle(job)
+    await h.fire_retries()
+    first, second = receiver.requests
+    for request in (first, second):
+        assert request.method == "POST"
+        payload = Webhook(SECRET).verify(
+            request.content, dict(request.headers)
+        )  # the old secret still verifies
+        assert payload["type"] == "call.ended"
+        assert payload["data"]["chain_id"] == event.chain_id
+        assert len(request.headers["webhook-signature"].split()) == 2
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == str(event.event_id)
+    assert first.headers["webhook-timestamp"] != second.headers["webhook-timestamp"]  # re-signed on retry
+
+
+def test_events_are_filtered_per_endpoint(tmp_path: Path) -> None:
+    h = Harness(tmp_path, Receiver(), events=("call.ended",))
+    assert [j.event_type for j in h.jobs(make_call_ringing(), make_call_ended())] == ["call.ended"]
