@@ -12,20 +12,27 @@ import json
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shared.clock import VirtualClock
+import httpx
+
+from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message
 from shared.logging import configure_logging, redact
 from shared.memory_bus import InMemoryBus
-from shared.settings import ConfigError, Settings, load_settings
+from shared.settings import ConfigError, EndpointSettings, Settings, load_settings
 from shared.topology import WEBHOOKS_BINDINGS
 
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
+from .webhooks import main as webhooks
+from .webhooks.admin import parse_since, replay
 from .webhooks.classic import classic_payload
+from .webhooks.queues import MemoryJobQueue
+from .webhooks.store import DeadDelivery, DeliveryStore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,13 +72,39 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path)
     run.add_argument("--recordings-dir", type=Path, help="keep the simulated PBX's WAV recordings here")
     run.add_argument("--timezone", help="the PBX's time zone (default: [pbx] timezone)")
+    run.add_argument(
+        "--webhook-url", help="deliver the classic webhooks to this URL instead of printing them"
+    )
     run.set_defaults(run=_scenario_run)
+
+    webhooks = commands.add_parser("webhooks", help="the webhooks service, and its dead letters")
+    webhooks.set_defaults(run=_webhooks)
+    webhooks_actions = webhooks.add_subparsers(metavar="ACTION")
+    dead = webhooks_actions.add_parser("dead", help="deliveries given up on").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    for name, handler, text in (
+        ("list", _dead_list, "list them"),
+        ("replay", _dead_replay, "send them again"),
+    ):
+        action = dead.add_parser(name, help=text)
+        action.add_argument("--endpoint", help="only this [webhook:NAME]")
+        action.add_argument("--since", help="only those since: an ISO time, or a duration ago (2h)")
+        action.set_defaults(run=handler)
+    attempts = webhooks_actions.add_parser("attempts", help="the delivery attempt log, newest first")
+    attempts.add_argument("--endpoint")
+    attempts.add_argument("--since")
+    attempts.add_argument("--limit", type=int, default=50)
+    attempts.set_defaults(run=_attempts)
 
     demo = commands.add_parser("demo", help="live simulated traffic, classic webhooks printed")
     demo.add_argument("--directory", type=Path, help="a scenario directory file (default: the built-in one)")
     demo.add_argument("--calls-per-minute", type=float, default=6.0)
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--seed", type=int)
+    demo.add_argument(
+        "--webhook-url", help="deliver the classic webhooks to this URL instead of printing them"
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -87,11 +120,34 @@ async def _print_classic(event: Message) -> None:
         print(json.dumps(payload), flush=True)
 
 
-async def _play_printing(driver: Driver, zone: ZoneInfo, source: str) -> None:
-    """The services in one process on the in-memory bus; classic webhooks go to stdout."""
+async def _play(driver: Driver, zone: ZoneInfo, source: str, clock: Clock, webhook_url: str | None) -> int:
+    """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
+    `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status."""
     bus = InMemoryBus()
-    await bus.subscribe("webhooks", _print_classic, bindings=WEBHOOKS_BINDINGS)
-    await monitor.run(driver, bus, zone=zone, source=source)
+    if webhook_url is None:
+        await bus.subscribe("webhooks", _print_classic, bindings=WEBHOOKS_BINDINGS)
+        await monitor.run(driver, bus, zone=zone, source=source)
+        return 0
+    settings = Settings(endpoints={"target": EndpointSettings(url=webhook_url)})
+    store = DeliveryStore(Path(":memory:"))
+    queue = MemoryJobQueue(clock)
+    async with httpx.AsyncClient() as client:
+        dispatcher, intake, _ = webhooks.build(
+            settings, bus, queue, store, [client], clock, webhooks.retry_policy(settings)
+        )
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+        worker = asyncio.create_task(queue.run(dispatcher))
+        try:
+            await monitor.run(driver, bus, zone=zone, source=source)
+            await queue.drain()
+        finally:
+            worker.cancel()
+    for delivery in store.dead():
+        print(
+            f"callbridge: error: {delivery.event_type} {delivery.chain} not delivered: {delivery.reason}",
+            file=sys.stderr,
+        )
+    return 1 if store.dead() else 0
 
 
 def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -102,8 +158,7 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
     clock = VirtualClock(scenario.start.replace(tzinfo=zone))
     with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch:
         driver = SimulatorDriver.for_scenario(scenario, clock, zone, args.recordings_dir or Path(scratch))
-        asyncio.run(_play_printing(driver, zone, "scenario"))
-    return 0
+        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,12 +172,60 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
             "record": False,
         }
     )
-    driver = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
-    play = _play_printing(driver, settings.pbx.zone, monitor.new_source("demo"))
+    driver, clock = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
+    play = _play(driver, settings.pbx.zone, monitor.new_source("demo"), clock, args.webhook_url)
     try:
         asyncio.run(asyncio.wait_for(play, args.duration) if args.duration else play)
     except (TimeoutError, KeyboardInterrupt):  # --duration ran out, or Ctrl-C: both are how a demo ends
         print("demo stopped", file=sys.stderr)
+    return 0
+
+
+def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(webhooks.main(settings))
+    return 0
+
+
+def _dead(args: argparse.Namespace, settings: Settings) -> tuple[DeliveryStore, list[DeadDelivery]]:
+    store = DeliveryStore(settings.webhooks.database)
+    try:
+        since = parse_since(args.since, SystemClock())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return store, store.dead(endpoint=args.endpoint, since=since)
+
+
+def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
+    _, dead = _dead(args, settings)
+    for d in dead:
+        print(
+            f"{d.id}\t{datetime.fromtimestamp(d.at, UTC):%Y-%m-%d %H:%M:%S}Z\t{d.endpoint}\t{d.event_type}"
+            f"\t{d.chain}\t{d.reason}"
+        )
+    print(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'}", file=sys.stderr)
+    return 0
+
+
+def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
+    store, dead = _dead(args, settings)
+    if dead:
+        asyncio.run(replay(settings, store, dead, SystemClock()))
+    print(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} sent again", file=sys.stderr)
+    return 0
+
+
+def _attempts(args: argparse.Namespace, settings: Settings) -> int:
+    store = DeliveryStore(settings.webhooks.database)
+    try:
+        since = parse_since(args.since, SystemClock())
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    for a in store.attempts(endpoint=args.endpoint, since=since, limit=args.limit):
+        status = a.status if a.status is not None else "-"
+        print(
+            f"{datetime.fromtimestamp(a.at, UTC):%Y-%m-%d %H:%M:%S}Z\t{a.endpoint}\t{a.event_type}\t{a.chain}"
+            f"\tattempt {a.attempt}\t{status}\t{a.outcome}\t{a.latency_ms:.0f} ms\t{a.response[:80]!r}"
+        )
     return 0
 
 

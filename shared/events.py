@@ -35,7 +35,7 @@ class Event(BaseModel):
     type: str
     event_id: UUID = Field(default_factory=uuid4)
     occurred_at: AwareDatetime
-    source: str = Field(description="id of the monitor that published the message")
+    source: str = Field(description="id of the service run that published the message (a monitor's, mostly)")
     seq: int = Field(ge=1, description="the source's sequence number, contiguous in publish order")
 
 
@@ -199,6 +199,17 @@ class DirectorySnapshot(Event):
     directory: Directory
 
 
+# --- operational events -------------------------------------------------------------------------
+
+
+class WebhookEndpointDisabled(Event):
+    """The webhooks service switched an endpoint off (it answered 410 Gone)."""
+
+    type: Literal["webhooks.endpoint_disabled"] = "webhooks.endpoint_disabled"
+    endpoint: str
+    reason: str
+
+
 Message = Annotated[
     CallStarted
     | CallRinging
@@ -209,7 +220,8 @@ Message = Annotated[
     | ExtensionForwarding
     | ExtensionQueueLogin
     | ExtensionOptions
-    | DirectorySnapshot,
+    | DirectorySnapshot
+    | WebhookEndpointDisabled,
     Field(discriminator="type"),
 ]
 

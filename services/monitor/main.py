@@ -68,7 +68,7 @@ def traffic_timeline(
     return ((start + timedelta(seconds=t), step) for t, step in generator.steps())
 
 
-def build_driver(settings: Settings) -> Driver:
+def build_driver(settings: Settings) -> tuple[Driver, Clock]:
     """The configured driver on its clock: a scenario keeps its own dates, traffic starts now."""
     simulator = settings.simulator
     if settings.pbx.driver != "simulator":
@@ -80,17 +80,16 @@ def build_driver(settings: Settings) -> Driver:
         scenario = load_scenario(simulator.scenario)
         check_scenario(scenario)
         clock = ScaledClock(scenario.start.replace(tzinfo=settings.pbx.zone), simulator.speed)
-        return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings)
+        return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings), clock
     directory = load_directory(simulator.directory) if simulator.directory else default_directory()
     clock = ScaledClock(SystemClock().now(), simulator.speed)
-    return SimulatorDriver(
-        directory, traffic_timeline(settings, directory, clock), clock, recordings=recordings
-    )
+    timeline = traffic_timeline(settings, directory, clock)
+    return SimulatorDriver(directory, timeline, clock, recordings=recordings), clock
 
 
 async def main(settings: Settings) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
-    driver = build_driver(settings)
+    driver, _ = build_driver(settings)
     source = new_source(settings.monitor.source)
     async with RabbitBus.connect(
         settings.bus.amqp_url,

@@ -22,6 +22,7 @@ from shared.events import (
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
+    WebhookEndpointDisabled,
     encode_event,
     parse_event,
 )
@@ -42,6 +43,7 @@ SAMPLES: list[Event] = [
     ExtensionQueueLogin(**COMMON, extension="101", queue="all", logged_in=False),
     ExtensionOptions(**COMMON, extension="101", enabled=True, external=False, recording="external"),
     DirectorySnapshot(**COMMON, directory=Directory()),
+    WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
 ]
 
 

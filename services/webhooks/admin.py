@@ -1,0 +1,46 @@
+"""Operators' tools: list and replay dead letters, read the attempt log."""
+
+import re
+from datetime import datetime, timedelta
+
+from shared.clock import Clock
+from shared.rabbit_bus import RabbitBus
+from shared.settings import Settings, parse_duration
+from shared.topology import Topology
+
+from .jobs import Job
+from .main import retry_policy
+from .queues import RabbitJobQueue
+from .store import DeadDelivery, DeliveryStore
+
+
+def parse_since(text: str | None, clock: Clock) -> float:
+    """`--since`: an ISO time (PBX clock zone if naive: UTC) or a duration ago (`2h`, `30m`)."""
+    if not text:
+        return 0.0
+    if re.match(r"^\s*\d+(\.\d+)?\s*(ms|s|min|m|h|d)?\s*$", text):
+        return (clock.now() - timedelta(seconds=parse_duration(text))).timestamp()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: give an ISO time (2026-11-28T09:00) or a duration ago (2h)"
+        ) from None
+    return when.timestamp() if when.tzinfo else when.replace(tzinfo=clock.now().tzinfo).timestamp()
+
+
+async def replay(settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock) -> None:
+    """Send dead deliveries again from their first attempt, re-enabling their endpoints."""
+    names = Topology(settings.bus.exchange)
+    async with RabbitBus.connect(
+        settings.bus.amqp_url, names=names, connection_name="webhooks replay"
+    ) as bus:
+        queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, retry_policy(settings))
+        for endpoint in {d.endpoint for d in dead}:
+            store.enable(endpoint)
+        for delivery in dead:
+            await queue.submit(Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0}))
+        await queue.flush()
+    now = clock.now().timestamp()
+    for delivery in dead:
+        store.mark_replayed(delivery.id, now)

@@ -1,0 +1,147 @@
+"""Webhooks service: call events → delivery jobs → ordered, retried, signed HTTP deliveries.
+
+`build()` is the composition root shared by `main()` (RabbitMQ), the scenario runner and the
+demo (memory): it takes the bus, the job queue, the HTTP clients and the clock.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Mapping
+from datetime import timedelta
+from itertools import count
+from uuid import uuid4
+
+import httpx
+
+from shared.bus import Bus
+from shared.clock import Clock, SystemClock
+from shared.events import Message, WebhookEndpointDisabled, encode_event
+from shared.lifecycle import wait_for_shutdown
+from shared.logging import configure_logging
+from shared.rabbit_bus import RabbitBus
+from shared.settings import EndpointSettings, Settings
+from shared.topology import WEBHOOKS_BINDINGS, Topology
+
+from .dispatcher import Dispatcher, JobQueue
+from .jobs import jobs_for
+from .metrics import WebhookMetrics
+from .policy import RetryPolicy
+from .queues import RabbitJobQueue
+from .sender import Sender
+from .store import DeliveryStore
+
+logger = logging.getLogger(__name__)
+
+LANES = 8  # httpx clients per process (docs/benchmarks.md: one client degrades with many in flight)
+SWEEP_EVERY = timedelta(seconds=60)
+
+
+class Intake:
+    """The intake queue's handler: one job per endpoint that wants the event, durable before ack."""
+
+    def __init__(self, endpoints: Mapping[str, EndpointSettings], queue: JobQueue) -> None:
+        self._endpoints = endpoints
+        self._queue = queue
+
+    async def __call__(self, event: Message) -> None:
+        for job in jobs_for(event, encode_event(event).decode(), self._endpoints):
+            await self._queue.submit(job)
+        await self._queue.flush()
+
+
+class Notifier:
+    """Operational events of this webhooks process, on the bus."""
+
+    def __init__(self, bus: Bus, clock: Clock) -> None:
+        self._bus = bus
+        self._clock = clock
+        self._source = f"webhooks/{socket.gethostname()}/{uuid4().hex[:8]}"
+        self._seq = count(1)
+
+    async def endpoint_disabled(self, endpoint: str, reason: str) -> None:
+        await self._bus.publish(
+            WebhookEndpointDisabled(
+                occurred_at=self._clock.now(),
+                source=self._source,
+                seq=next(self._seq),
+                endpoint=endpoint,
+                reason=reason,
+            )
+        )
+        await self._bus.flush()
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.webhooks.retry_schedule, settings.webhooks.jitter, random.Random())
+
+
+def build(
+    settings: Settings,
+    bus: Bus,
+    queue: JobQueue,
+    store: DeliveryStore,
+    clients: list[httpx.AsyncClient],
+    clock: Clock,
+    policy: RetryPolicy,
+) -> tuple[Dispatcher, Intake, WebhookMetrics]:
+    metrics = WebhookMetrics()
+    dispatcher = Dispatcher(
+        settings.endpoints,
+        Sender(clients, clock),
+        store,
+        queue,
+        policy=policy,
+        clock=clock,
+        metrics=metrics,
+        on_disabled=Notifier(bus, clock).endpoint_disabled,
+    )
+    return dispatcher, Intake(settings.endpoints, queue), metrics
+
+
+async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
+    """Release abandoned blocks and prune the attempt log, every minute, for ever."""
+    while True:
+        await dispatcher.sweep()
+        store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
+        await clock.sleep_until(clock.now() + SWEEP_EVERY)
+
+
+async def main(settings: Settings) -> None:
+    configure_logging(settings.log.level, settings.log.json_lines)
+    if not settings.endpoints:
+        logger.warning("no [webhook:NAME] endpoints configured: events are taken in and nothing is sent")
+    clock = SystemClock()
+    store = DeliveryStore(settings.webhooks.database)
+    names = Topology(settings.bus.exchange)
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            RabbitBus.connect(
+                settings.bus.amqp_url,
+                names=names,
+                connection_name="webhooks",
+                prefetch=settings.bus.prefetch,
+                confirm_window=settings.bus.confirm_window,
+            )
+        )
+        clients = [await stack.enter_async_context(httpx.AsyncClient()) for _ in range(LANES)]
+        policy = retry_policy(settings)
+        queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, policy)
+        dispatcher, intake, _ = build(settings, bus, queue, store, clients, clock, policy)
+        await queue.consume(dispatcher)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+        logger.info(
+            "webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), settings.webhooks.shards
+        )
+        chores = asyncio.create_task(
+            housekeeping(dispatcher, store, clock, settings.webhooks.attempt_log_days)
+        )
+        try:
+            await wait_for_shutdown()
+        finally:
+            chores.cancel()
+            await asyncio.gather(chores, return_exceptions=True)
+    store.close()
+    logger.info("webhooks stopped")

@@ -1,0 +1,87 @@
+"""A real HTTP receiver on 127.0.0.1 for delivery tests: records requests, answers from a script.
+
+It runs on the test's own event loop (asyncio streams, HTTP/1.1 with keep-alive), so tests wait
+on it with `wait_for` instead of sleeping.
+"""
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    status: int = 200
+
+    def webhook(self) -> dict[str, object]:
+        """A classic call event's parameters, or a POST's JSON body."""
+        return dict(self.query) if self.method == "GET" else json.loads(self.body)
+
+
+Answer = Callable[["Received", "Receiver"], tuple[int, dict[str, str]]]
+
+
+@dataclass
+class Receiver:
+    answer: Answer = field(default=lambda request, receiver: (200, {}))
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._arrived = asyncio.Condition()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def __aenter__(self) -> "Receiver":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    def delivered(self) -> list[Received]:
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+    async def wait_for(self, predicate: Callable[["Receiver"], bool], timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: predicate(self))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                method, target, _ = line.decode().split(" ", 2)
+                headers: dict[str, str] = {}
+                while header := (await reader.readline()).decode().strip():
+                    name, _, value = header.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                parts = urlsplit(target)
+                request = Received(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+                status, extra = self.answer(request, self)
+                request.status = status
+                reply = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 2\r\n{reply}\r\nok".encode())
+                await writer.drain()
+                async with self._arrived:
+                    self.requests.append(request)
+                    self._arrived.notify_all()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
