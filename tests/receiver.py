@@ -18,6 +18,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    at: float  # the event loop's clock when it arrived
     status: int = 200
 
     def webhook(self) -> dict[str, object]:
@@ -72,7 +73,14 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 parts = urlsplit(target)
-                request = Received(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+                request = Received(
+                    method,
+                    parts.path,
+                    dict(parse_qsl(parts.query)),
+                    headers,
+                    body,
+                    asyncio.get_running_loop().time(),
+                )
                 status, extra = self.answer(request, self)
                 request.status = status
                 reply = "".join(f"{k}: {v}\r\n" for k, v in extra.items())

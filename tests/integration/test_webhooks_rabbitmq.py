@@ -1,8 +1,13 @@
 """The webhooks service on the real broker, delivering to a real local receiver."""
 
+import asyncio
+import contextlib
 import json
 import random
+import sys
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 from zoneinfo import ZoneInfo
@@ -18,10 +23,11 @@ from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.store import DeliveryStore
 from shared.clock import SystemClock, VirtualClock
+from shared.events import WebhookEndpointDisabled
 from shared.rabbit_bus import RabbitBus
-from shared.settings import EndpointSettings, Settings, WebhooksSettings
+from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
 from shared.topology import WEBHOOKS_BINDINGS, Topology
-from tests.conftest import SHARED, check_webhooks
+from tests.conftest import SHARED, Recorder, check_webhooks
 from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -47,6 +53,47 @@ async def play(bus: RabbitBus, name: str) -> None:
     scenario = load_scenario(SHARED / "scenarios" / f"{name}.yaml")
     clock = VirtualClock(scenario.start.replace(tzinfo=UTC))
     await monitor.run(SimulatorDriver.for_scenario(scenario, clock, UTC), bus, zone=UTC, source="it")
+
+
+@dataclass
+class Service:
+    bus: RabbitBus
+    store: DeliveryStore
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def webhooks_service(
+    amqp_url: str,
+    tmp_path: Path,
+    endpoints: dict[str, EndpointSettings],
+    schedule: tuple[float, ...] = (0.3, 0.6, 1.2),
+) -> AsyncIterator[Service]:
+    """The webhooks service in this process on the real broker, under a private prefix."""
+    names = Topology(f"test.{uuid4().hex[:12]}")
+    settings = Settings(
+        endpoints=endpoints,
+        bus=BusSettings(amqp_url=amqp_url, exchange=names.prefix),
+        webhooks=WebhooksSettings(
+            retry_schedule=schedule, jitter=0.2, shards=4, database=tmp_path / "webhooks.db"
+        ),
+    )
+    async with (
+        RabbitBus.connect(amqp_url, names=names, connection_name="webhooks it") as bus,
+        httpx.AsyncClient() as client,
+    ):
+        try:
+            policy = RetryPolicy(schedule, 0.2, random.Random(3))
+            queue = await RabbitJobQueue.declare(bus, names, 4, policy)
+            store = DeliveryStore(settings.webhooks.database)
+            dispatcher, intake, _ = webhooks.build(
+                settings, bus, queue, store, [client], SystemClock(), policy
+            )
+            await queue.consume(dispatcher)
+            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+            yield Service(bus, store, settings)
+        finally:
+            await bus.delete_topology()
 
 
 async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, tmp_path: Path) -> None:
@@ -86,3 +133,72 @@ async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, t
     )
     other = [i for i, r in enumerate(receiver.requests) if r.query["id"].startswith("210701165739_700")]
     assert other and min(other) < recovered
+
+
+async def test_retry_after_is_honoured_through_the_retry_queues(amqp_url: str, tmp_path: Path) -> None:
+    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
+        return (429, {"retry-after": "2"}) if len(receiver.requests) == 0 else (200, {})
+
+    async with (
+        Receiver(answer) as receiver,
+        webhooks_service(
+            amqp_url, tmp_path, {"crm": EndpointSettings(url=receiver.url, events=("call.ended",))}
+        ) as service,
+    ):
+        await play(service.bus, "outgoing")
+        await receiver.wait_for(lambda r: len(r.delivered()) == 2)
+    first = receiver.requests[0]
+    assert first.status == 429
+    retried = [r for r in receiver.requests if r.query["id"] == first.query["id"]]
+    assert [r.status for r in retried] == [429, 200]
+    assert retried[1].at - retried[0].at >= 1.95  # not the schedule's 0.3 s: the receiver asked for 2 s
+
+
+async def test_gone_disables_and_replay_sends_again(
+    amqp_url: str, tmp_path: Path, recorder: Recorder
+) -> None:
+    gone = True
+
+    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
+        return (410, {}) if gone else (200, {})
+
+    async with (
+        Receiver(answer) as receiver,
+        webhooks_service(amqp_url, tmp_path, {"crm": EndpointSettings(url=receiver.url)}) as service,
+    ):
+        await service.bus.subscribe("ops", recorder, bindings=["webhooks.#"])
+        await play(service.bus, "queue-blind-transfer")
+        [disabled] = await recorder.wait_for(1)
+        assert isinstance(disabled, WebhookEndpointDisabled) and disabled.endpoint == "crm"
+        async with asyncio.timeout(10):  # the store announces nothing: look until all 7 are kept
+            while len(service.store.dead()) < 7:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert len(receiver.requests) == 1  # nothing more was sent to a disabled endpoint
+        gone = False
+        config = tmp_path / "callbridge.ini"
+        config.write_text(
+            f"[bus]\namqp_url = {amqp_url}\nexchange = {service.settings.bus.exchange}\n"
+            f"[webhooks]\nshards = 4\ndatabase = {service.settings.webhooks.database}\n"
+            f"[webhook:crm]\nurl = {receiver.url}\n"
+        )
+        listing = await run_cli("--config", str(config), "webhooks", "dead", "list", "--endpoint", "crm")
+        assert listing.count("\tcrm\t") == 7 and "410 Gone" in listing
+        await run_cli("--config", str(config), "webhooks", "dead", "replay", "--since", "1h")
+        await receiver.wait_for(lambda r: len(r.delivered()) == 7)
+        assert service.store.dead() == []
+    replayed = [json.dumps(r.webhook()) for r in receiver.delivered()]
+    assert check_webhooks("queue-blind-transfer", replayed, tmp_path) == ""  # in order, complete
+
+
+async def run_cli(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    return stdout.decode()

@@ -5,6 +5,7 @@ contract's own `check.py`. Recording lines arrive with the recordings service (i
 expected files are compared without their `FILES` lines, and this test checks there are some.
 """
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SHARED, check_webhooks, expected_call_events
+from tests.receiver import Receiver
 
 EXAMPLES = sorted(
     p.stem for p in (SHARED / "scenarios").glob("*.yaml") if p.with_suffix(".expected.jsonl").exists()
@@ -116,3 +118,47 @@ def test_malformed_scenario_fails_clearly(case: str, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""  # nothing is sent before the whole scenario is known to be possible
+
+
+async def test_webhook_url_delivers_the_classic_webhooks(contracts: Path, tmp_path: Path) -> None:
+    async with Receiver() as receiver:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "scenario",
+            "run",
+            str(contracts / "scenarios" / "queue-blind-transfer.yaml"),
+            "--webhook-url",
+            receiver.url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert stdout == b""  # delivered, not printed
+    assert {r.method for r in receiver.requests} == {"GET"}
+    lines = [json.dumps(r.webhook()) for r in receiver.requests]
+    assert check_webhooks("queue-blind-transfer", lines, tmp_path) == ""
+
+
+async def test_webhook_url_that_never_answers_fails_the_run(contracts: Path) -> None:
+    async with Receiver(lambda request, receiver: (500, {})) as receiver:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "scenario",
+            "run",
+            str(contracts / "scenarios" / "outgoing.yaml"),
+            "--webhook-url",
+            receiver.url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert (
+        "call.answered 220106205945_755 not delivered: gave up after 8 attempts; last: HTTP 500"
+        in stderr.decode()
+    )
