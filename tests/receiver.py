@@ -34,6 +34,7 @@ class Receiver:
     answer: Answer = field(default=lambda request, receiver: (200, {}))
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    delay: float = 0.0  # seconds before answering: a slow receiver
 
     def __post_init__(self) -> None:
         self._arrived = asyncio.Condition()
@@ -81,6 +82,8 @@ class Receiver:
                     body,
                     asyncio.get_running_loop().time(),
                 )
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 status, extra = self.answer(request, self)
                 request.status = status
                 reply = "".join(f"{k}: {v}\r\n" for k, v in extra.items())

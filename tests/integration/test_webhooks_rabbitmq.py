@@ -125,6 +125,10 @@ async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, t
     assert check_webhooks("attended-transfer", delivered, tmp_path) == ""  # complete, and in order per chain
     ids = [str(r.query["id"]) for r in receiver.requests]
     assert ids.count("210701165649_698-0") == 3  # failed twice, then delivered
+    tries = [r.at for r in receiver.requests if r.query["id"] == "210701165649_698-0"]
+    gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+    # the shortened schedule (0.3 s, 0.6 s, ±20 %), kept by RabbitMQ's TTL retry queues
+    assert 0.24 <= gaps[0] <= 0.36 + 0.1 and 0.48 <= gaps[1] <= 0.72 + 0.1, gaps
     assert Counter(r.status for r in receiver.requests) == {200: 7, 503: 2}
     assert [a.status for a in store.attempts() if a.outcome == "Failed"] == [503, 503]
     # the other chain's webhooks did not wait for the failing one's retries
