@@ -29,8 +29,9 @@ from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
 from .webhooks import main as webhooks
-from .webhooks.admin import parse_since, replay
+from .webhooks.admin import parse_since, replay_through_broker
 from .webhooks.classic import classic_payload
+from .webhooks.policy import RetryPolicy
 from .webhooks.queues import MemoryJobQueue
 from .webhooks.store import DeadDelivery, DeliveryStore
 
@@ -133,7 +134,7 @@ async def _play(driver: Driver, zone: ZoneInfo, source: str, clock: Clock, webho
     queue = MemoryJobQueue(clock)
     async with httpx.AsyncClient() as client:
         dispatcher, intake, _ = webhooks.build(
-            settings, bus, queue, store, [client], clock, webhooks.retry_policy(settings)
+            settings, bus, queue, store, [client], clock, RetryPolicy.configured(settings.webhooks)
         )
         await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
         worker = asyncio.create_task(queue.run(dispatcher))
@@ -209,7 +210,7 @@ def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
 def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
     store, dead = _dead(args, settings)
     if dead:
-        asyncio.run(replay(settings, store, dead, SystemClock()))
+        asyncio.run(replay_through_broker(settings, store, dead, SystemClock()))
     print(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} sent again", file=sys.stderr)
     return 0
 

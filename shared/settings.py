@@ -119,6 +119,7 @@ class WebhooksSettings(_Section):
     shards: int = Field(16, ge=1, le=1024)
     database: Path = Path("/var/lib/callbridge/webhooks.db")
     attempt_log_days: float = Field(30, gt=0)
+    http_host: str = "127.0.0.1"
     http_port: int = Field(8082, ge=0, le=65535)
 
     @field_validator("retry_schedule", mode="before")

@@ -8,8 +8,9 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings, parse_duration
 from shared.topology import Topology
 
+from .dispatcher import JobQueue
 from .jobs import Job
-from .main import retry_policy
+from .policy import RetryPolicy
 from .queues import RabbitJobQueue
 from .store import DeadDelivery, DeliveryStore
 
@@ -29,18 +30,27 @@ def parse_since(text: str | None, clock: Clock) -> float:
     return when.timestamp() if when.tzinfo else when.replace(tzinfo=clock.now().tzinfo).timestamp()
 
 
-async def replay(settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock) -> None:
+async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery], clock: Clock) -> None:
     """Send dead deliveries again from their first attempt, re-enabling their endpoints."""
+    for endpoint in {d.endpoint for d in dead}:
+        store.enable(endpoint)
+    for delivery in dead:
+        await queue.submit(Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0}))
+    await queue.flush()
+    now = clock.now().timestamp()
+    for delivery in dead:
+        store.mark_replayed(delivery.id, now)
+
+
+async def replay_through_broker(
+    settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock
+) -> None:
+    """`replay` from outside the service (the CLI): its own connection to the job queues."""
     names = Topology(settings.bus.exchange)
     async with RabbitBus.connect(
         settings.bus.amqp_url, names=names, connection_name="webhooks replay"
     ) as bus:
-        queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, retry_policy(settings))
-        for endpoint in {d.endpoint for d in dead}:
-            store.enable(endpoint)
-        for delivery in dead:
-            await queue.submit(Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0}))
-        await queue.flush()
-    now = clock.now().timestamp()
-    for delivery in dead:
-        store.mark_replayed(delivery.id, now)
+        queue = await RabbitJobQueue.declare(
+            bus, names, settings.webhooks.shards, RetryPolicy.configured(settings.webhooks)
+        )
+        await replay(store, queue, dead, clock)

@@ -7,7 +7,6 @@ demo (memory): it takes the bus, the job queue, the HTTP clients and the clock.
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 from collections.abc import Mapping
 from datetime import timedelta
@@ -26,6 +25,7 @@ from shared.settings import EndpointSettings, Settings
 from shared.topology import WEBHOOKS_BINDINGS, Topology
 
 from .dispatcher import Dispatcher, JobQueue
+from .http import create_app, serving
 from .jobs import jobs_for
 from .metrics import WebhookMetrics
 from .policy import RetryPolicy
@@ -72,10 +72,6 @@ class Notifier:
             )
         )
         await self._bus.flush()
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(settings.webhooks.retry_schedule, settings.webhooks.jitter, random.Random())
 
 
 def build(
@@ -127,9 +123,13 @@ async def main(settings: Settings) -> None:
             )
         )
         clients = [await stack.enter_async_context(httpx.AsyncClient()) for _ in range(LANES)]
-        policy = retry_policy(settings)
+        policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, policy)
-        dispatcher, intake, _ = build(settings, bus, queue, store, clients, clock, policy)
+        dispatcher, intake, metrics = build(settings, bus, queue, store, clients, clock, policy)
+        app = create_app(store, queue, metrics, clock, ready=lambda: bus.connected)
+        await stack.enter_async_context(
+            serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
+        )
         await queue.consume(dispatcher)
         await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
         logger.info(

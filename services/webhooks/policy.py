@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from shared.settings import WebhooksSettings
+
 MAX_RETRY_AFTER = 24 * 3600.0
 
 
@@ -70,6 +72,10 @@ class RetryPolicy:
         self.schedule = schedule
         self._jitter = jitter
         self._rng = rng or random.Random()
+
+    @classmethod
+    def configured(cls, settings: WebhooksSettings) -> "RetryPolicy":
+        return cls(settings.retry_schedule, settings.jitter)
 
     def delay(self, failed_attempts: int, retry_after: float | None = None) -> float | None:
         """Seconds until the next attempt after `failed_attempts` failures; None: give up."""

@@ -97,30 +97,14 @@ async def webhooks_service(
 
 
 async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, tmp_path: Path) -> None:
-    names = Topology(f"test.{uuid4().hex[:12]}")
     # chain 698 (attended transfer) fails twice, then recovers; chain 700 is never held up
     async with (
         Receiver(fail_first_tries(FAILING, 2)) as receiver,
-        RabbitBus.connect(amqp_url, names=names, connection_name="webhooks it") as bus,
-        httpx.AsyncClient() as client,
+        webhooks_service(amqp_url, tmp_path, {"crm": EndpointSettings(url=receiver.url)}) as service,
     ):
-        try:
-            settings = Settings(
-                endpoints={"crm": EndpointSettings(url=receiver.url)},
-                webhooks=WebhooksSettings(retry_schedule=(0.3, 0.6, 1.2), jitter=0.2, shards=4),
-            )
-            policy = RetryPolicy(settings.webhooks.retry_schedule, 0.2, random.Random(3))
-            queue = await RabbitJobQueue.declare(bus, names, 4, policy)
-            store = DeliveryStore(tmp_path / "webhooks.db")
-            dispatcher, intake, _ = webhooks.build(
-                settings, bus, queue, store, [client], SystemClock(), policy
-            )
-            await queue.consume(dispatcher)
-            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
-            await play(bus, "attended-transfer")
-            await receiver.wait_for(lambda r: len(r.delivered()) == 7)
-        finally:
-            await bus.delete_topology()
+        await play(service.bus, "attended-transfer")
+        await receiver.wait_for(lambda r: len(r.delivered()) == 7)
+        store = service.store
     delivered = [json.dumps(r.webhook()) for r in receiver.delivered()]
     assert check_webhooks("attended-transfer", delivered, tmp_path) == ""  # complete, and in order per chain
     ids = [str(r.query["id"]) for r in receiver.requests]

@@ -1,0 +1,126 @@
+"""The webhooks service's HTTP side: health, Prometheus metrics, attempt log, dead letters.
+
+It listens on `[webhooks] http_host`:`http_port` (127.0.0.1 by default: these routes are for
+the operator on the host, or for a reverse proxy that adds authentication).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.clock import Clock
+
+from .admin import parse_since, replay
+from .dispatcher import JobQueue
+from .metrics import WebhookMetrics
+from .store import Attempt, DeliveryStore
+
+Since = Annotated[str | None, Query(description="an ISO time, or a duration ago such as 2h")]
+Endpoint = Annotated[str | None, Query(description="only this [webhook:NAME]")]
+
+
+def create_app(
+    store: DeliveryStore, queue: JobQueue, metrics: WebhookMetrics, clock: Clock, ready: Any = lambda: True
+) -> FastAPI:
+    app = FastAPI(
+        title="callbridge webhooks", description="Delivery log and dead letters of the webhooks service"
+    )
+
+    def since_of(text: str | None) -> float:
+        try:
+            return parse_since(text, clock)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        if not ready():
+            raise HTTPException(503, "not connected to RabbitMQ")
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/attempts")
+    async def attempts(
+        endpoint: Endpoint = None, since: Since = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        return [
+            _attempt(row) for row in store.attempts(endpoint=endpoint, since=since_of(since), limit=limit)
+        ]
+
+    @app.get("/dead")
+    async def dead(endpoint: Endpoint = None, since: Since = None) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": d.id,
+                "at": _iso(d.at),
+                "endpoint": d.endpoint,
+                "event_type": d.event_type,
+                "chain": d.chain,
+                "reason": d.reason,
+            }
+            for d in store.dead(endpoint=endpoint, since=since_of(since))
+        ]
+
+    @app.post("/dead/replay")
+    async def replay_dead(endpoint: Endpoint = None, since: Since = None) -> dict[str, int]:
+        letters = store.dead(endpoint=endpoint, since=since_of(since))
+        await replay(store, queue, letters, clock)
+        return {"replayed": len(letters)}
+
+    return app
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _attempt(row: Attempt) -> dict[str, Any]:
+    fields = (
+        "endpoint",
+        "event_id",
+        "event_type",
+        "chain",
+        "attempt",
+        "status",
+        "outcome",
+        "latency_ms",
+        "response",
+    )
+    return {"at": _iso(row.at), **{name: getattr(row, name) for name in fields}}
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a service's own event loop: the service, not uvicorn, handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[None]:
+    """Serve `app` while the block runs (nothing when `port` is 0)."""
+    if not port:
+        yield
+        return
+    server = EmbeddedServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve())
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,56 @@
+"""The webhooks service's HTTP routes: health, metrics, attempt log, dead letters and replay."""
+
+from pathlib import Path
+
+import httpx
+
+from services.webhooks.http import create_app
+from services.webhooks.jobs import Job, jobs_for
+from services.webhooks.metrics import WebhookMetrics
+from services.webhooks.store import Attempt, DeliveryStore
+from shared.clock import SystemClock
+from shared.events import encode_event
+from shared.settings import EndpointSettings
+from tests.factories import make_call_ringing
+from tests.unit.webhooks.test_dispatcher import RecordingQueue
+
+
+async def test_routes(tmp_path: Path) -> None:
+    store = DeliveryStore(tmp_path / "w.db")
+    queue = RecordingQueue()
+    metrics = WebhookMetrics()
+    metrics.attempted("crm", "Delivered", 0.012)
+    event = make_call_ringing()
+    [job] = jobs_for(event, encode_event(event).decode(), {"crm": EndpointSettings(url="http://x/")})
+    now = SystemClock().now().timestamp()
+    store.bury(now, "crm", job.model_dump_json(), job.event_type, job.chain, "gave up")
+    store.log_attempt(
+        Attempt(now, "crm", job.event_id, job.event_type, job.chain, 1, 500, "Failed", 3.2, "boom")
+    )
+    store.disable(now, "crm", "410")
+    app = create_app(store, queue, metrics, SystemClock(), ready=lambda: False)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://webhooks"
+    ) as client:
+        await check_routes(client, store, queue, job)
+
+
+async def check_routes(
+    client: httpx.AsyncClient, store: DeliveryStore, queue: RecordingQueue, job: Job
+) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "alive"}
+    assert (await client.get("/readyz")).status_code == 503
+    assert (
+        'callbridge_webhook_attempts_total{endpoint="crm",outcome="Delivered"} 1.0'
+        in (await client.get("/metrics")).text
+    )
+    [attempt] = (await client.get("/attempts", params={"endpoint": "crm", "since": "1h"})).json()
+    assert (attempt["status"], attempt["outcome"], attempt["response"]) == (500, "Failed", "boom")
+    [dead] = (await client.get("/dead")).json()
+    assert (dead["endpoint"], dead["chain"], dead["reason"]) == ("crm", job.chain, "gave up")
+    assert (await client.get("/dead", params={"since": "next tuesday"})).status_code == 422
+
+    assert (await client.post("/dead/replay", params={"endpoint": "crm"})).json() == {"replayed": 1}
+    assert [(j.job_id, j.attempt) for j in queue.submitted] == [(job.job_id, 0)]
+    assert (await client.get("/dead")).json() == []
+    assert store.disabled() == {}  # replaying re-enables the endpoint
