@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message
 from shared.logging import configure_logging, redact
@@ -33,6 +31,7 @@ from .webhooks.admin import parse_since, replay_through_broker
 from .webhooks.classic import classic_payload
 from .webhooks.policy import RetryPolicy
 from .webhooks.queues import MemoryJobQueue
+from .webhooks.sender import AiohttpTransport, new_session
 from .webhooks.store import DeadDelivery, DeliveryStore
 
 
@@ -132,11 +131,17 @@ async def _play(driver: Driver, zone: ZoneInfo, source: str, clock: Clock, webho
     settings = Settings(endpoints={"target": EndpointSettings(url=webhook_url)})
     store = DeliveryStore(Path(":memory:"))
     queue = MemoryJobQueue(clock)
-    async with httpx.AsyncClient() as client:
+    async with new_session() as session:
         dispatcher, intake, _ = webhooks.build(
-            settings, bus, queue, store, [client], clock, RetryPolicy.configured(settings.webhooks)
+            settings,
+            bus,
+            queue,
+            store,
+            AiohttpTransport(session),
+            clock,
+            RetryPolicy.configured(settings.webhooks),
         )
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
         worker = asyncio.create_task(queue.run(dispatcher))
         try:
             await monitor.run(driver, bus, zone=zone, source=source)

@@ -51,12 +51,19 @@ class Bus(Protocol):
         ...
 
     async def subscribe(
-        self, queue: str, handler: Handler, *, bindings: Sequence[str], exclusive: bool = False
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        bindings: Sequence[str],
+        exclusive: bool = False,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         """Consume `queue` (a service's role name) bound with topic `bindings`; return its full
         name. Handlers on one queue compete; every queue gets its own copy. `exclusive` makes a
         private queue for this process that disappears with it (the api's cache). A message that
-        cannot be parsed, or whose handler raises, is dead-lettered."""
+        cannot be parsed, or whose handler raises, is dead-lettered. A message is acknowledged
+        only after `settle()` (when given: e.g. the flush of what its handler published)."""
         ...
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -8,7 +8,7 @@ instead, as RabbitBus does.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -27,6 +27,7 @@ class _Queue:
     bindings: set[str] = field(default_factory=set)
     handlers: list[Handler] = field(default_factory=list)
     turn: int = 0
+    settle: Callable[[], Awaitable[None]] | None = None
 
     def next_handler(self) -> Handler:
         handler = self.handlers[self.turn % len(self.handlers)]
@@ -53,12 +54,19 @@ class InMemoryBus:
         return None
 
     async def subscribe(
-        self, queue: str, handler: Handler, *, bindings: Sequence[str], exclusive: bool = False
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        bindings: Sequence[str],
+        exclusive: bool = False,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         name = f"{queue}.{next(self._exclusive)}" if exclusive else queue
         target = self._queues.setdefault(name, _Queue(name))
         target.bindings.update(bindings)
         target.handlers.append(handler)
+        target.settle = settle
         return name
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -79,6 +87,8 @@ class InMemoryBus:
             return
         try:
             await queue.next_handler()(message)
+            if queue.settle is not None:
+                await queue.settle()
         except Exception as error:
             if self._raise_errors:
                 raise

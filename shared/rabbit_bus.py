@@ -37,6 +37,7 @@ from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+BATCH = 200  # messages handled before one settle() when consuming with a settle step
 
 
 class RabbitBus:
@@ -161,50 +162,103 @@ class RabbitBus:
     # --- consuming -----------------------------------------------------------------------------
 
     async def subscribe(
-        self, queue: str, handler: Handler, *, bindings: Sequence[str], exclusive: bool = False
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        bindings: Sequence[str],
+        exclusive: bool = False,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         declared = await self._declare_queue(self._consume_channel, queue, bindings, exclusive=exclusive)
-        self.consume(declared, parse_event, handler)
+        self.consume(declared, parse_event, handler, settle)
         return declared.name
 
     def consume(
-        self, queue: AbstractQueue, decode: Callable[[bytes], T], handler: Callable[[T], Awaitable[None]]
+        self,
+        queue: AbstractQueue,
+        decode: Callable[[bytes], T],
+        handler: Callable[[T], Awaitable[None]],
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Handle `queue`'s messages one at a time, in order, acking each after its handler; a
-        body `decode` refuses, or a handler that raises, dead-letters the message."""
-        task = asyncio.create_task(self._consume(queue, decode, handler), name=f"consume {queue.name}")
+        body `decode` refuses, or a handler that raises, dead-letters the message.
+
+        With `settle`, the messages already delivered are handled as a batch (up to BATCH) and
+        acked only after `settle()` (a publisher's flush) returned: the handlers' own publishes
+        are confirmed once per batch instead of once per message. If `settle` fails, the batch
+        is requeued (at its place) rather than dead-lettered: the messages themselves were fine."""
+        task = asyncio.create_task(
+            self._consume(queue, decode, handler, settle), name=f"consume {queue.name}"
+        )
         self._consumers.add(task)
         task.add_done_callback(self._consumers.discard)
 
     async def _consume(
-        self, queue: AbstractQueue, decode: Callable[[bytes], T], handler: Callable[[T], Awaitable[None]]
+        self,
+        queue: AbstractQueue,
+        decode: Callable[[bytes], T],
+        handler: Callable[[T], Awaitable[None]],
+        settle: Callable[[], Awaitable[None]] | None,
     ) -> None:
-        async with queue.iterator() as messages:
-            async for message in messages:
-                try:
-                    item = decode(message.body)
-                except ValidationError as error:
-                    logger.error(
-                        "queue %s: unparsable message %s (%s) dead-lettered: %s",
-                        queue.name,
-                        message.message_id,
-                        message.routing_key,
-                        _first_line(error),
-                    )
-                    await message.reject(requeue=False)
-                    continue
-                try:
-                    await handler(item)
-                except Exception:
-                    logger.exception(
-                        "queue %s: handler failed on message %s (%s); dead-lettered",
-                        queue.name,
-                        message.message_id,
-                        message.type,
-                    )
-                    await message.reject(requeue=False)
-                    continue
-                await message.ack()
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
+        try:
+            while True:
+                batch = [await inbox.get()]
+                while settle is not None and len(batch) < BATCH and not inbox.empty():
+                    batch.append(inbox.get_nowait())
+                handled = [m for m in batch if await self._handle(queue.name, m, decode, handler)]
+                if settle is not None and handled:
+                    try:
+                        await settle()
+                    except Exception:
+                        logger.exception(
+                            "queue %s: %d message(s) handled but not settled; requeued",
+                            queue.name,
+                            len(handled),
+                        )
+                        for message in handled:
+                            await message.reject(requeue=True)
+                        continue
+                for message in handled:
+                    await message.ack()
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+
+    @staticmethod
+    async def _handle(
+        queue: str,
+        message: AbstractIncomingMessage,
+        decode: Callable[[bytes], T],
+        handler: Callable[[T], Awaitable[None]],
+    ) -> bool:
+        """Decode and handle one message; False when it was dead-lettered instead."""
+        try:
+            item = decode(message.body)
+        except ValidationError as error:
+            logger.error(
+                "queue %s: unparsable message %s (%s) dead-lettered: %s",
+                queue,
+                message.message_id,
+                message.routing_key,
+                _first_line(error),
+            )
+            await message.reject(requeue=False)
+            return False
+        try:
+            await handler(item)
+        except Exception:
+            logger.exception(
+                "queue %s: handler failed on message %s (%s); dead-lettered",
+                queue,
+                message.message_id,
+                message.type,
+            )
+            await message.reject(requeue=False)
+            return False
+        return True
 
     # --- dead letters --------------------------------------------------------------------------
 

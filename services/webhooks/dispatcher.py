@@ -75,17 +75,17 @@ class Dispatcher:
         self._metrics = metrics
         self._on_disabled = on_disabled
 
-    async def handle(self, job: Job, lane: int = 0) -> None:
+    async def handle(self, job: Job) -> None:
         blocker = self._store.blocker(job.key)
         if job.kind == "release":
             if blocker == job.blocker:
-                await self._release(job.key, lane)
+                await self._release(job.key)
             return
         if blocker is not None and blocker != job.job_id:
             self._store.hold(job.key, job.model_dump_json())
             return
-        if await self._attempt(job, lane) and blocker is not None:
-            await self._release(job.key, lane)
+        if await self._attempt(job) and blocker is not None:
+            await self._release(job.key)
 
     async def sweep(self) -> int:
         """Send a release job for every abandoned block; returns how many."""
@@ -101,19 +101,19 @@ class Dispatcher:
             await self._queue.flush()
         return len(overdue)
 
-    async def _release(self, key: str, lane: int) -> None:
+    async def _release(self, key: str) -> None:
         now = self._clock.now().timestamp()
         while (held := self._store.next_held(key)) is not None:
             held_id, text = held
             job = Job.model_validate_json(text)
             self._store.block(key, job.job_id, now + RELEASE_GRACE)
-            proceed = await self._attempt(job, lane)
+            proceed = await self._attempt(job)
             self._store.forget_held(held_id)
             if not proceed:
                 return
         self._store.unblock(key)
 
-    async def _attempt(self, job: Job, lane: int) -> bool:
+    async def _attempt(self, job: Job) -> bool:
         """Try once; True when the key may go on (delivered, or given up on), False when blocked."""
         endpoint = self._endpoints.get(job.endpoint)
         disabled = self._store.disabled()
@@ -125,7 +125,7 @@ class Dispatcher:
         request = build_request(endpoint.url, endpoint.format, endpoint.secret, job.message(), now)
         if request is None:
             return True
-        result = await self._sender.send(request, endpoint.timeout, lane)
+        result = await self._sender.send(request, endpoint.timeout)
         outcome, attempt = result.outcome, job.attempt + 1
         self._store.log_attempt(
             Attempt(

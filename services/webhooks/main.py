@@ -1,7 +1,7 @@
 """Webhooks service: call events → delivery jobs → ordered, retried, signed HTTP deliveries.
 
 `build()` is the composition root shared by `main()` (RabbitMQ), the scenario runner and the
-demo (memory): it takes the bus, the job queue, the HTTP clients and the clock.
+demo (memory): it takes the bus, the job queue, the HTTP transport and the clock.
 """
 
 import asyncio
@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from itertools import count
 from uuid import uuid4
-
-import httpx
 
 from shared.bus import Bus
 from shared.clock import Clock, SystemClock
@@ -30,17 +28,17 @@ from .jobs import jobs_for
 from .metrics import WebhookMetrics
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
-from .sender import Sender
+from .sender import AiohttpTransport, Sender, Transport, new_session
 from .store import DeliveryStore
 
 logger = logging.getLogger(__name__)
 
-LANES = 8  # httpx clients per process (docs/benchmarks.md: one client degrades with many in flight)
 SWEEP_EVERY = timedelta(seconds=60)
 
 
 class Intake:
-    """The intake queue's handler: one job per endpoint that wants the event, durable before ack."""
+    """The intake queue's handler: one job per endpoint that wants the event. Subscribe it with
+    `settle=queue.flush`, so that the jobs are durable before the event is acked."""
 
     def __init__(self, endpoints: Mapping[str, EndpointSettings], queue: JobQueue) -> None:
         self._endpoints = endpoints
@@ -49,7 +47,6 @@ class Intake:
     async def __call__(self, event: Message) -> None:
         for job in jobs_for(event, encode_event(event).decode(), self._endpoints):
             await self._queue.submit(job)
-        await self._queue.flush()
 
 
 class Notifier:
@@ -79,14 +76,14 @@ def build(
     bus: Bus,
     queue: JobQueue,
     store: DeliveryStore,
-    clients: list[httpx.AsyncClient],
+    transport: Transport,
     clock: Clock,
     policy: RetryPolicy,
 ) -> tuple[Dispatcher, Intake, WebhookMetrics]:
     metrics = WebhookMetrics()
     dispatcher = Dispatcher(
         settings.endpoints,
-        Sender(clients, clock),
+        Sender(transport, clock),
         store,
         queue,
         policy=policy,
@@ -122,16 +119,18 @@ async def main(settings: Settings) -> None:
                 confirm_window=settings.bus.confirm_window,
             )
         )
-        clients = [await stack.enter_async_context(httpx.AsyncClient()) for _ in range(LANES)]
+        session = await stack.enter_async_context(new_session())
         policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, policy)
-        dispatcher, intake, metrics = build(settings, bus, queue, store, clients, clock, policy)
+        dispatcher, intake, metrics = build(
+            settings, bus, queue, store, AiohttpTransport(session), clock, policy
+        )
         app = create_app(store, queue, metrics, clock, ready=lambda: bus.connected)
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
         await queue.consume(dispatcher)
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
         logger.info(
             "webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), settings.webhooks.shards
         )

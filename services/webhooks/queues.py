@@ -78,10 +78,7 @@ class RabbitJobQueue:
         for shard in range(self._shards):
             queue = await self._channel.get_queue(shard_queue(self._names, shard), ensure=False)
 
-            async def handle(job: Job, lane: int = shard) -> None:
-                await dispatcher.handle(job, lane)
-
-            self._bus.consume(queue, Job.model_validate_json, handle)
+            self._bus.consume(queue, Job.model_validate_json, dispatcher.handle)
 
     async def submit(self, job: Job) -> None:
         shard = shard_of(job.key, self._shards)

@@ -12,7 +12,6 @@ from pathlib import Path
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 from services.monitor import main as monitor
@@ -21,6 +20,7 @@ from services.monitor.scenario import load_scenario
 from services.webhooks import main as webhooks
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
+from services.webhooks.sender import AiohttpTransport, new_session
 from services.webhooks.store import DeliveryStore
 from shared.clock import SystemClock, VirtualClock
 from shared.events import WebhookEndpointDisabled
@@ -80,17 +80,17 @@ async def webhooks_service(
     )
     async with (
         RabbitBus.connect(amqp_url, names=names, connection_name="webhooks it") as bus,
-        httpx.AsyncClient() as client,
+        new_session() as session,
     ):
         try:
             policy = RetryPolicy(schedule, 0.2, random.Random(3))
             queue = await RabbitJobQueue.declare(bus, names, 4, policy)
             store = DeliveryStore(settings.webhooks.database)
             dispatcher, intake, _ = webhooks.build(
-                settings, bus, queue, store, [client], SystemClock(), policy
+                settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
             )
             await queue.consume(dispatcher)
-            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
             yield Service(bus, store, settings)
         finally:
             await bus.delete_topology()

@@ -1,0 +1,304 @@
+"""Webhook delivery throughput and latency, next to bare HTTP clients, in the same run.
+
+    .venv/bin/python bench/webhooks.py [--events 3000] [--amqp-url URL]
+
+A local receiver (uvicorn, its own process) answers 200 and notes when each request arrived.
+- Bare clients: one httpx AsyncClient, and the same load spread over 10 clients, posting signed
+  JSON bodies at concurrency 1 and 50: requests/s and p50/p99 latency per request.
+- The webhooks service (this process, real RabbitMQ, JSON format with signatures): events
+  published as fast as the bus takes them, one call chain each, through intake, shard queues
+  and the dispatcher, with 1 and 50 shards (its concurrency): deliveries/s and p50/p99 latency
+  from publish to receipt. Then the same at a steady 500 events/s.
+"""
+
+import argparse
+import asyncio
+import multiprocessing
+import platform
+import socket
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pydantic import SecretStr  # noqa: E402
+
+from services.webhooks import main as webhooks  # noqa: E402
+from services.webhooks.formats import json_body, sign  # noqa: E402
+from services.webhooks.policy import RetryPolicy  # noqa: E402
+from services.webhooks.queues import RabbitJobQueue  # noqa: E402
+from services.webhooks.sender import AiohttpTransport, new_session  # noqa: E402
+from services.webhooks.store import DeliveryStore  # noqa: E402
+from shared.clock import SystemClock  # noqa: E402
+from shared.events import CallRinging  # noqa: E402
+from shared.rabbit_bus import RabbitBus  # noqa: E402
+from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings  # noqa: E402
+from shared.topology import WEBHOOKS_BINDINGS, Topology  # noqa: E402
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> None:  # type: ignore[name-defined]
+    """An ASGI app that answers 200 and keeps (webhook-id, arrival) for /stats."""
+    import json
+
+    import uvicorn
+
+    arrivals: list[tuple[str, float]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        headers = dict(scope["headers"])
+        if scope["path"] == "/stats":
+            body = json.dumps(arrivals).encode()
+            arrivals.clear()
+        else:
+            arrivals.append((headers.get(b"webhook-id", b"").decode(), time.time()))
+            body = b"ok"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+    )
+    server = uvicorn.Server(config)
+    ready.set()
+    server.run()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float]:
+    ordered = sorted(latencies)
+    return ordered[len(ordered) // 2] * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+
+
+def event(n: int) -> CallRinging:
+    return CallRinging(
+        occurred_at=datetime.now(UTC),
+        source="bench",
+        seq=n + 1,
+        chain_id=f"bench_{uuid4().hex}",
+        call_number=n,
+        direction="inbound",
+        external_number="420777000111",
+        did_name="PragueDID",
+        link=0,
+        extension="101",
+        user_type="queue",
+    )
+
+
+async def bare(url: str, count: int, concurrency: int, clients: int) -> tuple[float, float, float]:
+    pool = [httpx.AsyncClient() for _ in range(clients)]
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    secrets = (SecretStr(SECRET),)
+
+    async def post(n: int) -> None:
+        async with gate:
+            sample = event(n)
+            body = json_body(sample)
+            at = datetime.now(UTC)
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": str(sample.event_id),
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": sign(secrets, str(sample.event_id), at, body),
+            }
+            began = time.perf_counter()
+            response = await pool[n % clients].post(url, content=body, headers=headers)
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(post(n) for n in range(count)))
+    elapsed = time.perf_counter() - began
+    for client in pool:
+        await client.aclose()
+    return (count / elapsed, *percentiles(latencies))
+
+
+async def bare_aiohttp(url: str, count: int, concurrency: int) -> tuple[float, float, float]:
+    import aiohttp
+
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    secrets = (SecretStr(SECRET),)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def post(n: int) -> None:
+            async with gate:
+                sample = event(n)
+                body = json_body(sample)
+                at = datetime.now(UTC)
+                headers = {
+                    "content-type": "application/json",
+                    "webhook-id": str(sample.event_id),
+                    "webhook-timestamp": str(int(at.timestamp())),
+                    "webhook-signature": sign(secrets, str(sample.event_id), at, body),
+                }
+                began = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    response.raise_for_status()
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(post(n) for n in range(count)))
+        elapsed = time.perf_counter() - began
+    return (count / elapsed, *percentiles(latencies))
+
+
+def publish_apart(amqp_url: str, prefix: str, count: int, rate: float | None) -> dict[str, float]:
+    """Publish `count` events from a child process; returns each event id's publish time."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(publisher_process, (amqp_url, prefix, count, rate))
+
+
+def publisher_process(amqp_url: str, prefix: str, count: int, rate: float | None) -> dict[str, float]:
+    async def publish() -> dict[str, float]:
+        published: dict[str, float] = {}
+        async with RabbitBus.connect(
+            amqp_url, names=Topology(prefix), connection_name="bench publisher"
+        ) as bus:
+            began = time.time()
+            for n in range(count):
+                if rate:
+                    await asyncio.sleep(max(0.0, began + n / rate - time.time()))
+                sample = event(n)
+                published[str(sample.event_id)] = time.time()
+                await bus.publish(sample)
+            await bus.flush()
+        return published
+
+    return asyncio.run(publish())
+
+
+async def service(
+    amqp_url: str, url: str, stats_url: str, count: int, shards: int, rate: float | None
+) -> tuple[float, float, float]:
+    names = Topology(f"bench.webhooks.{uuid4().hex[:8]}")
+    settings = Settings(
+        bus=BusSettings(amqp_url=amqp_url, exchange=names.prefix),
+        endpoints={"bench": EndpointSettings(url=url, format="json", secret=(SecretStr(SECRET),))},
+        webhooks=WebhooksSettings(shards=shards),
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        store = DeliveryStore(Path(scratch) / "webhooks.db")
+        async with RabbitBus.connect(amqp_url, names=names, connection_name="bench webhooks") as bus:
+            session = new_session()
+            try:
+                policy = RetryPolicy.configured(settings.webhooks)
+                queue = await RabbitJobQueue.declare(bus, names, shards, policy)
+                dispatcher, intake, _ = webhooks.build(
+                    settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
+                )
+                await queue.consume(dispatcher)
+                await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
+                # the events come from another process, as they come from the monitor
+                loop = asyncio.get_running_loop()
+                published = await loop.run_in_executor(
+                    None, publish_apart, amqp_url, names.prefix, count, rate
+                )
+                async with httpx.AsyncClient() as probe:
+                    arrivals: list[tuple[str, float]] = []
+                    async with asyncio.timeout(300):
+                        while len({a for a, _ in arrivals}) < count:
+                            arrivals += (await probe.get(stats_url)).json()
+                            await asyncio.sleep(0.2)
+            finally:
+                await session.close()
+                await bus.delete_topology()
+    first = {}
+    for webhook_id, at in arrivals:
+        first.setdefault(webhook_id, at)
+    latencies = [first[i] - published[i] for i in published]
+    elapsed = max(first.values()) - min(published.values())
+    return (count / elapsed, *percentiles(latencies))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    args = parser.parse_args()
+    port = free_port()
+    ready = multiprocessing.Event()
+    receiver = multiprocessing.Process(target=receiver_process, args=(port, ready), daemon=True)
+    receiver.start()
+    ready.wait(10)
+    url, stats = f"http://127.0.0.1:{port}/hook", f"http://127.0.0.1:{port}/stats"
+    async with httpx.AsyncClient() as probe:  # wait until it accepts connections
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    (await probe.get(stats)).raise_for_status()
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+    machine = f"{platform.node()}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}"
+    print(
+        f"machine: {machine}; {args.events} signed JSON webhooks a run; receiver: uvicorn (httptools) apart"
+    )
+    print(f"{'':50} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for concurrency in (1, 50):
+        for clients in (1, 10) if concurrency > 1 else (1,):
+            row(
+                f"bare httpx, {clients} client(s), concurrency {concurrency}",
+                await bare(url, args.events, concurrency, clients),
+            )
+            await probe_reset(stats)
+        row(
+            f"bare aiohttp, 1 session, concurrency {concurrency}",
+            await bare_aiohttp(url, args.events, concurrency),
+        )
+        await probe_reset(stats)
+    for shards in (1, 50):
+        row(
+            f"webhooks service, {shards} shard(s), flat out",
+            await service(args.amqp_url, url, stats, args.events, shards, None),
+        )
+    row(
+        "webhooks service, 50 shards, steady 500 events/s",
+        await service(args.amqp_url, url, stats, args.events, 50, 500.0),
+    )
+    receiver.terminate()
+
+
+def row(label: str, result: tuple[float, float, float]) -> None:
+    print(f"{label:50} {result[0]:8,.0f} {result[1]:8.1f} {result[2]:8.1f}")
+
+
+async def probe_reset(stats: str) -> None:
+    async with httpx.AsyncClient() as probe:
+        await probe.get(stats)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
