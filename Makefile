@@ -40,6 +40,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/tracker.py
+	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
