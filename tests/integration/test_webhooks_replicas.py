@@ -15,6 +15,7 @@ from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from services.monitor import main as monitor
 from services.monitor.drivers import SimulatorDriver
@@ -97,8 +98,10 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
     assert first.returncode == -signal.SIGKILL
     # duplicates repeat their original exactly (same webhook-id, same body)
     bodies: dict[str, bytes] = {}
+    verifier = Webhook(SECRET)
     for request in receiver.delivered():
         assert bodies.setdefault(request.headers["webhook-id"], request.body) == request.body
+        verifier.verify(request.body, request.headers)  # every delivery, duplicates too, is signed
     # per chain, first arrivals come in publish order
     arrived: dict[str, list[str]] = defaultdict(list)
     seen: set[str] = set()
