@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pydantic import SecretStr  # noqa: E402
 
 from services.webhooks import main as webhooks  # noqa: E402
-from services.webhooks.formats import json_body, sign  # noqa: E402
+from services.webhooks.formats import WebhookRequest, build_request  # noqa: E402
 from services.webhooks.policy import RetryPolicy  # noqa: E402
 from services.webhooks.queues import RabbitJobQueue  # noqa: E402
 from services.webhooks.sender import AiohttpTransport, new_session  # noqa: E402
@@ -114,25 +114,23 @@ def event(n: int) -> CallRinging:
     )
 
 
+def signed(url: str, n: int) -> WebhookRequest:
+    """The very request the service would send for event `n` (formats.build_request)."""
+    request = build_request(url, "json", (SecretStr(SECRET),), event(n), datetime.now(UTC))
+    assert request is not None
+    return request
+
+
 async def bare(url: str, count: int, concurrency: int, clients: int) -> tuple[float, float, float]:
     pool = [httpx.AsyncClient() for _ in range(clients)]
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
-    secrets = (SecretStr(SECRET),)
 
     async def post(n: int) -> None:
         async with gate:
-            sample = event(n)
-            body = json_body(sample)
-            at = datetime.now(UTC)
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": str(sample.event_id),
-                "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": sign(secrets, str(sample.event_id), at, body),
-            }
+            request = signed(url, n)
             began = time.perf_counter()
-            response = await pool[n % clients].post(url, content=body, headers=headers)
+            response = await pool[n % clients].post(url, content=request.body, headers=request.headers)
             response.raise_for_status()
             latencies.append(time.perf_counter() - began)
 
@@ -149,22 +147,13 @@ async def bare_aiohttp(url: str, count: int, concurrency: int) -> tuple[float, f
 
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
-    secrets = (SecretStr(SECRET),)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def post(n: int) -> None:
             async with gate:
-                sample = event(n)
-                body = json_body(sample)
-                at = datetime.now(UTC)
-                headers = {
-                    "content-type": "application/json",
-                    "webhook-id": str(sample.event_id),
-                    "webhook-timestamp": str(int(at.timestamp())),
-                    "webhook-signature": sign(secrets, str(sample.event_id), at, body),
-                }
+                request = signed(url, n)
                 began = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as response:
+                async with session.post(url, data=request.body, headers=request.headers) as response:
                     await response.read()
                     response.raise_for_status()
                 latencies.append(time.perf_counter() - began)

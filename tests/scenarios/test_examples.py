@@ -120,22 +120,30 @@ def test_malformed_scenario_fails_clearly(case: str, tmp_path: Path) -> None:
     assert result.stdout == ""  # nothing is sent before the whole scenario is known to be possible
 
 
+async def run_to_url(scenario: Path, url: str) -> tuple[int, bytes, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "scenario",
+        "run",
+        str(scenario),
+        "--webhook-url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
 async def test_webhook_url_delivers_the_classic_webhooks(contracts: Path, tmp_path: Path) -> None:
     async with Receiver() as receiver:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "scenario",
-            "run",
-            str(contracts / "scenarios" / "queue-blind-transfer.yaml"),
-            "--webhook-url",
-            receiver.url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        status, stdout, stderr = await run_to_url(
+            contracts / "scenarios" / "queue-blind-transfer.yaml", receiver.url
         )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, stderr.decode()
+    assert status == 0, stderr.decode()
     assert stdout == b""  # delivered, not printed
     assert {r.method for r in receiver.requests} == {"GET"}
     lines = [json.dumps(r.webhook()) for r in receiver.requests]
@@ -144,20 +152,8 @@ async def test_webhook_url_delivers_the_classic_webhooks(contracts: Path, tmp_pa
 
 async def test_webhook_url_that_never_answers_fails_the_run(contracts: Path) -> None:
     async with Receiver(lambda request, receiver: (500, {})) as receiver:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.cli",
-            "scenario",
-            "run",
-            str(contracts / "scenarios" / "outgoing.yaml"),
-            "--webhook-url",
-            receiver.url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 1
+        status, _, stderr = await run_to_url(contracts / "scenarios" / "outgoing.yaml", receiver.url)
+    assert status == 1
     assert (
         "call.answered 220106205945_755 not delivered: gave up after 8 attempts; last: HTTP 500"
         in stderr.decode()
