@@ -9,26 +9,29 @@ callbridge demo                        the simulator's live traffic, classic web
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from shared.clock import Clock, SystemClock, VirtualClock
-from shared.events import Message
+from shared.events import Message, RecordingReady
 from shared.logging import configure_logging, redact
 from shared.memory_bus import InMemoryBus
 from shared.settings import ConfigError, EndpointSettings, Settings, load_settings
-from shared.topology import WEBHOOKS_BINDINGS
+from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
+from .recordings.service import Recordings
 from .webhooks import main as webhooks
 from .webhooks.admin import parse_since, replay_through_broker
-from .webhooks.classic import classic_payload
+from .webhooks.classic import classic_payload, classic_recording
 from .webhooks.policy import RetryPolicy
 from .webhooks.queues import MemoryJobQueue
 from .webhooks.sender import AiohttpTransport, new_session
@@ -71,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("file", type=Path)
     run.add_argument("--recordings-dir", type=Path, help="keep the simulated PBX's WAV recordings here")
+    run.add_argument("--archive-dir", type=Path, help="keep the converted MP3 recordings here")
     run.add_argument("--timezone", help="the PBX's time zone (default: [pbx] timezone)")
     run.add_argument(
         "--webhook-url", help="deliver the classic webhooks to this URL instead of printing them"
@@ -115,18 +119,38 @@ def _monitor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _print_classic(event: Message) -> None:
-    payload = classic_payload(event)
+    payload = classic_recording(event) if isinstance(event, RecordingReady) else classic_payload(event)
     if payload is not None:
         print(json.dumps(payload), flush=True)
 
 
-async def _play(driver: Driver, zone: ZoneInfo, source: str, clock: Clock, webhook_url: str | None) -> int:
+async def _play(
+    driver: Driver,
+    zone: ZoneInfo,
+    source: str,
+    clock: Clock,
+    webhook_url: str | None,
+    recordings: Recordings | None = None,
+) -> int:
     """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
-    `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status."""
+    `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status.
+    With `recordings`, the recordings service converts and announces the PBX's recordings once
+    the calls are over."""
     bus = InMemoryBus()
+    if recordings is not None:
+        recordings.attach(bus)
+        await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+
+    async def play() -> None:
+        await monitor.run(driver, bus, zone=zone, source=source)
+        if recordings is not None:
+            await recordings.scan()
+            await recordings.drain()
+            await recordings.announce()
+
     if webhook_url is None:
         await bus.subscribe("webhooks", _print_classic, bindings=WEBHOOKS_BINDINGS)
-        await monitor.run(driver, bus, zone=zone, source=source)
+        await play()
         return 0
     settings = Settings(endpoints={"target": EndpointSettings(url=webhook_url)})
     store = DeliveryStore(Path(":memory:"))
@@ -144,7 +168,7 @@ async def _play(driver: Driver, zone: ZoneInfo, source: str, clock: Clock, webho
         await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
         worker = asyncio.create_task(queue.run(dispatcher))
         try:
-            await monitor.run(driver, bus, zone=zone, source=source)
+            await play()
             await queue.drain()
         finally:
             worker.cancel()
@@ -162,9 +186,26 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
     check_scenario(scenario)
     zone = ZoneInfo(args.timezone) if args.timezone else settings.pbx.zone
     clock = VirtualClock(scenario.start.replace(tzinfo=zone))
-    with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch:
-        driver = SimulatorDriver.for_scenario(scenario, clock, zone, args.recordings_dir or Path(scratch))
-        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url))
+    with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch, ProcessPoolExecutor(2) as executor:
+        pbx_dir = args.recordings_dir or Path(scratch) / "pbx"
+        # one pass after the calls: everything is finished then, nothing needs to settle
+        options = {
+            "pbx_dir": pbx_dir,
+            "archive_dir": args.archive_dir or Path(scratch) / "archive",
+            "settle": 0,
+            "quiet": 0,
+            "max_wait": 86400.0,
+        }
+        recordings = Recordings(
+            settings.recordings.model_copy(update=options),
+            None,
+            clock,
+            executor,
+            zone=zone,
+            secret=secrets.token_bytes(32),  # the links of a one-off run
+        )
+        driver = SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir)
+        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -101,6 +101,16 @@ class CallEnded(CallEvent):
     callback_requested: bool = False
 
 
+class RecordingReady(CallEvent):
+    """A link's recordings are converted and downloadable; sent once per recorded link, after the
+    chain ended. `files` are the download URLs (with their token), in recording order."""
+
+    type: Literal["recording.ready"] = "recording.ready"
+    link: int
+    files: tuple[str, ...]
+    ended: CallEnded = Field(description="the link's call end, for endpoints that want its fields too")
+
+
 # --- PBX state events ------------------------------------------------------------------------
 
 
@@ -210,18 +220,28 @@ class WebhookEndpointDisabled(Event):
     reason: str
 
 
+class RecordingFailed(Event):
+    """A PBX recording could not be converted (corrupt, empty, unreadable); it is skipped."""
+
+    type: Literal["recording.failed"] = "recording.failed"
+    path: str
+    reason: str
+
+
 Message = Annotated[
     CallStarted
     | CallRinging
     | CallAnswered
     | CallEnded
+    | RecordingReady
     | ExtensionRegistration
     | ExtensionPresence
     | ExtensionForwarding
     | ExtensionQueueLogin
     | ExtensionOptions
     | DirectorySnapshot
-    | WebhookEndpointDisabled,
+    | WebhookEndpointDisabled
+    | RecordingFailed,
     Field(discriminator="type"),
 ]
 

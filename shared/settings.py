@@ -130,6 +130,34 @@ class WebhooksSettings(_Section):
         return value
 
 
+class RecordingsSettings(_Section):
+    pbx_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
+    archive_dir: Path = Path("/var/lib/callbridge/recordings")
+    bitrate: int = Field(32, ge=8, le=320, description="MP3 kbit/s")
+    quality: int = Field(7, ge=0, le=9, description="LAME quality, 0 best and slowest")
+    keep_wav: bool = True
+    workers: int = Field(2, ge=1, le=64)
+    scan_interval: float = Field(5.0, gt=0)
+    settle: float = Field(10.0, ge=0, description="seconds a WAV must be unchanged to count as complete")
+    quiet: float = Field(5.0, ge=0)
+    max_wait: float = Field(120.0, ge=0)
+    retention_days: float = Field(90.0, gt=0)
+    cleanup_hour: int = Field(3, ge=0, le=23)
+    public_url: str = "https://localhost:8443"
+    token_secret: SecretStr | None = None
+    token_ttl: float = Field(7 * 86400.0, gt=0)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8443, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "RecordingsSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: both, or neither (plain HTTP behind a proxy)")
+        return self
+
+
 class EndpointSettings(_Section):
     """One `[webhook:NAME]` section: where and how to deliver."""
 
@@ -177,6 +205,7 @@ class Settings(_Section):
     simulator: SimulatorSettings = SimulatorSettings()
     monitor: MonitorSettings = MonitorSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    recordings: RecordingsSettings = RecordingsSettings()
     endpoints: dict[str, EndpointSettings] = Field(
         default_factory=dict, description="the [webhook:NAME] sections"
     )

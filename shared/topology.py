@@ -40,8 +40,8 @@ class Topology:
         return f"{self.prefix}.{name}"
 
 
-WEBHOOKS_BINDINGS = ("call.#",)
-RECORDINGS_BINDINGS = ("call.#",)
+WEBHOOKS_BINDINGS = ("call.#", "recording.#")
+RECORDINGS_BINDINGS = ("call.#", "pbx.directory")
 API_BINDINGS = ("#",)
 
 # The durable queues every connection declares (role → bindings, arguments). The webhooks intake

@@ -1,16 +1,26 @@
 """Events → the classic webhook wire format (../shared/spec/classic-webhooks.md). Pure.
 
 `classic_payload(event)` gives the query parameters of a call event's GET as a flat mapping of
-strings, or None for events that send no classic webhook (chain start, PBX state).
+strings, or None for events that send no classic call-event webhook (chain start, PBX state,
+recordings). `classic_recording(event)` gives a recording POST's JSON body.
 """
 
-from shared.events import CallAnswered, CallEnded, CallRinging, Event
+from shared.events import CallAnswered, CallEnded, CallRinging, Event, RecordingReady
 
 
 def duration_text(seconds: float) -> str:
     """`hh:mm:ss`, rounded to the nearest second."""
     whole = int(seconds + 0.5)
     return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def classic_recording(event: RecordingReady, call_info: bool = False) -> dict[str, object]:
+    """A recording POST's JSON body; with `call_info`, the link's call-end fields too."""
+    body: dict[str, object] = {"FILES": list(event.files), "id": event.call_id}
+    if call_info:
+        ended = classic_payload(event.ended) or {}
+        body.update({k: v for k, v in ended.items() if k != "id"})
+    return body
 
 
 def classic_payload(event: Event) -> dict[str, str] | None:

@@ -122,7 +122,14 @@ class Dispatcher:
             self._bury(job, reason)
             return True
         now = self._clock.now()
-        request = build_request(endpoint.url, endpoint.format, endpoint.secret, job.message(), now)
+        request = build_request(
+            endpoint.url,
+            endpoint.format,
+            endpoint.secret,
+            job.message(),
+            now,
+            call_info=endpoint.recording_call_info,
+        )
         if request is None:
             return True
         result = await self._sender.send(request, endpoint.timeout)

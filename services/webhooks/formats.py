@@ -3,7 +3,8 @@
 Pure: `build_request` makes a `WebhookRequest`; the sender only sends it.
 
 - classic: GET with the event's classic parameters as the query (`classic.classic_payload`);
-  events without a classic form are not sent to classic endpoints.
+  a recording as POST JSON (`classic.classic_recording`); events without a classic form are not
+  sent to classic endpoints.
 - json: POST `{"type", "timestamp", "data"}` with `webhook-id` (the event id: the same on every
   retry, the receiver's idempotency key), `webhook-timestamp` (this attempt) and
   `webhook-signature` (`v1,…` per secret, signed by the `standardwebhooks` library).
@@ -16,9 +17,9 @@ from datetime import datetime
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from shared.events import Event
+from shared.events import Event, RecordingReady
 
-from .classic import classic_payload
+from .classic import classic_payload, classic_recording
 
 USER_AGENT = "callbridge-webhooks/0.1"
 
@@ -45,8 +46,13 @@ def sign(secrets: tuple[SecretStr, ...], message_id: str, at: datetime, body: by
 
 
 def build_request(
-    url: str, fmt: str, secrets: tuple[SecretStr, ...], event: Event, at: datetime
+    url: str, fmt: str, secrets: tuple[SecretStr, ...], event: Event, at: datetime, *, call_info: bool = False
 ) -> WebhookRequest | None:
+    if fmt == "classic" and isinstance(event, RecordingReady):
+        body = json.dumps(classic_recording(event, call_info)).encode()
+        return WebhookRequest(
+            "POST", url, body=body, headers={"content-type": "application/json", "user-agent": USER_AGENT}
+        )
     if fmt == "classic":
         payload = classic_payload(event)
         if payload is None:

@@ -4,13 +4,9 @@ It listens on `[webhooks] http_host`:`http_port` (127.0.0.1 by default: these ro
 the operator on the host, or for a reverse proxy that adds authentication).
 """
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -101,26 +97,3 @@ def _attempt(row: Attempt) -> dict[str, Any]:
         "response",
     )
     return {"at": _iso(row.at), **{name: getattr(row, name) for name in fields}}
-
-
-class EmbeddedServer(uvicorn.Server):
-    """uvicorn inside a service's own event loop: the service, not uvicorn, handles signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI, host: str, port: int) -> AsyncIterator[None]:
-    """Serve `app` while the block runs (nothing when `port` is 0)."""
-    if not port:
-        yield
-        return
-    server = EmbeddedServer(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
-    task = asyncio.create_task(server.serve())
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task

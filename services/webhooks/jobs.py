@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import CallEvent, Event, ExtensionEvent, Message, parse_event
+from shared.events import CallEvent, Event, ExtensionEvent, Message, RecordingReady, parse_event
 from shared.routing import topic_matches
 from shared.settings import EndpointSettings
 
@@ -56,7 +56,11 @@ def shard_of(key: str, shards: int) -> int:
 def wanted(endpoint: EndpointSettings, event: Event) -> bool:
     if not endpoint.enabled or not any(topic_matches(pattern, event.type) for pattern in endpoint.events):
         return False
-    return endpoint.format != "classic" or classic_payload(event) is not None
+    return (
+        endpoint.format != "classic"
+        or isinstance(event, RecordingReady)
+        or classic_payload(event) is not None
+    )
 
 
 def jobs_for(event: Message, body: str, endpoints: Mapping[str, EndpointSettings]) -> list[Job]:

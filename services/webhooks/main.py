@@ -7,23 +7,22 @@ demo (memory): it takes the bus, the job queue, the HTTP transport and the clock
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Mapping
 from datetime import timedelta
-from itertools import count
-from uuid import uuid4
 
 from shared.bus import Bus
 from shared.clock import Clock, SystemClock
 from shared.events import Message, WebhookEndpointDisabled, encode_event
+from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.settings import EndpointSettings, Settings
+from shared.stamps import Stamper
 from shared.topology import WEBHOOKS_BINDINGS, Topology
 
 from .dispatcher import Dispatcher, JobQueue
-from .http import create_app, serving
+from .http import create_app
 from .jobs import jobs_for
 from .metrics import WebhookMetrics
 from .policy import RetryPolicy
@@ -55,19 +54,13 @@ class Notifier:
     def __init__(self, bus: Bus, clock: Clock) -> None:
         self._bus = bus
         self._clock = clock
-        self._source = f"webhooks/{socket.gethostname()}/{uuid4().hex[:8]}"
-        self._seq = count(1)
+        self._stamp = Stamper("webhooks")
 
     async def endpoint_disabled(self, endpoint: str, reason: str) -> None:
-        await self._bus.publish(
-            WebhookEndpointDisabled(
-                occurred_at=self._clock.now(),
-                source=self._source,
-                seq=next(self._seq),
-                endpoint=endpoint,
-                reason=reason,
-            )
+        event = WebhookEndpointDisabled(
+            occurred_at=self._clock.now(), endpoint=endpoint, reason=reason, **self._stamp.next()
         )
+        await self._bus.publish(event)
         await self._bus.flush()
 
 

@@ -62,7 +62,7 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
     assert len({e.source for e in events}) == 1 and events[0].source.startswith("it/")
 
     actual = [json.dumps(p) for p in map(classic_payload, events) if p is not None]
-    assert check_webhooks("attended-transfer", actual, tmp_path) == ""
+    assert check_webhooks("attended-transfer", actual, tmp_path, recordings=False) == ""
     recorded = [p.parent.name for p in tmp_path.glob("*/*.wav")]  # noqa: ASYNC240 (a test's scratch folder)
     assert sorted(recorded) == ["103", "106"]
 

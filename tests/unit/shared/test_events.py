@@ -22,6 +22,8 @@ from shared.events import (
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
+    RecordingFailed,
+    RecordingReady,
     WebhookEndpointDisabled,
     encode_event,
     parse_event,
@@ -37,6 +39,13 @@ SAMPLES: list[Event] = [
     make_call_ringing(),
     CallAnswered(**COMMON, **CHAIN, link=1, extension="102", transfer_type="Blind"),
     make_call_ended(),
+    RecordingReady(
+        **COMMON,
+        **CHAIN,
+        link=1,
+        files=("https://pbx/webapi/recording/211230100614_665-1-1.mp3",),
+        ended=make_call_ended(),
+    ),
     ExtensionRegistration(**COMMON, extension="101", registered=False),
     ExtensionPresence(**COMMON, extension="101", busy=True),
     ExtensionForwarding(**COMMON, extension="101", profile="Out of office"),
@@ -44,6 +53,7 @@ SAMPLES: list[Event] = [
     ExtensionOptions(**COMMON, extension="101", enabled=True, external=False, recording="external"),
     DirectorySnapshot(**COMMON, directory=Directory()),
     WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
+    RecordingFailed(**COMMON, path="/pbx/101/x.wav", reason="not a readable PCM WAV"),
 ]
 
 

@@ -1,0 +1,54 @@
+"""Serving the archive: `GET /webapi/recording/{name}.mp3?expires=…&token=…` (range requests work).
+
+404 for a name that is not an archive name or not there; 403 for a missing, wrong or expired
+token. The name is checked against the archive's own pattern and the path is built from it, so
+no request can reach outside the archive.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse
+
+from shared.clock import Clock
+
+from .naming import archive_path, is_archive_name
+from .service import day_of
+from .tokens import check
+
+
+def create_app(
+    archive: Path, secret: bytes, clock: Clock, ready: Callable[[], bool] = lambda: True
+) -> FastAPI:
+    app = FastAPI(title="callbridge recordings", description="Downloads of converted call recordings")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        if not ready():
+            raise HTTPException(503, "not connected to RabbitMQ")
+        return {"status": "ready"}
+
+    @app.get(
+        "/webapi/recording/{name}",
+        response_class=FileResponse,
+        responses={200: {"content": {"audio/mpeg": {}}}, 403: {}, 404: {}},
+    )
+    async def recording(
+        name: str, expires: Annotated[int, Query()] = 0, token: Annotated[str, Query()] = ""
+    ) -> FileResponse:
+        if not is_archive_name(name):
+            raise HTTPException(404, "no such recording")
+        if not check(secret, name, expires, token, clock.now().timestamp()):
+            raise HTTPException(403, "the link's token is wrong or has expired")
+        path = archive_path(archive, day_of(name), name)
+        if not path.is_file():
+            raise HTTPException(404, "no such recording")
+        return FileResponse(path, media_type="audio/mpeg", filename=name)
+
+    return app

@@ -1,0 +1,75 @@
+"""Recordings service: PBX WAVs → verified MP3s in the archive → `recording.ready` → webhooks;
+the archive served over HTTPS with signed links, and pruned every night."""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from concurrent.futures import ProcessPoolExecutor
+
+from shared.clock import SystemClock
+from shared.http_server import serving
+from shared.lifecycle import wait_for_shutdown
+from shared.logging import configure_logging
+from shared.rabbit_bus import RabbitBus
+from shared.settings import RecordingsSettings, Settings
+from shared.topology import RECORDINGS_BINDINGS, Topology
+
+from .http import create_app
+from .retention import nightly
+from .service import Recordings
+
+logger = logging.getLogger(__name__)
+
+
+def token_secret(settings: RecordingsSettings) -> bytes:
+    if settings.token_secret is not None:
+        return settings.token_secret.get_secret_value().encode()
+    logger.warning("[recordings] token_secret is not set: download links will stop working at the next start")
+    return secrets.token_bytes(32)
+
+
+async def main(settings: Settings) -> None:
+    configure_logging(settings.log.level, settings.log.json_lines)
+    config = settings.recordings
+    clock = SystemClock()
+    secret = token_secret(config)
+    names = Topology(settings.bus.exchange)
+    with ProcessPoolExecutor(config.workers) as executor:
+        async with contextlib.AsyncExitStack() as stack:
+            bus = await stack.enter_async_context(
+                RabbitBus.connect(
+                    settings.bus.amqp_url,
+                    names=names,
+                    connection_name="recordings",
+                    prefetch=settings.bus.prefetch,
+                    confirm_window=settings.bus.confirm_window,
+                )
+            )
+            recordings = Recordings(config, bus, clock, executor, zone=settings.pbx.zone, secret=secret)
+            app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected)
+            await stack.enter_async_context(
+                serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)
+            )
+            await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+            logger.info("recordings started: %s → %s", config.pbx_dir, config.archive_dir)
+            chores = [
+                asyncio.create_task(recordings.run()),
+                asyncio.create_task(
+                    nightly(
+                        config.archive_dir,
+                        config.retention_days,
+                        config.cleanup_hour,
+                        clock,
+                        settings.pbx.zone,
+                    )
+                ),
+            ]
+            try:
+                await wait_for_shutdown()
+            finally:
+                for task in chores:
+                    task.cancel()
+                await asyncio.gather(*chores, return_exceptions=True)
+                await recordings.drain()
+    logger.info("recordings stopped")

@@ -1,0 +1,41 @@
+"""uvicorn inside a service's own event loop (the service, not uvicorn, handles signals)."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: FastAPI, host: str, port: int, *, cert: Path | None = None, key: Path | None = None
+) -> AsyncIterator[EmbeddedServer | None]:
+    """Serve `app` (HTTPS with `cert` and `key`) while the block runs; nothing when `port` is 0."""
+    if not port:
+        yield None
+        return
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
+    )
+    server = EmbeddedServer(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await task
