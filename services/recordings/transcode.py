@@ -17,6 +17,11 @@ import lameenc
 import miniaudio
 
 
+# LAME's encoder delay plus the last frame's padding, which decoders cannot trim without a LAME
+# tag: a few frames, under 0.3 s at telephony sample rates
+MAX_PADDING = 0.3
+
+
 class CorruptRecording(Exception):
     """The WAV cannot be read or converted; it is reported and skipped, never retried."""
 
@@ -71,7 +76,7 @@ def transcode(source: Path, target: Path, bitrate: int = 32, quality: int = 7) -
         partial.unlink(missing_ok=True)
         raise CorruptRecording(f"{source.name}: the MP3 made of it does not decode ({error})") from None
     seconds = info.num_frames / info.sample_rate
-    if abs(seconds - expected) > 0.2 + expected * 0.001:
+    if not -0.05 <= seconds - expected <= MAX_PADDING:
         partial.unlink(missing_ok=True)
         raise CorruptRecording(f"{source.name}: MP3 lasts {seconds:.2f} s, the WAV {expected:.2f} s")
     partial.rename(target)

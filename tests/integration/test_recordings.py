@@ -1,0 +1,230 @@
+"""Recordings against real files: MP3s decoded by ffmpeg, HTTP downloads, scanning, retention."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+import wave
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from services.recordings.http import create_app
+from services.recordings.retention import prune
+from services.recordings.service import Recordings
+from services.recordings.tokens import signed_query
+from services.recordings.transcode import CorruptRecording, transcode
+from shared.clock import SystemClock, VirtualClock
+from shared.events import CallAnswered, RecordingFailed
+from shared.memory_bus import InMemoryBus
+from shared.settings import RecordingsSettings
+from tests.conftest import Recorder
+from tests.factories import make_call_ended
+
+
+@pytest.fixture(scope="module")
+def ffprobe() -> str:
+    found = shutil.which("ffprobe")
+    if found is None:
+        pytest.fail("ffprobe (ffmpeg) is needed to decode the MP3s: apt-get install ffmpeg")
+    return found
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000, channels: int = 1, width: int = 2) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = int(seconds * rate)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(width)
+        out.setframerate(rate)
+        if width == 2:
+            sample = [struct.pack("<h", (i * 37) % 2000 - 1000) * channels for i in range(frames)]
+        else:
+            sample = [bytes([128 + (i * 7) % 60]) * channels for i in range(frames)]
+        out.writeframes(b"".join(sample))
+    return path
+
+
+def probe(ffprobe: str, path: Path) -> dict[str, object]:
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    stream = data["streams"][0]
+    return {
+        "codec": stream["codec_name"],
+        "channels": stream["channels"],
+        "rate": int(stream["sample_rate"]),
+        "seconds": float(data["format"]["duration"]),
+        "bitrate": int(data["format"]["bit_rate"]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rate", "channels", "width"),
+    [(37.3, 8000, 1, 2), (5.0, 44100, 2, 2), (3.0, 8000, 1, 1), (0.5, 16000, 1, 2)],
+)
+def test_mp3_decodes_to_the_wav_duration(
+    ffprobe: str, tmp_path: Path, seconds: float, rate: int, channels: int, width: int
+) -> None:
+    source = write_wav(tmp_path / "in.wav", seconds, rate, channels, width)
+    result = transcode(source, tmp_path / "out" / "x-1-1.mp3", bitrate=32, quality=7)
+    info = probe(ffprobe, result.target)
+    assert (info["codec"], info["channels"]) == ("mp3", 1)
+    # plus LAME's encoder delay and the padding of the last frame, which a file without a LAME
+    # tag cannot ask the decoder to trim: a few 576-sample frames, well under 0.3 s at 8 kHz
+    assert 0 <= float(info["seconds"]) - seconds < 0.3, info  # type: ignore[arg-type]
+    assert info["bitrate"] == 32000
+    assert result.seconds == pytest.approx(seconds, abs=0.001)
+    assert not list((tmp_path / "out").glob(".*"))  # no partial file left behind
+
+
+@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk", os.urandom(4000)])
+def test_corrupt_wavs_are_refused(tmp_path: Path, content: bytes) -> None:
+    source = tmp_path / "bad.wav"
+    source.write_bytes(content)
+    with pytest.raises(CorruptRecording, match="bad.wav"):
+        transcode(source, tmp_path / "out.mp3")
+    assert not (tmp_path / "out.mp3").exists()
+
+
+def test_a_wav_without_audio_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CorruptRecording, match="no audio"):
+        transcode(write_wav(tmp_path / "silent.wav", 0), tmp_path / "out.mp3")
+
+
+async def test_downloads(tmp_path: Path) -> None:
+    name = "211230100614_665-1-1.mp3"
+    (tmp_path / "2021-12-30").mkdir()
+    (tmp_path / "2021-12-30" / name).write_bytes(bytes(range(256)) * 40)
+    secret = b"k" * 32
+    expires = int(time.time()) + 60
+    app = create_app(tmp_path, secret, SystemClock())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://pbx") as client:
+        url = f"/webapi/recording/{name}?{signed_query(secret, name, expires)}"
+        whole = await client.get(url)
+        assert (whole.status_code, whole.headers["content-type"], len(whole.content)) == (
+            200,
+            "audio/mpeg",
+            10240,
+        )
+        part = await client.get(url, headers={"range": "bytes=100-199"})
+        assert (part.status_code, part.headers["content-range"], part.content) == (
+            206,
+            "bytes 100-199/10240",
+            whole.content[100:200],
+        )
+        assert (await client.get(f"/webapi/recording/{name}")).status_code == 403
+        assert (await client.get(url.replace("token=", "token=0"))).status_code == 403
+        old = f"/webapi/recording/{name}?{signed_query(secret, name, int(time.time()) - 1)}"
+        assert (await client.get(old)).status_code == 403
+        other = "211230100614_665-2-1.mp3"
+        assert (
+            await client.get(f"/webapi/recording/{other}?{signed_query(secret, other, expires)}")
+        ).status_code == 404
+        for sneaky in ("..%2F..%2Fetc%2Fpasswd", "%2e%2e/secret.mp3", "2021-12-30%2F" + name):
+            assert (
+                await client.get(f"/webapi/recording/{sneaky}?{signed_query(secret, sneaky, expires)}")
+            ).status_code == 404
+
+
+def test_retention_never_removes_a_younger_file(tmp_path: Path) -> None:
+    now = time.time()
+    old_day, new_day = tmp_path / "2020-01-01", tmp_path / "2026-11-27"
+    old_day.mkdir()
+    new_day.mkdir()
+    old, young = old_day / "a-1-1.mp3", new_day / "b-1-1.mp3"
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")
+    os.utime(old, (now - 91 * 86400, now - 91 * 86400))
+    os.utime(young, (now - 89 * 86400, now - 89 * 86400))
+    assert prune(tmp_path, 90, now) == [old]
+    assert young.exists() and not old_day.exists()
+
+
+class TestScanning:
+    chain = {
+        "chain_id": "211230100614_665",
+        "call_number": 665,
+        "direction": "inbound",
+        "external_number": "1",
+    }
+    start = datetime(2021, 12, 30, 10, 6, 14, tzinfo=UTC)
+
+    def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> Recordings:
+        from concurrent.futures import ThreadPoolExecutor
+
+        settings = RecordingsSettings(
+            pbx_dir=tmp_path / "pbx", archive_dir=tmp_path / "archive", quiet=0, **options
+        )  # type: ignore[arg-type]
+        return Recordings(
+            settings, bus, VirtualClock(self.start), ThreadPoolExecutor(1), zone=ZoneInfo("UTC"), secret=b"s"
+        )
+
+    async def talk(self, recordings: Recordings) -> None:
+        await recordings.on_event(
+            CallAnswered(
+                occurred_at=self.start + timedelta(seconds=5),
+                source="t",
+                seq=1,
+                link=1,
+                extension="102",
+                transfer_type="NotDef",
+                **self.chain,
+            )
+        )
+
+    async def test_a_file_still_being_written_waits(self, tmp_path: Path) -> None:
+        bus = InMemoryBus()
+        recordings = self.service(tmp_path, bus, settle=0.5, keep_wav=False)
+        await self.talk(recordings)
+        wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+        assert await recordings.scan() == 0  # seen once: not known to be finished
+        with wave.open(str(wav), "rb") as grown:  # the PBX writes on
+            frames = grown.readframes(grown.getnframes())
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(frames * 2)
+        os.utime(wav, (time.time() - 1, time.time() - 1))
+        assert await recordings.scan() == 0  # changed since the last look
+        assert await recordings.scan() == 1  # unchanged and old enough
+        await recordings.drain()
+        assert [p.name for p in (tmp_path / "archive").rglob("*.mp3")] == ["211230100614_665-1-1.mp3"]
+        assert not wav.exists()  # keep_wav = false, and the MP3 was verified
+
+    async def test_a_corrupt_file_is_reported_once_and_skipped(
+        self, tmp_path: Path, recorder: Recorder
+    ) -> None:
+        bus = InMemoryBus()
+        await bus.subscribe("ops", recorder, bindings=["recording.#"])
+        recordings = self.service(tmp_path, bus, settle=0)
+        await self.talk(recordings)
+        broken = tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav"
+        broken.parent.mkdir(parents=True)
+        broken.write_bytes(b"RIFF....garbage")
+        assert await recordings.scan() == 1
+        await recordings.drain()
+        [failed] = await recorder.wait_for(1)
+        assert isinstance(failed, RecordingFailed) and failed.path == str(broken)
+        assert await recordings.scan() == 0  # never tried again
+        assert broken.exists()  # kept for a person to look at
+        await recordings.on_event(
+            make_call_ended(
+                link=1,
+                extension="102",
+                chain_ended=True,
+                **self.chain,
+                occurred_at=self.start + timedelta(seconds=30),
+            )
+        )
+        assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file

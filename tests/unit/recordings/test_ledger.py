@@ -1,0 +1,120 @@
+"""Matching files to links, numbering them, and deciding when a chain's recordings are announced."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from services.recordings.ledger import RecordingLedger
+from services.recordings.naming import PbxRecording
+from shared.events import CallAnswered, CallEnded, Directory, DirectorySnapshot, Extension
+from tests.factories import make_call_ended
+
+T0 = datetime(2021, 12, 30, 9, 6, 14, tzinfo=UTC)  # 10:06:14 in Prague
+PRAGUE = ZoneInfo("Europe/Prague")
+CHAIN = {"chain_id": "211230100614_665", "call_number": 665, "direction": "inbound", "external_number": "1"}
+QUIET, WAIT = timedelta(seconds=5), timedelta(seconds=120)
+
+
+def answered(link: int, extension: str, at: float) -> CallAnswered:
+    return CallAnswered(
+        occurred_at=T0 + timedelta(seconds=at),
+        source="t",
+        seq=1,
+        link=link,
+        extension=extension,
+        transfer_type="NotDef",
+        **CHAIN,
+    )
+
+
+def ended(link: int, extension: str, at: float, last: bool) -> CallEnded:
+    return make_call_ended(
+        occurred_at=T0 + timedelta(seconds=at), link=link, extension=extension, chain_ended=last, **CHAIN
+    )
+
+
+def recording(extension: str, local: str, number: int = 665) -> PbxRecording:
+    started = datetime.fromisoformat(f"2021-12-30T{local}")
+    path = Path(f"/pbx/{extension}/[1]_1-{extension}_{started:%Y%m%d%H%M%S}({number}).wav")
+    return PbxRecording(path, extension, "1", extension, started, number)
+
+
+def ledger_with_directory(*recording_extensions: str) -> RecordingLedger:
+    ledger = RecordingLedger(PRAGUE)
+    extensions = tuple(Extension(number=n, recording="all") for n in recording_extensions)
+    ledger.apply(
+        DirectorySnapshot(occurred_at=T0, source="t", seq=1, directory=Directory(extensions=extensions))
+    )
+    return ledger
+
+
+def test_files_match_their_link_and_are_numbered_by_start() -> None:
+    ledger = ledger_with_directory("102", "103")
+    for event in (
+        answered(1, "102", 5),
+        ended(1, "102", 30, False),
+        answered(2, "103", 35),
+        ended(2, "103", 95, True),
+    ):
+        ledger.apply(event)
+    now = T0 + timedelta(seconds=100)
+    late = ledger.match(recording("103", "10:07:20"), now)  # the second stretch, found first
+    first = ledger.match(recording("103", "10:06:49"), now)
+    assert ledger.match(recording("102", "10:06:19"), now).name == "211230100614_665-1-1.mp3"  # type: ignore[union-attr]
+    assert (first.link, first.name) == (2, "211230100614_665-2-1.mp3")  # type: ignore[union-attr]
+    assert late is not None and late.link == 2
+    assert ledger.match(recording("104", "10:06:49"), now) is None  # not on the call
+    assert ledger.match(recording("102", "10:09:00"), now) is None  # after its link ended
+
+
+def test_announced_once_everything_is_converted_and_quiet() -> None:
+    ledger = ledger_with_directory("102")
+    ledger.apply(answered(1, "102", 5))
+    ledger.apply(ended(1, "102", 30, True))
+    end = T0 + timedelta(seconds=30)
+    assert ledger.due(end, QUIET, WAIT) == []  # the recording extension's file has not come yet
+    found = recording("102", "10:06:19")
+    ledger.match(found, end + timedelta(seconds=10))
+    assert ledger.due(end + timedelta(seconds=11), QUIET, WAIT) == []  # being converted
+    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    assert ledger.due(end + timedelta(seconds=12), QUIET, WAIT) == []  # another stretch may follow
+    [announcement] = ledger.due(end + timedelta(seconds=16), QUIET, WAIT)
+    assert (announcement.link, announcement.names) == (1, ("211230100614_665-1-1.mp3",))
+    assert announcement.ended.link == 1
+    assert ledger.due(end + timedelta(seconds=17), QUIET, WAIT) == []  # once
+
+
+def test_a_missing_recording_holds_nothing_back_for_ever() -> None:
+    ledger = ledger_with_directory("102", "103")
+    for event in (
+        answered(1, "102", 5),
+        ended(1, "102", 30, False),
+        answered(2, "103", 35),
+        ended(2, "103", 95, True),
+    ):
+        ledger.apply(event)
+    found = recording("102", "10:06:19")
+    ledger.match(found, T0 + timedelta(seconds=96))
+    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    end = T0 + timedelta(seconds=95)
+    assert ledger.due(end + timedelta(seconds=60), QUIET, WAIT) == []  # 103's file may still come
+    [only] = ledger.due(end + WAIT, QUIET, WAIT)
+    assert only.link == 1
+
+
+def test_failed_conversions_are_left_out() -> None:
+    ledger = ledger_with_directory("102")
+    ledger.apply(answered(1, "102", 5))
+    ledger.apply(ended(1, "102", 30, True))
+    broken = recording("102", "10:06:19")
+    ledger.match(broken, T0 + timedelta(seconds=31))
+    ledger.settled("211230100614_665", 1, broken.path, converted=False)
+    assert ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT) == []  # no converted file: nothing to send
+
+
+def test_unrecorded_and_unanswered_chains_are_forgotten() -> None:
+    ledger = ledger_with_directory()
+    ledger.apply(answered(1, "104", 5))
+    ledger.apply(ended(1, "104", 30, True))
+    assert ledger.due(T0 + timedelta(seconds=31), QUIET, WAIT) == []
+    assert ledger.match(recording("104", "10:06:19"), T0 + timedelta(seconds=32)) is None  # forgotten
