@@ -28,6 +28,8 @@ from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
+from .recordings import main as recordings_service
+from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
 from .webhooks import main as webhooks
 from .webhooks.admin import parse_since, replay_through_broker
@@ -95,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--endpoint", help="only this [webhook:NAME]")
         action.add_argument("--since", help="only those since: an ISO time, or a duration ago (2h)")
         action.set_defaults(run=handler)
+    recordings_cmd = commands.add_parser("recordings", help="the recordings service, and backlog conversion")
+    recordings_cmd.set_defaults(run=_recordings)
+    convert = recordings_cmd.add_subparsers(metavar="ACTION").add_parser(
+        "convert", help="convert a folder of existing WAVs to MP3, with a progress bar and a summary"
+    )
+    convert.add_argument("source", type=Path, help="a folder of WAV files (searched recursively)")
+    convert.add_argument("--out", type=Path, help="where the MP3s go (default: beside the WAVs)")
+    convert.add_argument("--workers", type=int, help="worker processes (default: [recordings] workers)")
+    convert.set_defaults(run=_recordings_convert)
+
     attempts = webhooks_actions.add_parser("attempts", help="the delivery attempt log, newest first")
     attempts.add_argument("--endpoint")
     attempts.add_argument("--since")
@@ -274,6 +286,26 @@ def _attempts(args: argparse.Namespace, settings: Settings) -> int:
             f"\tattempt {a.attempt}\t{status}\t{a.outcome}\t{a.latency_ms:.0f} ms\t{a.response[:80]!r}"
         )
     return 0
+
+
+def _recordings(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(recordings_service.main(settings))
+    return 0
+
+
+def _recordings_convert(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.source.is_dir():
+        raise ConfigError(f"{args.source} is not a folder")
+    config = settings.recordings
+    summary = convert_folder(
+        args.source,
+        args.out or args.source,
+        bitrate=config.bitrate,
+        quality=config.quality,
+        workers=args.workers or config.workers,
+    )
+    print(summary.report())
+    return 1 if summary.failed else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from pathlib import Path
 import lameenc
 import miniaudio
 
-
 # LAME's encoder delay plus the last frame's padding, which decoders cannot trim without a LAME
 # tag: a few frames, under 0.3 s at telephony sample rates
 MAX_PADDING = 0.3
@@ -41,13 +40,11 @@ def read_mono_pcm16(path: Path) -> tuple[bytes, int]:
             channels, width, rate = audio.getnchannels(), audio.getsampwidth(), audio.getframerate()
             frames = audio.readframes(audio.getnframes())
     except (wave.Error, EOFError, OSError) as error:
-        raise CorruptRecording(f"{path.name}: not a readable PCM WAV ({error})") from None
+        raise CorruptRecording(f"not a readable PCM WAV ({str(error) or type(error).__name__})") from None
     if not frames:
-        raise CorruptRecording(f"{path.name}: no audio in it")
+        raise CorruptRecording("no audio in it")
     if width not in (1, 2) or channels not in (1, 2):
-        raise CorruptRecording(
-            f"{path.name}: {channels} channels of {8 * width}-bit samples are not supported"
-        )
+        raise CorruptRecording(f"{channels} channels of {8 * width}-bit samples are not supported")
     if width == 1:  # unsigned 8-bit → signed 16-bit
         frames = array("h", ((sample - 128) << 8 for sample in frames)).tobytes()
     if channels == 2:  # PBX recordings are mono; a stereo one is mixed down
@@ -74,10 +71,10 @@ def transcode(source: Path, target: Path, bitrate: int = 32, quality: int = 7) -
         info = miniaudio.mp3_get_info(mp3)
     except miniaudio.DecodeError as error:
         partial.unlink(missing_ok=True)
-        raise CorruptRecording(f"{source.name}: the MP3 made of it does not decode ({error})") from None
+        raise CorruptRecording(f"the MP3 made of it does not decode ({error})") from None
     seconds = info.num_frames / info.sample_rate
     if not -0.05 <= seconds - expected <= MAX_PADDING:
         partial.unlink(missing_ok=True)
-        raise CorruptRecording(f"{source.name}: MP3 lasts {seconds:.2f} s, the WAV {expected:.2f} s")
+        raise CorruptRecording(f"the MP3 lasts {seconds:.2f} s, the WAV {expected:.2f} s")
     partial.rename(target)
     return Converted(source, target, expected, len(mp3))

@@ -5,6 +5,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 import wave
 from datetime import UTC, datetime, timedelta
@@ -91,7 +92,7 @@ def test_mp3_decodes_to_the_wav_duration(
 def test_corrupt_wavs_are_refused(tmp_path: Path, content: bytes) -> None:
     source = tmp_path / "bad.wav"
     source.write_bytes(content)
-    with pytest.raises(CorruptRecording, match="bad.wav"):
+    with pytest.raises(CorruptRecording, match="not a readable PCM WAV"):
         transcode(source, tmp_path / "out.mp3")
     assert not (tmp_path / "out.mp3").exists()
 
@@ -228,3 +229,35 @@ class TestScanning:
             )
         )
         assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file
+
+
+def test_backlog_conversion(tmp_path: Path) -> None:
+    for n in (1, 2):
+        write_wav(tmp_path / "in" / "101" / f"call{n}.wav", 2.0)
+    (tmp_path / "in" / "broken.wav").write_bytes(b"nonsense")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "recordings",
+            "convert",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1  # one file failed: scripts notice
+    assert "[##############################] 3/3 files" in result.stderr
+    assert "2 converted (0.00 h of audio" in result.stdout and "1 failed" in result.stdout
+    assert f"failed: {tmp_path / 'in' / 'broken.wav'}: not a readable PCM WAV" in result.stdout
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.mp3")) == [
+        "101/call1.mp3",
+        "101/call2.mp3",
+    ]
