@@ -6,10 +6,10 @@ which extensions record. A PBX file is matched to the link of its extension whos
 contains the file's start (within `SLACK`), preferring the chain whose call number is the
 file's `(n)`. A link's files are numbered by start time.
 
-A chain is announced once it has ended, every file matched to it is converted (or failed),
-no new file came for `quiet` seconds, and every recording extension's link has a file, or
-`max_wait` passed since the chain ended (a recording that never comes does not hold the others
-back for ever). One announcement per link with files; then the chain is forgotten.
+A chain is announced once it has ended (as this service saw it), every file matched to it is
+converted (or failed), no new file came for `quiet` seconds, and every recording extension's
+link has a file, or `max_wait` passed since the chain ended (a recording that never comes does
+not hold the others back for ever). One announcement per link with files; then the chain is forgotten.
 """
 
 from dataclasses import dataclass, field
@@ -69,7 +69,9 @@ class RecordingLedger:
         self._chains: dict[str, _Chain] = {}
         self._recording: dict[str, str] = {}  # extension → off | external | all
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event, received: datetime) -> None:
+        """Take in a bus event; `received` is when this service got it (its own clock: waiting
+        times count from there, talk times from the events' PBX timestamps)."""
         if isinstance(event, DirectorySnapshot):
             self._recording = {e.number: e.recording for e in event.directory.extensions}
         elif isinstance(event, CallAnswered):
@@ -83,7 +85,7 @@ class RecordingLedger:
             if link is not None and event.answered:
                 link.ended = event
             if event.chain_ended:
-                ended.ended_at = event.occurred_at
+                ended.ended_at = received
 
     def match(self, recording: PbxRecording, now: datetime) -> Match | None:
         started = recording.started.replace(tzinfo=self._zone)

@@ -75,7 +75,7 @@ class Recordings:
         return self._bus_or_none
 
     async def on_event(self, event: Message) -> None:
-        self.ledger.apply(event)
+        self.ledger.apply(event, self._clock.now())
         if isinstance(event, CallEnded) and event.chain_ended:
             await self.announce()
 

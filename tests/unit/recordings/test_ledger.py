@@ -33,6 +33,12 @@ def ended(link: int, extension: str, at: float, last: bool) -> CallEnded:
     )
 
 
+def feed(ledger: RecordingLedger, *events: CallAnswered | CallEnded) -> None:
+    """In these tests the service hears of each event at the moment it happened."""
+    for event in events:
+        ledger.apply(event, event.occurred_at)
+
+
 def recording(extension: str, local: str, number: int = 665) -> PbxRecording:
     started = datetime.fromisoformat(f"2021-12-30T{local}")
     path = Path(f"/pbx/{extension}/[1]_1-{extension}_{started:%Y%m%d%H%M%S}({number}).wav")
@@ -42,21 +48,22 @@ def recording(extension: str, local: str, number: int = 665) -> PbxRecording:
 def ledger_with_directory(*recording_extensions: str) -> RecordingLedger:
     ledger = RecordingLedger(PRAGUE)
     extensions = tuple(Extension(number=n, recording="all") for n in recording_extensions)
-    ledger.apply(
-        DirectorySnapshot(occurred_at=T0, source="t", seq=1, directory=Directory(extensions=extensions))
+    snapshot = DirectorySnapshot(
+        occurred_at=T0, source="t", seq=1, directory=Directory(extensions=extensions)
     )
+    ledger.apply(snapshot, T0)
     return ledger
 
 
 def test_files_match_their_link_and_are_numbered_by_start() -> None:
     ledger = ledger_with_directory("102", "103")
-    for event in (
+    feed(
+        ledger,
         answered(1, "102", 5),
         ended(1, "102", 30, False),
         answered(2, "103", 35),
         ended(2, "103", 95, True),
-    ):
-        ledger.apply(event)
+    )
     now = T0 + timedelta(seconds=100)
     late = ledger.match(recording("103", "10:07:20"), now)  # the second stretch, found first
     first = ledger.match(recording("103", "10:06:49"), now)
@@ -69,8 +76,8 @@ def test_files_match_their_link_and_are_numbered_by_start() -> None:
 
 def test_announced_once_everything_is_converted_and_quiet() -> None:
     ledger = ledger_with_directory("102")
-    ledger.apply(answered(1, "102", 5))
-    ledger.apply(ended(1, "102", 30, True))
+    feed(ledger, answered(1, "102", 5))
+    feed(ledger, ended(1, "102", 30, True))
     end = T0 + timedelta(seconds=30)
     assert ledger.due(end, QUIET, WAIT) == []  # the recording extension's file has not come yet
     found = recording("102", "10:06:19")
@@ -86,13 +93,13 @@ def test_announced_once_everything_is_converted_and_quiet() -> None:
 
 def test_a_missing_recording_holds_nothing_back_for_ever() -> None:
     ledger = ledger_with_directory("102", "103")
-    for event in (
+    feed(
+        ledger,
         answered(1, "102", 5),
         ended(1, "102", 30, False),
         answered(2, "103", 35),
         ended(2, "103", 95, True),
-    ):
-        ledger.apply(event)
+    )
     found = recording("102", "10:06:19")
     ledger.match(found, T0 + timedelta(seconds=96))
     ledger.settled("211230100614_665", 1, found.path, converted=True)
@@ -104,8 +111,8 @@ def test_a_missing_recording_holds_nothing_back_for_ever() -> None:
 
 def test_failed_conversions_are_left_out() -> None:
     ledger = ledger_with_directory("102")
-    ledger.apply(answered(1, "102", 5))
-    ledger.apply(ended(1, "102", 30, True))
+    feed(ledger, answered(1, "102", 5))
+    feed(ledger, ended(1, "102", 30, True))
     broken = recording("102", "10:06:19")
     ledger.match(broken, T0 + timedelta(seconds=31))
     ledger.settled("211230100614_665", 1, broken.path, converted=False)
@@ -114,7 +121,7 @@ def test_failed_conversions_are_left_out() -> None:
 
 def test_unrecorded_and_unanswered_chains_are_forgotten() -> None:
     ledger = ledger_with_directory()
-    ledger.apply(answered(1, "104", 5))
-    ledger.apply(ended(1, "104", 30, True))
+    feed(ledger, answered(1, "104", 5))
+    feed(ledger, ended(1, "104", 30, True))
     assert ledger.due(T0 + timedelta(seconds=31), QUIET, WAIT) == []
     assert ledger.match(recording("104", "10:06:19"), T0 + timedelta(seconds=32)) is None  # forgotten
