@@ -1,11 +1,11 @@
 """Exchange and queue names, and who binds what.
 
     monitor ──publish(type as routing key)──▶ [callbridge.events]  (durable topic exchange)
-                                                 │  call.#, extension.#, pbx.#
+                                                 │  call.#, recording.#, extension.#, pbx.#, webhooks.#
                 ┌────────────────────────────────┼─────────────────────────────┐
                 ▼                                ▼                             ▼
      callbridge.webhooks (durable,     callbridge.recordings (durable,   callbridge.api.<uuid>
-     one active consumer; jobs         replicas compete)                 (exclusive, one per
+     one active consumer; jobs         one active consumer)              (exclusive, one per
      fan out to ordered shard queues,                                    api replica: its cache)
      services/webhooks/queues.py)
     a message that cannot be parsed or handled ──reject──▶ [callbridge.dead] ──▶ callbridge.dead
@@ -44,9 +44,10 @@ WEBHOOKS_BINDINGS = ("call.#", "recording.#")
 RECORDINGS_BINDINGS = ("call.#", "pbx.directory")
 API_BINDINGS = ("#",)
 
-# The durable queues every connection declares (role → bindings, arguments). The webhooks intake
-# has one active consumer at a time, so that call events enter delivery in publish order.
+# The durable queues every connection declares (role → bindings, arguments). Each has one active
+# consumer at a time: the webhooks intake so that call events enter delivery in publish order, the
+# recordings service because one process keeps the ledger of links and files.
 SERVICE_QUEUES: dict[str, tuple[tuple[str, ...], dict[str, bool]]] = {
     "webhooks": (WEBHOOKS_BINDINGS, {"x-single-active-consumer": True}),
-    "recordings": (RECORDINGS_BINDINGS, {}),
+    "recordings": (RECORDINGS_BINDINGS, {"x-single-active-consumer": True}),
 }

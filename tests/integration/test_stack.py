@@ -1,0 +1,120 @@
+"""The services as separate processes on the real broker, started as the units and compose do
+(`callbridge --config FILE monitor|webhooks|recordings`): a scenario's classic webhooks arrive in
+full, recording POSTs included, and their links download an MP3 that decodes to the talk time."""
+
+import asyncio
+import json
+import shutil
+import signal
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from tests.conftest import SHARED, check_webhooks, expected_webhooks
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.rabbitmq
+
+
+async def start(config: Path, service: str, ready: bytes | None) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "--config", str(config), service, stderr=asyncio.subprocess.PIPE
+    )
+    if ready is not None:
+        assert process.stderr is not None
+        async with asyncio.timeout(30):
+            while ready not in (line := await process.stderr.readline()):
+                assert line, f"{service} died before it started"
+    return process
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path) -> None:
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is needed to decode the MP3s: apt-get install ffmpeg"
+    port = free_port()
+    async with Receiver() as receiver:
+        config = tmp_path / "callbridge.ini"
+        config.write_text(f"""
+[bus]
+amqp_url = {amqp_url}
+exchange = test.{uuid4().hex[:12]}
+[simulator]
+scenario = {SHARED / "scenarios" / "attended-transfer.yaml"}
+speed = 100
+recordings_dir = {tmp_path / "pbx"}
+[recordings]
+pbx_dir = {tmp_path / "pbx"}
+archive_dir = {tmp_path / "archive"}
+scan_interval = 0.2
+settle = 0.3
+quiet = 0.5
+max_wait = 20
+public_url = http://127.0.0.1:{port}
+token_secret = a-long-random-string-for-the-test
+http_host = 127.0.0.1
+http_port = {port}
+[webhooks]
+database = {tmp_path / "webhooks.db"}
+shards = 4
+http_port = 0
+[webhook:crm]
+url = {receiver.url}
+recording_call_info = true
+""")
+        services = [
+            await start(config, "webhooks", b"webhooks started"),
+            await start(config, "recordings", b"recordings started"),
+        ]
+        try:
+            monitor = await start(config, "monitor", None)
+            assert await asyncio.wait_for(monitor.wait(), 60) == 0
+            expected = len(expected_webhooks("attended-transfer"))
+            await receiver.wait_for(lambda r: len(r.delivered()) >= expected, timeout=60)
+            posts = [r for r in receiver.delivered() if r.method == "POST"]
+            async with httpx.AsyncClient() as client:
+                link = str(json.loads(posts[0].body)["FILES"][0])
+                download = await client.get(link)
+                refused = await client.get(link.split("?")[0])
+        finally:
+            for process in services:
+                process.send_signal(signal.SIGTERM)
+            codes = [await asyncio.wait_for(process.wait(), 30) for process in services]
+    assert codes == [0, 0]  # both stop cleanly on SIGTERM
+    plain = [r.webhook() for r in receiver.delivered()]  # the contract's form: recordings without call info
+    lines = [json.dumps({"FILES": w["FILES"], "id": w["id"]} if "FILES" in w else w) for w in plain]
+    assert check_webhooks("attended-transfer", lines, tmp_path) == ""
+    body = json.loads(posts[0].body)
+    assert body["event"] == "incoming" and "title" in body  # recording_call_info: the link's call-end fields
+    assert (download.status_code, download.headers["content-type"]) == (200, "audio/mpeg")
+    assert refused.status_code == 403  # no token, no file
+    mp3 = tmp_path / "downloaded.mp3"
+    mp3.write_bytes(download.content)
+    decoder = await asyncio.create_subprocess_exec(
+        ffmpeg,
+        "-v",
+        "error",
+        "-i",
+        str(mp3),
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-ar",
+        "8000",
+        "-",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    pcm, _ = await decoder.communicate()
+    talk = {"210701165649_698-1": 56.0, "210701165649_698-2": 60.0}[body["id"]]
+    assert 0 <= len(pcm) / 2 / 8000 - talk < 0.3
