@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tracker.py
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/transcode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
