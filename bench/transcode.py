@@ -62,7 +62,7 @@ def main() -> None:
     seconds = args.minutes * 60
     hours = seconds / 3600
     machine = f"{platform.node()}, Python {platform.python_version()}"
-    print(f"machine: {machine}; {args.minutes}-minute 8 kHz mono WAV, {args.bitrate} kbit/s, quality {args.quality}")
+    print(f"machine: {machine}; {args.minutes} min, 8 kHz mono WAV, {args.bitrate} kbit/s, q{args.quality}")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         wav = folder / "call.wav"
