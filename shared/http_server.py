@@ -34,6 +34,12 @@ async def serving(
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):  # uvicorn signals nothing when it listens: watch its flag
+        while not server.started:
+            if task.done():
+                task.result()  # it failed to start (port taken, bad certificate): say why
+                raise RuntimeError(f"HTTP server on {host}:{port} stopped while starting")
+            await asyncio.sleep(0.01)
     try:
         yield server
     finally:

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from services.recordings.tokens import signed_query
 from services.recordings.transcode import CorruptRecording, transcode
 from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
+from shared.http_server import serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings
 from tests.conftest import Recorder
@@ -261,3 +264,52 @@ def test_backlog_conversion(tmp_path: Path) -> None:
         "101/call1.mp3",
         "101/call2.mp3",
     ]
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make the test certificate"
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return cert, key
+
+
+async def test_downloads_over_https(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    name = "211230100614_665-1-1.mp3"
+    (tmp_path / "archive" / "2021-12-30").mkdir(parents=True)
+    (tmp_path / "archive" / "2021-12-30" / name).write_bytes(b"ID3" + bytes(500))
+    port = free_port()
+    app = create_app(tmp_path / "archive", b"k", SystemClock())
+    trust = ssl.create_default_context(cafile=str(cert))
+    async with serving(app, "127.0.0.1", port, cert=cert, key=key), httpx.AsyncClient(verify=trust) as client:
+        query = signed_query(b"k", name, int(time.time()) + 60)
+        response = await client.get(f"https://127.0.0.1:{port}/webapi/recording/{name}?{query}")
+    assert (response.status_code, len(response.content)) == (200, 503)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -1,9 +1,12 @@
 """Events → classic webhook parameters, exactly as the contract lists them."""
 
+import json
+
 import pytest
 
-from services.webhooks.classic import classic_payload, duration_text
-from shared.events import CallAnswered, CallStarted, ExtensionPresence
+from services.webhooks.classic import classic_payload, classic_recording, duration_text
+from services.webhooks.formats import build_request
+from shared.events import CallAnswered, CallStarted, ExtensionPresence, RecordingReady
 from tests.factories import AT, make_call_ended, make_call_ringing
 
 
@@ -125,3 +128,49 @@ def test_events_without_a_classic_webhook() -> None:
         classic_payload(ExtensionPresence(occurred_at=AT, source="s", seq=1, extension="1", busy=True))
         is None
     )
+
+
+def recording_ready(**overrides: object) -> RecordingReady:
+    ended = make_call_ended(link=1, extension="102", transferred=True)
+    fields: dict[str, object] = {
+        "occurred_at": AT,
+        "source": "s",
+        "seq": 1,
+        "chain_id": ended.chain_id,
+        "call_number": 665,
+        "direction": "inbound",
+        "external_number": ended.external_number,
+        "did_name": "PragueDID",
+        "link": 1,
+        "files": (
+            "https://pbx:5001/webapi/recording/211230100614_665-1-1.mp3?expires=1&token=ab",
+            "https://pbx:5001/webapi/recording/211230100614_665-1-2.mp3?expires=1&token=cd",
+        ),
+        "ended": ended,
+    }
+    return RecordingReady(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_recording_post_body() -> None:
+    event = recording_ready()
+    assert classic_payload(event) is None  # not a GET
+    assert classic_recording(event) == {"FILES": list(event.files), "id": "211230100614_665-1"}
+
+
+def test_recording_post_with_call_info() -> None:
+    body = classic_recording(recording_ready(), call_info=True)
+    assert body["id"] == "211230100614_665-1"
+    assert (body["event"], body["user"], body["finishtype"], body["transfer"]) == (
+        "incoming",
+        "102",
+        "Ok",
+        "true",
+    )
+    assert "PragueDID" in str(body["title"])
+
+
+def test_classic_endpoints_get_recordings_as_post_json() -> None:
+    request = build_request("http://crm/hook", "classic", (), recording_ready(), AT)
+    assert request is not None
+    assert (request.method, request.headers["content-type"]) == ("POST", "application/json")
+    assert json.loads(request.body or b"")["FILES"][1].endswith("-1-2.mp3?expires=1&token=cd")
