@@ -13,7 +13,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,6 +31,7 @@ from .monitor.scenario import ScenarioError, load_scenario
 from .recordings import main as recordings_service
 from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
+from .recordings.work import LocalConversions, Worker
 from .webhooks import main as webhooks
 from .webhooks.admin import parse_since, replay_through_broker
 from .webhooks.classic import classic_payload, classic_recording
@@ -143,6 +144,7 @@ async def _play(
     clock: Clock,
     webhook_url: str | None,
     recordings: Recordings | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
     `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status.
@@ -150,7 +152,8 @@ async def _play(
     the calls are over."""
     bus = InMemoryBus()
     if recordings is not None:
-        recordings.attach(bus)
+        assert executor is not None, "recordings convert in an executor"
+        recordings.attach(bus, LocalConversions(Worker(bus, executor, clock)))
         await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
 
     async def play() -> None:
@@ -212,12 +215,12 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
             settings.recordings.model_copy(update=options),
             None,
             clock,
-            executor,
+            None,
             zone=zone,
             secret=secrets.token_bytes(32),  # the links of a one-off run
         )
         driver = SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir)
-        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
+        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings, executor))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -220,6 +220,20 @@ class WebhookEndpointDisabled(Event):
     reason: str
 
 
+class RecordingConverted(Event):
+    """A recordings worker finished a conversion job (internal to the recordings service: it goes
+    back to the replica that keeps the ledger of links and files)."""
+
+    type: Literal["recording.converted"] = "recording.converted"
+    chain_id: str
+    link: int
+    wav: str
+    mp3: str
+    ok: bool
+    seconds: float = 0.0
+    reason: str = ""
+
+
 class RecordingFailed(Event):
     """A PBX recording could not be converted (corrupt, empty, unreadable); it is skipped."""
 
@@ -241,6 +255,7 @@ Message = Annotated[
     | ExtensionOptions
     | DirectorySnapshot
     | WebhookEndpointDisabled
+    | RecordingConverted
     | RecordingFailed,
     Field(discriminator="type"),
 ]

@@ -40,8 +40,8 @@ class Topology:
         return f"{self.prefix}.{name}"
 
 
-WEBHOOKS_BINDINGS = ("call.#", "recording.#")
-RECORDINGS_BINDINGS = ("call.#", "pbx.directory")
+WEBHOOKS_BINDINGS = ("call.#", "recording.ready", "recording.failed", "webhooks.#")
+RECORDINGS_BINDINGS = ("call.#", "pbx.directory", "recording.converted")
 API_BINDINGS = ("#",)
 
 # The durable queues every connection declares (role → bindings, arguments). Each has one active

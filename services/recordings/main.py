@@ -18,6 +18,7 @@ from shared.topology import RECORDINGS_BINDINGS, Topology
 from .http import create_app
 from .retention import nightly
 from .service import Recordings
+from .work import QueuedConversions, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ async def main(settings: Settings) -> None:
                     confirm_window=settings.bus.confirm_window,
                 )
             )
-            recordings = Recordings(config, bus, clock, executor, zone=settings.pbx.zone, secret=secret)
+            conversions = await QueuedConversions.declare(bus, names)
+            await conversions.start(Worker(bus, executor, clock), config.workers)
+            recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
             app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected)
             await stack.enter_async_context(
                 serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)

@@ -3,32 +3,31 @@
 - `scan()` walks the PBX folder. A WAV counts as finished once its size and modification time
   were the same at two scans and it is `settle` seconds old (3CX writes while the call runs and
   may close the file up to a minute after the hangup). A finished file is matched to its link
-  (ledger.py), converted in a worker process (transcode.py) into the archive, and, with
-  `keep_wav = false`, deleted once the conversion was verified.
+  (ledger.py) and handed out as a conversion job (work.py); the `recording.converted` that comes
+  back settles it in the ledger.
 - A corrupt, empty or unreadable WAV is logged and reported as a `recording.failed` event, and
   never tried again.
 - `announce()` publishes `recording.ready` for every link of every chain the ledger finds ready,
   with signed, expiring download links.
 """
 
-import asyncio
 import logging
 import time
-from concurrent.futures import Executor
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from shared.bus import Bus
 from shared.clock import Clock
-from shared.events import CallEnded, Message, RecordingFailed, RecordingReady
+from shared.events import CallEnded, Message, RecordingConverted, RecordingFailed, RecordingReady
 from shared.settings import RecordingsSettings
 from shared.stamps import Stamper
 
-from .ledger import Match, RecordingLedger
-from .naming import PbxRecording, archive_path, parse_pbx_name
+from .ledger import RecordingLedger
+from .naming import archive_path, parse_pbx_name
 from .tokens import download_url
-from .transcode import Converted, CorruptRecording, transcode
+from .work import ConversionJob
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +39,19 @@ def day_of(chain_id: str) -> date:
     return datetime.strptime(chain_id[:6], "%y%m%d").date()
 
 
+class Conversions(Protocol):
+    async def submit(self, job: ConversionJob) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class Recordings:
     def __init__(
         self,
         settings: RecordingsSettings,
         bus: Bus | None,
         clock: Clock,
-        executor: Executor,
+        conversions: Conversions | None,
         *,
         zone: ZoneInfo,
         secret: bytes,
@@ -55,18 +60,17 @@ class Recordings:
         self.ledger = RecordingLedger(zone)
         self._bus_or_none = bus
         self._clock = clock
-        self._executor = executor
+        self._conversions_or_none = conversions
         self._secret = secret
         self._stamp = Stamper("recordings")
         self._seen: dict[Path, tuple[int, float]] = {}
         self._done: set[Path] = set()
-        self._converting: set[asyncio.Task[None]] = set()
         self.converted = 0
         self.failed = 0
 
-    def attach(self, bus: Bus) -> None:
-        """Publish on `bus` (when it was not known at construction)."""
-        self._bus_or_none = bus
+    def attach(self, bus: Bus, conversions: Conversions) -> None:
+        """Publish on `bus` and convert through `conversions` (when not known at construction)."""
+        self._bus_or_none, self._conversions_or_none = bus, conversions
 
     @property
     def _bus(self) -> Bus:
@@ -74,13 +78,22 @@ class Recordings:
             raise RuntimeError("Recordings has no bus to publish on: attach() one")
         return self._bus_or_none
 
+    @property
+    def _conversions(self) -> Conversions:
+        if self._conversions_or_none is None:
+            raise RuntimeError("Recordings has nothing to convert with: attach() it")
+        return self._conversions_or_none
+
     async def on_event(self, event: Message) -> None:
+        if isinstance(event, RecordingConverted):
+            await self._converted(event)
+            return
         self.ledger.apply(event, self._clock.now())
         if isinstance(event, CallEnded) and event.chain_ended:
             await self.announce()
 
     async def scan(self) -> int:
-        """Start converting every finished, matched recording; returns how many were started."""
+        """Hand out a conversion job for every finished, matched recording; returns how many."""
         started = 0
         now = self._clock.now()
         for path in sorted(self.settings.pbx_dir.rglob("*.wav")):
@@ -99,9 +112,18 @@ class Recordings:
                 continue
             self._done.add(path)
             self._seen.pop(path, None)
-            task = asyncio.create_task(self._convert(recording, match))
-            self._converting.add(task)
-            task.add_done_callback(self._converting.discard)
+            target = archive_path(self.settings.archive_dir, day_of(match.chain_id), match.name)
+            await self._conversions.submit(
+                ConversionJob(
+                    chain_id=match.chain_id,
+                    link=match.link,
+                    source=str(path),
+                    target=str(target),
+                    bitrate=self.settings.bitrate,
+                    quality=self.settings.quality,
+                    keep_wav=self.settings.keep_wav,
+                )
+            )
             started += 1
         return started
 
@@ -116,41 +138,31 @@ class Recordings:
             return True
         return previous == key and time.time() - stat.st_mtime >= self.settings.settle
 
-    async def _convert(self, recording: PbxRecording, match: Match) -> None:
-        target = archive_path(self.settings.archive_dir, day_of(match.chain_id), match.name)
-        loop = asyncio.get_running_loop()
+    async def _converted(self, result: RecordingConverted) -> None:
         try:
-            result: Converted = await loop.run_in_executor(
-                self._executor,
-                transcode,
-                recording.path,
-                target,
-                self.settings.bitrate,
-                self.settings.quality,
+            self.ledger.settled(result.chain_id, result.link, Path(result.wav), converted=result.ok)
+        except KeyError:
+            logger.warning(
+                "conversion of %s reported for a chain this replica does not follow", result.wav
             )
-        except CorruptRecording as error:
+            return
+        if result.ok:
+            self.converted += 1
+        else:
             self.failed += 1
-            self.ledger.settled(match.chain_id, match.link, recording.path, converted=False)
-            logger.error("recording %s skipped: %s", recording.path, error)
             await self._bus.publish(
                 RecordingFailed(
                     occurred_at=self._clock.now(),
-                    path=str(recording.path),
-                    reason=str(error),
+                    path=result.wav,
+                    reason=result.reason,
                     **self._stamp.next(),
                 )
             )
-            return
-        self.converted += 1
-        self.ledger.settled(match.chain_id, match.link, recording.path, converted=True)
-        logger.info("recording %s → %s (%.0f s of audio)", recording.path, target, result.seconds)
-        if not self.settings.keep_wav:
-            recording.path.unlink(missing_ok=True)
+        await self.announce()
 
     async def drain(self) -> None:
-        """Wait for the conversions under way."""
-        while self._converting:
-            await asyncio.gather(*set(self._converting))
+        """Wait for the conversions under way in this process."""
+        await self._conversions.drain()
 
     async def announce(self) -> int:
         now = self._clock.now()

@@ -55,7 +55,10 @@ def read_mono_pcm16(path: Path) -> tuple[bytes, int]:
     return frames, rate
 
 
-def transcode(source: Path, target: Path, bitrate: int = 32, quality: int = 7) -> Converted:
+def transcode(
+    source: Path, target: Path, bitrate: int = 32, quality: int = 7, delete_source: bool = False
+) -> Converted:
+    """Convert `source` into `target`; with `delete_source`, remove the WAV once the MP3 checked out."""
     pcm, rate = read_mono_pcm16(source)
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(bitrate)
@@ -77,4 +80,6 @@ def transcode(source: Path, target: Path, bitrate: int = 32, quality: int = 7) -
         partial.unlink(missing_ok=True)
         raise CorruptRecording(f"the MP3 lasts {seconds:.2f} s, the WAV {expected:.2f} s")
     partial.rename(target)
+    if delete_source:
+        source.unlink(missing_ok=True)
     return Converted(source, target, expected, len(mp3))

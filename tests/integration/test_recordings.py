@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,11 +23,13 @@ from services.recordings.retention import prune
 from services.recordings.service import Recordings
 from services.recordings.tokens import signed_query
 from services.recordings.transcode import CorruptRecording, transcode
+from services.recordings.work import LocalConversions, Worker
 from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
 from shared.http_server import serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings
+from shared.topology import RECORDINGS_BINDINGS
 from tests.conftest import Recorder
 from tests.factories import make_call_ended
 
@@ -163,15 +166,15 @@ class TestScanning:
     }
     start = datetime(2021, 12, 30, 10, 6, 14, tzinfo=UTC)
 
-    def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> Recordings:
-        from concurrent.futures import ThreadPoolExecutor
-
+    async def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> Recordings:
         settings = RecordingsSettings(
             pbx_dir=tmp_path / "pbx", archive_dir=tmp_path / "archive", quiet=0, **options
         )  # type: ignore[arg-type]
-        return Recordings(
-            settings, bus, VirtualClock(self.start), ThreadPoolExecutor(1), zone=ZoneInfo("UTC"), secret=b"s"
-        )
+        clock = VirtualClock(self.start)
+        conversions = LocalConversions(Worker(bus, ThreadPoolExecutor(1), clock))
+        recordings = Recordings(settings, bus, clock, conversions, zone=ZoneInfo("UTC"), secret=b"s")
+        await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+        return recordings
 
     async def talk(self, recordings: Recordings) -> None:
         await recordings.on_event(
@@ -188,7 +191,7 @@ class TestScanning:
 
     async def test_a_file_still_being_written_waits(self, tmp_path: Path) -> None:
         bus = InMemoryBus()
-        recordings = self.service(tmp_path, bus, settle=0.5, keep_wav=False)
+        recordings = await self.service(tmp_path, bus, settle=0.5, keep_wav=False)
         await self.talk(recordings)
         wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
         assert await recordings.scan() == 0  # seen once: not known to be finished
@@ -210,8 +213,8 @@ class TestScanning:
         self, tmp_path: Path, recorder: Recorder
     ) -> None:
         bus = InMemoryBus()
-        await bus.subscribe("ops", recorder, bindings=["recording.#"])
-        recordings = self.service(tmp_path, bus, settle=0)
+        await bus.subscribe("ops", recorder, bindings=["recording.failed", "recording.ready"])
+        recordings = await self.service(tmp_path, bus, settle=0)
         await self.talk(recordings)
         broken = tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav"
         broken.parent.mkdir(parents=True)

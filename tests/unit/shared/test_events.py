@@ -22,6 +22,7 @@ from shared.events import (
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
+    RecordingConverted,
     RecordingFailed,
     RecordingReady,
     WebhookEndpointDisabled,
@@ -54,6 +55,15 @@ SAMPLES: list[Event] = [
     DirectorySnapshot(**COMMON, directory=Directory()),
     WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
     RecordingFailed(**COMMON, path="/pbx/101/x.wav", reason="not a readable PCM WAV"),
+    RecordingConverted(
+        **COMMON,
+        chain_id="211230100614_665",
+        link=1,
+        wav="/pbx/101/x.wav",
+        mp3="/a/2021-12-30/211230100614_665-1-1.mp3",
+        ok=True,
+        seconds=25.0,
+    ),
 ]
 
 
