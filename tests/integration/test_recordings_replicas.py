@@ -1,0 +1,92 @@
+"""Two `callbridge recordings` replicas share the conversions; each file is converted once."""
+
+import asyncio
+import re
+import signal
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import yaml
+
+from tests.integration.test_stack import free_port, start
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.rabbitmq
+CALLS = 12
+
+
+def busy_scenario(path: Path) -> Path:
+    """Twelve queue calls, each answered by a recording agent and talked for half a minute."""
+    steps = []
+    for n in range(CALLS):
+        label, t, agent = f"C{n}", n * 2.0, ("101", "102", "105")[n % 3]
+        steps += [
+            {
+                "t": t,
+                "do": "incoming",
+                "call": label,
+                "from": f"42077700{n:04d}",
+                "did": "PragueDID",
+                "to": "800",
+            },
+            {"t": t + 0.5, "do": "ring", "call": label, "dn": [agent]},
+            {"t": t + 1, "do": "answer", "call": label, "dn": agent},
+            {"t": t + 31, "do": "hangup", "call": label, "by": "external"},
+        ]
+    steps.sort(key=lambda step: step["t"])
+    path.write_text(yaml.safe_dump({"start": "2026-01-05T09:00:00", "first_call_number": 1, "steps": steps}))
+    return path
+
+
+async def test_replicas_share_conversions_once_each(amqp_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    async with Receiver() as receiver:
+        config = tmp_path / "callbridge.ini"
+        config.write_text(f"""
+[bus]
+amqp_url = {amqp_url}
+exchange = test.{uuid4().hex[:12]}
+[simulator]
+scenario = {busy_scenario(tmp_path / "busy.yaml")}
+speed = 50
+recordings_dir = {tmp_path / "pbx"}
+[recordings]
+pbx_dir = {tmp_path / "pbx"}
+archive_dir = {tmp_path / "archive"}
+workers = 2
+scan_interval = 0.2
+settle = 0.3
+quiet = 0.3
+max_wait = 30
+public_url = http://127.0.0.1:{port}
+token_secret = another-long-random-string
+http_port = 0
+[webhooks]
+database = {tmp_path / "webhooks.db"}
+shards = 4
+http_port = 0
+[webhook:crm]
+url = {receiver.url}
+events = recording.ready
+""")
+        webhooks = await start(config, "webhooks", b"webhooks started")
+        replicas = [await start(config, "recordings", b"recordings started") for _ in range(2)]
+        try:
+            monitor = await start(config, "monitor", None)
+            assert await asyncio.wait_for(monitor.wait(), 60) == 0
+            await receiver.wait_for(lambda r: len(r.delivered()) >= CALLS, timeout=60)
+        finally:
+            for process in [webhooks, *replicas]:
+                process.send_signal(signal.SIGTERM)
+            logs = []
+            for process in replicas:
+                assert process.stderr is not None
+                logs.append((await asyncio.wait_for(process.stderr.read(), 30)).decode())
+                await process.wait()
+            await webhooks.wait()
+    converted = [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]
+    assert all(converted), "both replicas converted some"  # the work was shared
+    every = [path for paths in converted for path in paths]
+    assert len(every) == len(set(every)) == CALLS  # each file once
+    assert len({r.body for r in receiver.delivered()}) == CALLS  # one recording webhook per call
