@@ -2,11 +2,28 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException
+
+
+def health_routes(ready: Callable[[], bool]) -> APIRouter:
+    """`/healthz` (the process answers) and `/readyz` (503 while `ready()` is false)."""
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        if not ready():
+            raise HTTPException(503, "not connected to RabbitMQ")
+        return {"status": "ready"}
+
+    return router
 
 
 class EmbeddedServer(uvicorn.Server):

@@ -34,6 +34,7 @@ from .bus import DeadLetter, Handler, PublishError
 from .events import Event, encode_event, parse_event
 from .logging import redact_url
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
+from .settings import BusSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,6 +99,19 @@ class RabbitBus:
     @property
     def connected(self) -> bool:
         return self._connection.connected.is_set()
+
+    @classmethod
+    def configured(
+        cls, settings: BusSettings, connection_name: str
+    ) -> contextlib.AbstractAsyncContextManager["RabbitBus"]:
+        """`connect` with the `[bus]` section of the configuration."""
+        return cls.connect(
+            settings.amqp_url,
+            names=topology.Topology(settings.exchange),
+            connection_name=connection_name,
+            prefetch=settings.prefetch,
+            confirm_window=settings.confirm_window,
+        )
 
     @property
     def reconnects(self) -> int:

@@ -20,7 +20,6 @@ from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.settings import ConfigError, Settings
-from shared.topology import Topology
 
 from .drivers import Driver, SimulatorDriver, check_scenario
 from .scenario import Step, default_directory, load_directory, load_scenario
@@ -91,13 +90,7 @@ async def main(settings: Settings) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
     driver, _ = build_driver(settings)
     source = new_source(settings.monitor.source)
-    async with RabbitBus.connect(
-        settings.bus.amqp_url,
-        names=Topology(settings.bus.exchange),
-        connection_name=f"monitor {source}",
-        prefetch=settings.bus.prefetch,
-        confirm_window=settings.bus.confirm_window,
-    ) as bus:
+    async with RabbitBus.configured(settings.bus, f"monitor {source}") as bus:
         logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
         monitor = asyncio.create_task(run(driver, bus, zone=settings.pbx.zone, source=source))
         shutdown = asyncio.create_task(wait_for_shutdown())

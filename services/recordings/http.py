@@ -13,6 +13,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from shared.clock import Clock
+from shared.http_server import health_routes
 
 from .naming import archive_path, is_archive_name
 from .service import day_of
@@ -24,15 +25,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="callbridge recordings", description="Downloads of converted call recordings")
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        if not ready():
-            raise HTTPException(503, "not connected to RabbitMQ")
-        return {"status": "ready"}
+    app.include_router(health_routes(ready))
 
     @app.get(
         "/webapi/recording/{name}",

@@ -38,15 +38,7 @@ async def main(settings: Settings) -> None:
     names = Topology(settings.bus.exchange)
     with ProcessPoolExecutor(config.workers) as executor:
         async with contextlib.AsyncExitStack() as stack:
-            bus = await stack.enter_async_context(
-                RabbitBus.connect(
-                    settings.bus.amqp_url,
-                    names=names,
-                    connection_name="recordings",
-                    prefetch=settings.bus.prefetch,
-                    confirm_window=settings.bus.confirm_window,
-                )
-            )
+            bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "recordings"))
             conversions = await QueuedConversions.declare(bus, names)
             await conversions.start(Worker(bus, executor, clock), config.workers)
             recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)

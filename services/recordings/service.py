@@ -142,9 +142,7 @@ class Recordings:
         try:
             self.ledger.settled(result.chain_id, result.link, Path(result.wav), converted=result.ok)
         except KeyError:
-            logger.warning(
-                "conversion of %s reported for a chain this replica does not follow", result.wav
-            )
+            logger.warning("conversion of %s reported for a chain this replica does not follow", result.wav)
             return
         if result.ok:
             self.converted += 1

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.clock import Clock
+from shared.http_server import health_routes
 
 from .admin import parse_since, replay
 from .dispatcher import JobQueue
@@ -35,15 +36,7 @@ def create_app(
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        if not ready():
-            raise HTTPException(503, "not connected to RabbitMQ")
-        return {"status": "ready"}
+    app.include_router(health_routes(ready))
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:

@@ -103,15 +103,7 @@ async def main(settings: Settings) -> None:
     store = DeliveryStore(settings.webhooks.database)
     names = Topology(settings.bus.exchange)
     async with contextlib.AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            RabbitBus.connect(
-                settings.bus.amqp_url,
-                names=names,
-                connection_name="webhooks",
-                prefetch=settings.bus.prefetch,
-                confirm_window=settings.bus.confirm_window,
-            )
-        )
+        bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "webhooks"))
         session = await stack.enter_async_context(new_session())
         policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, policy)

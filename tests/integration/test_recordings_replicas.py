@@ -4,12 +4,11 @@ import asyncio
 import re
 import signal
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 import yaml
 
-from tests.integration.test_stack import free_port, start
+from tests.integration.test_stack import free_port, stack_config, start
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -42,34 +41,15 @@ def busy_scenario(path: Path) -> Path:
 async def test_replicas_share_conversions_once_each(amqp_url: str, tmp_path: Path) -> None:
     port = free_port()
     async with Receiver() as receiver:
-        config = tmp_path / "callbridge.ini"
-        config.write_text(f"""
-[bus]
-amqp_url = {amqp_url}
-exchange = test.{uuid4().hex[:12]}
-[simulator]
-scenario = {busy_scenario(tmp_path / "busy.yaml")}
-speed = 50
-recordings_dir = {tmp_path / "pbx"}
-[recordings]
-pbx_dir = {tmp_path / "pbx"}
-archive_dir = {tmp_path / "archive"}
-workers = 2
-scan_interval = 0.2
-settle = 0.3
-quiet = 0.3
-max_wait = 30
-public_url = http://127.0.0.1:{port}
-token_secret = another-long-random-string
-http_port = 0
-[webhooks]
-database = {tmp_path / "webhooks.db"}
-shards = 4
-http_port = 0
-[webhook:crm]
-url = {receiver.url}
-events = recording.ready
-""")
+        config = stack_config(
+            tmp_path,
+            amqp_url,
+            busy_scenario(tmp_path / "busy.yaml"),
+            port,
+            speed=50,
+            endpoint=f"url = {receiver.url}\nevents = recording.ready",
+            recordings="workers = 2\nmax_wait = 30\nhttp_port = 0",
+        )
         webhooks = await start(config, "webhooks", b"webhooks started")
         replicas = [await start(config, "recordings", b"recordings started") for _ in range(2)]
         try:

@@ -39,39 +39,59 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def stack_config(
+    folder: Path,
+    amqp_url: str,
+    scenario: Path,
+    port: int,
+    *,
+    endpoint: str,
+    recordings: str,
+    speed: int = 100,
+) -> Path:
+    """A configuration for all services on a private prefix; `endpoint` and `recordings` add to
+    the `[webhook:crm]` and `[recordings]` sections."""
+    config = folder / "callbridge.ini"
+    config.write_text(f"""
+[bus]
+amqp_url = {amqp_url}
+exchange = test.{uuid4().hex[:12]}
+[simulator]
+scenario = {scenario}
+speed = {speed}
+recordings_dir = {folder / "pbx"}
+[recordings]
+pbx_dir = {folder / "pbx"}
+archive_dir = {folder / "archive"}
+scan_interval = 0.2
+settle = 0.3
+quiet = 0.5
+public_url = http://127.0.0.1:{port}
+token_secret = a-long-random-string-for-the-test
+{recordings}
+[webhooks]
+database = {folder / "webhooks.db"}
+shards = 4
+http_port = 0
+[webhook:crm]
+{endpoint}
+""")
+    return config
+
+
 async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path) -> None:
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg, "ffmpeg is needed to decode the MP3s: apt-get install ffmpeg"
     port = free_port()
     async with Receiver() as receiver:
-        config = tmp_path / "callbridge.ini"
-        config.write_text(f"""
-[bus]
-amqp_url = {amqp_url}
-exchange = test.{uuid4().hex[:12]}
-[simulator]
-scenario = {SHARED / "scenarios" / "attended-transfer.yaml"}
-speed = 100
-recordings_dir = {tmp_path / "pbx"}
-[recordings]
-pbx_dir = {tmp_path / "pbx"}
-archive_dir = {tmp_path / "archive"}
-scan_interval = 0.2
-settle = 0.3
-quiet = 0.5
-max_wait = 20
-public_url = http://127.0.0.1:{port}
-token_secret = a-long-random-string-for-the-test
-http_host = 127.0.0.1
-http_port = {port}
-[webhooks]
-database = {tmp_path / "webhooks.db"}
-shards = 4
-http_port = 0
-[webhook:crm]
-url = {receiver.url}
-recording_call_info = true
-""")
+        config = stack_config(
+            tmp_path,
+            amqp_url,
+            SHARED / "scenarios" / "attended-transfer.yaml",
+            port,
+            endpoint=f"url = {receiver.url}\nrecording_call_info = true",
+            recordings=f"max_wait = 20\nhttp_host = 127.0.0.1\nhttp_port = {port}",
+        )
         services = [
             await start(config, "webhooks", b"webhooks started"),
             await start(config, "recordings", b"recordings started"),
