@@ -1,8 +1,8 @@
 """The recordings service's work: find finished PBX recordings, convert them, announce them.
 
-- `scan()` walks the PBX folder. A WAV counts as finished once its size and modification time
-  were the same at two scans and it is `settle` seconds old (3CX writes while the call runs and
-  may close the file up to a minute after the hangup). A finished file is matched to its link
+- `scan()` looks for finished WAVs in the PBX folder (watch.py: unchanged at two scans and
+  `settle` seconds old, since 3CX writes while the call runs and may close the file up to a
+  minute after the hangup). A finished file is matched to its link
   (ledger.py) and handed out as a conversion job (work.py); the `recording.converted` that comes
   back settles it in the ledger.
 - A corrupt, empty or unreadable WAV is logged and reported as a `recording.failed` event, and
@@ -12,7 +12,6 @@
 """
 
 import logging
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +26,7 @@ from shared.stamps import Stamper
 from .ledger import RecordingLedger
 from .naming import archive_path, parse_pbx_name
 from .tokens import download_url
+from .watch import FolderWatch
 from .work import ConversionJob
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ class Recordings:
         self._conversions_or_none = conversions
         self._secret = secret
         self._stamp = Stamper("recordings")
-        self._seen: dict[Path, tuple[int, float]] = {}
-        self._done: set[Path] = set()
+        self._watch = FolderWatch(
+            settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds()
+        )
         self.converted = 0
         self.failed = 0
 
@@ -96,22 +97,19 @@ class Recordings:
         """Hand out a conversion job for every finished, matched recording; returns how many."""
         started = 0
         now = self._clock.now()
-        for path in sorted(self.settings.pbx_dir.rglob("*.wav")):
-            if path in self._done or not self._finished(path):
-                continue
+        for path in self._watch.finished():
             recording = parse_pbx_name(path, self.settings.pbx_dir)
             if recording is None:
-                self._done.add(path)
+                self._watch.settle(path)
                 logger.debug("recording %s: not a PBX recording name; ignored", path)
                 continue
             match = self.ledger.match(recording, now)
             if match is None:
-                if time.time() - path.stat().st_mtime > UNMATCHED_AFTER.total_seconds():
+                if self._watch.stale(path):
                     logger.warning("recording %s matches no call it knows; left alone", path)
-                    self._done.add(path)
+                    self._watch.settle(path)
                 continue
-            self._done.add(path)
-            self._seen.pop(path, None)
+            self._watch.settle(path)
             target = archive_path(self.settings.archive_dir, day_of(match.chain_id), match.name)
             await self._conversions.submit(
                 ConversionJob(
@@ -126,17 +124,6 @@ class Recordings:
             )
             started += 1
         return started
-
-    def _finished(self, path: Path) -> bool:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return False
-        key = (stat.st_size, stat.st_mtime)
-        previous, self._seen[path] = self._seen.get(path), key
-        if self.settings.settle == 0:
-            return True
-        return previous == key and time.time() - stat.st_mtime >= self.settings.settle
 
     async def _converted(self, result: RecordingConverted) -> None:
         try:
