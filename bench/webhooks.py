@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import multiprocessing
 import platform
+import resource
 import socket
 import sys
 import tempfile
@@ -209,8 +210,9 @@ async def service(
                     settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
                 )
                 await queue.consume(dispatcher)
-                await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
+                await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
                 # the events come from another process, as they come from the monitor
+                cpu_before = resource.getrusage(resource.RUSAGE_SELF)
                 loop = asyncio.get_running_loop()
                 published = await loop.run_in_executor(
                     None, publish_apart, amqp_url, names.prefix, count, rate
@@ -221,6 +223,7 @@ async def service(
                         while len({a for a, _ in arrivals}) < count:
                             arrivals += (await probe.get(stats_url)).json()
                             await asyncio.sleep(0.2)
+                cpu_after = resource.getrusage(resource.RUSAGE_SELF)
             finally:
                 await session.close()
                 await bus.delete_topology()
@@ -229,6 +232,11 @@ async def service(
         first.setdefault(webhook_id, at)
     latencies = [first[i] - published[i] for i in published]
     elapsed = max(first.values()) - min(published.values())
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    print(
+        f"  (service process: {cpu / count * 1000:.2f} ms of CPU per delivery, "
+        f"{count / cpu:,.0f} deliveries per CPU second)"
+    )
     return (count / elapsed, *percentiles(latencies))
 
 

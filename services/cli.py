@@ -180,7 +180,7 @@ async def _play(
             clock,
             RetryPolicy.configured(settings.webhooks),
         )
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
         worker = asyncio.create_task(queue.run(dispatcher))
         try:
             await play()

@@ -16,6 +16,8 @@ from typing import Protocol
 from .events import Event, Message
 
 Handler = Callable[[Message], Awaitable[None]]
+# Hands off what handlers published and returns what to await for the broker's confirmation of it.
+Settle = Callable[[], Awaitable[Awaitable[None]]]
 
 
 class BusError(Exception):
@@ -57,13 +59,13 @@ class Bus(Protocol):
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Callable[[], Awaitable[None]] | None = None,
+        settle: Settle | None = None,
     ) -> str:
         """Consume `queue` (a service's role name) bound with topic `bindings`; return its full
         name. Handlers on one queue compete; every queue gets its own copy. `exclusive` makes a
         private queue for this process that disappears with it (the api's cache). A message that
-        cannot be parsed, or whose handler raises, is dead-lettered. A message is acknowledged
-        only after `settle()` (when given: e.g. the flush of what its handler published)."""
+        cannot be parsed, or whose handler raises, is dead-lettered. With `settle`, a message is
+        acknowledged only once what its handler published is confirmed (`await await settle()`)."""
         ...
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:

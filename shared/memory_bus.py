@@ -8,13 +8,13 @@ instead, as RabbitBus does.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
 from pydantic import ValidationError
 
-from .bus import DeadLetter, Handler
+from .bus import DeadLetter, Handler, Settle
 from .events import Event, encode_event, parse_event
 from .routing import topic_matches
 
@@ -27,7 +27,7 @@ class _Queue:
     bindings: set[str] = field(default_factory=set)
     handlers: list[Handler] = field(default_factory=list)
     turn: int = 0
-    settle: Callable[[], Awaitable[None]] | None = None
+    settle: Settle | None = None
 
     def next_handler(self) -> Handler:
         handler = self.handlers[self.turn % len(self.handlers)]
@@ -60,7 +60,7 @@ class InMemoryBus:
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Callable[[], Awaitable[None]] | None = None,
+        settle: Settle | None = None,
     ) -> str:
         name = f"{queue}.{next(self._exclusive)}" if exclusive else queue
         target = self._queues.setdefault(name, _Queue(name))
@@ -88,7 +88,7 @@ class InMemoryBus:
         try:
             await queue.next_handler()(message)
             if queue.settle is not None:
-                await queue.settle()
+                await (await queue.settle())
         except Exception as error:
             if self._raise_errors:
                 raise

@@ -13,6 +13,7 @@
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -30,7 +31,7 @@ from aio_pika.abc import (
 from pydantic import ValidationError
 
 from . import topology
-from .bus import DeadLetter, Handler, PublishError
+from .bus import DeadLetter, Handler, PublishError, Settle
 from .events import Event, encode_event, parse_event
 from .logging import redact_url
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
@@ -39,6 +40,7 @@ from .settings import BusSettings
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH = 200  # messages handled before one settle() when consuming with a settle step
+SETTLES_IN_FLIGHT = 1  # batches whose confirms may be pending at once before the consumer waits
 
 
 class RabbitBus:
@@ -182,7 +184,7 @@ class RabbitBus:
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Callable[[], Awaitable[None]] | None = None,
+        settle: Settle | None = None,
     ) -> str:
         declared = await self._declare_queue(self._consume_channel, queue, bindings, exclusive=exclusive)
         self.consume(declared, parse_event, handler, settle)
@@ -193,15 +195,16 @@ class RabbitBus:
         queue: AbstractQueue,
         decode: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[None]],
-        settle: Callable[[], Awaitable[None]] | None = None,
+        settle: Settle | None = None,
     ) -> None:
         """Handle `queue`'s messages one at a time, in order, acking each after its handler; a
         body `decode` refuses, or a handler that raises, dead-letters the message.
 
-        With `settle`, the messages already delivered are handled as a batch (up to BATCH) and
-        acked only after `settle()` (a publisher's flush) returned: the handlers' own publishes
-        are confirmed once per batch instead of once per message. If `settle` fails, the batch
-        is requeued (at its place) rather than dead-lettered: the messages themselves were fine."""
+        With `settle`, the messages already delivered are handled as a batch (up to BATCH); then
+        `settle()` hands off what the handlers published and the batch is acked once that is
+        confirmed, while the next batch is handled already (confirms of persistent messages wait
+        for the broker's disk, which must not hold up delivery). If the confirmation fails, the
+        batch is requeued (at its place) rather than dead-lettered: the messages were fine."""
         task = asyncio.create_task(
             self._consume(queue, decode, handler, settle), name=f"consume {queue.name}"
         )
@@ -213,33 +216,45 @@ class RabbitBus:
         queue: AbstractQueue,
         decode: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[None]],
-        settle: Callable[[], Awaitable[None]] | None,
+        settle: Settle | None,
     ) -> None:
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        unsettled: collections.deque[asyncio.Task[None]] = collections.deque()
         tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
         try:
             while True:
+                while len(unsettled) >= SETTLES_IN_FLIGHT:  # the broker is slow to confirm: let batches grow
+                    await asyncio.wait({unsettled.popleft()})
                 batch = [await inbox.get()]
                 while settle is not None and len(batch) < BATCH and not inbox.empty():
                     batch.append(inbox.get_nowait())
                 handled = [m for m in batch if await self._handle(queue.name, m, decode, handler)]
                 if settle is not None and handled:
-                    try:
-                        await settle()
-                    except Exception:
-                        logger.exception(
-                            "queue %s: %d message(s) handled but not settled; requeued",
-                            queue.name,
-                            len(handled),
-                        )
-                        for message in handled:
-                            await message.reject(requeue=True)
-                        continue
+                    confirmation = await settle()
+                    acking = asyncio.create_task(self._ack_when(queue.name, confirmation, handled))
+                    self._consumers.add(acking)
+                    acking.add_done_callback(self._consumers.discard)
+                    unsettled.append(acking)
+                    continue
                 for message in handled:
                     await message.ack()
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
+
+    @staticmethod
+    async def _ack_when(
+        queue: str, confirmation: Awaitable[None], handled: list[AbstractIncomingMessage]
+    ) -> None:
+        try:
+            await confirmation
+        except Exception:
+            logger.exception("queue %s: %d message(s) handled but not settled; requeued", queue, len(handled))
+            for message in handled:
+                await message.reject(requeue=True)
+            return
+        for message in handled:
+            await message.ack()
 
     @staticmethod
     async def _handle(

@@ -13,6 +13,7 @@ never a lost message. A broker's nack is not retried.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -56,13 +57,15 @@ class ConfirmedPublisher:
     def __init__(self, reconnects: Reconnects, window: int) -> None:
         self._reconnects = reconnects
         self._window = asyncio.Semaphore(window)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Task[str | None]] = set()
+        self._since_checkpoint: list[asyncio.Task[str | None]] = []
         self._failures: list[str] = []
 
     async def send(self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message) -> None:
         await self._window.acquire()
         task = asyncio.create_task(self._confirm(exchange, routing_key, message))
         self._in_flight.add(task)
+        self._since_checkpoint.append(task)
         task.add_done_callback(self._settled)
 
     async def flush(self) -> None:
@@ -72,11 +75,26 @@ class ConfirmedPublisher:
             failures, self._failures = self._failures, []
             raise PublishError(f"{len(failures)} message(s) not confirmed, first: {failures[0]}")
 
-    def _settled(self, task: asyncio.Task[None]) -> None:
+    def confirmation(self) -> Awaitable[None]:
+        """What to await for the confirms of what was sent since the last call (and only that):
+        raises PublishError if any of it was not confirmed. Sending goes on meanwhile."""
+        tasks, self._since_checkpoint = self._since_checkpoint, []
+
+        async def confirmed() -> None:
+            failures = [failure for failure in await asyncio.gather(*tasks) if failure]
+            if failures:
+                raise PublishError(f"{len(failures)} message(s) not confirmed, first: {failures[0]}")
+
+        return confirmed()
+
+    def _settled(self, task: asyncio.Task[str | None]) -> None:
         self._in_flight.discard(task)
         self._window.release()
 
-    async def _confirm(self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message) -> None:
+    async def _confirm(
+        self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message
+    ) -> str | None:
+        """Publish until confirmed; None, or what went wrong (also kept for `flush`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PUBLISH_RETRY_SECONDS
         failure: Exception
@@ -84,7 +102,7 @@ class ConfirmedPublisher:
             seen = self._reconnects.count
             try:
                 await exchange.publish(message, routing_key=routing_key, mandatory=False)
-                return
+                return None
             except _INTERRUPTED as error:
                 failure = error
                 remaining = deadline - loop.time()
@@ -104,7 +122,7 @@ class ConfirmedPublisher:
                 failure = error
             logger.error("publish of %s %s not confirmed: %r", routing_key, message.message_id, failure)
             self._failures.append(f"{routing_key} {message.message_id}: {failure!r}")
-            return
+            return self._failures[-1]
 
 
 def persistent(body: bytes, *, message_id: str, kind: str, **properties: Any) -> aio_pika.Message:

@@ -16,7 +16,7 @@ replica) sends a release job through the key's own shard, so order still holds.
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Protocol
 
 from shared.clock import Clock
@@ -46,7 +46,13 @@ class JobQueue(Protocol):
         """Bring `job` back to its shard after `delay` seconds; durable when this returns."""
         ...
 
-    async def flush(self) -> None: ...
+    async def flush(self) -> None:
+        """Send what was submitted and wait until it is durable."""
+        ...
+
+    async def handed_off(self) -> Awaitable[None]:
+        """Send what was submitted; return what to await until it is durable (the intake's settle)."""
+        ...
 
 
 class EndpointDisabled(Protocol):

@@ -39,6 +39,14 @@ class Job(BaseModel):
         return parse_event(self.event.encode())
 
 
+class JobBatch(BaseModel):
+    """What travels on the job queues: a shard's jobs in order (one, for a retry)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    jobs: tuple[Job, ...]
+
+
 def ordering_scope(event: Event) -> str:
     """What a receiver must see in order: a call chain, an extension's state, or the event type."""
     if isinstance(event, CallEvent):

@@ -37,7 +37,7 @@ SWEEP_EVERY = timedelta(seconds=60)
 
 class Intake:
     """The intake queue's handler: one job per endpoint that wants the event. Subscribe it with
-    `settle=queue.flush`, so that the jobs are durable before the event is acked."""
+    `settle=queue.handed_off`, so that the jobs are durable before the event is acked."""
 
     def __init__(self, endpoints: Mapping[str, EndpointSettings], queue: JobQueue) -> None:
         self._endpoints = endpoints
@@ -90,8 +90,11 @@ def build(
 async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
     """Release abandoned blocks and prune the attempt log, every minute, for ever."""
     while True:
-        await dispatcher.sweep()
-        store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
+        try:
+            await dispatcher.sweep()
+            store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
+        except Exception:  # a broker or disk hiccup must not end the chores: try again next time
+            logger.exception("webhooks housekeeping failed; trying again in %s", SWEEP_EVERY)
         await clock.sleep_until(clock.now() + SWEEP_EVERY)
 
 
@@ -115,7 +118,7 @@ async def main(settings: Settings) -> None:
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
         await queue.consume(dispatcher)
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
         logger.info(
             "webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), settings.webhooks.shards
         )

@@ -10,7 +10,9 @@ RabbitMQ topology (prefix `callbridge`):
       a failed attempt ──▶ callbridge.webhooks.retry.<delay>s (durable, per-message TTL = the
           jittered delay) ──expired, dead-lettered──▶ [callbridge.webhooks.shards] ──▶ its shard
 
-Each shard has one active consumer across all replicas (RabbitMQ's single-active-consumer);
+The intake sends each batch of events as one message per shard holding that shard's jobs in
+order (`JobBatch`): one message instead of one per delivery under load. Each shard has one
+active consumer across all replicas (RabbitMQ's single-active-consumer);
 the others stand by and take over when it goes. A job is acked only after `Dispatcher.handle`
 returned, i.e. once it was delivered, held in the store, scheduled for retry (confirmed by the
 broker) or dead-lettered. No process sleeps on an unacked message and no timer lives in memory.
@@ -18,7 +20,9 @@ broker) or dead-lettered. No process sleeps on an unacked message and no timer l
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
@@ -29,7 +33,7 @@ from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.topology import Topology
 
 from .dispatcher import Dispatcher
-from .jobs import Job, shard_of
+from .jobs import Job, JobBatch, shard_of
 from .policy import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class RabbitJobQueue:
         self._names = names
         self._shards = shards
         self._publisher: ConfirmedPublisher = bus.publisher()
+        self._pending: dict[int, list[Job]] = {}
 
     @classmethod
     async def declare(
@@ -75,35 +80,43 @@ class RabbitJobQueue:
         return cls(bus, channel, exchange, names, shards, policy)
 
     async def consume(self, dispatcher: Dispatcher) -> None:
+        async def handle(batch: JobBatch) -> None:
+            for job in batch.jobs:
+                await dispatcher.handle(job)
+
         for shard in range(self._shards):
             queue = await self._channel.get_queue(shard_queue(self._names, shard), ensure=False)
-
-            self._bus.consume(queue, Job.model_validate_json, dispatcher.handle)
+            self._bus.consume(queue, JobBatch.model_validate_json, handle)
 
     async def submit(self, job: Job) -> None:
-        shard = shard_of(job.key, self._shards)
-        message = persistent(
-            job.model_dump_json().encode(),
-            message_id=f"{job.job_id}/{job.attempt}",
-            kind=job.kind,
-            headers={"shard": str(shard)},
-        )
-        await self._publisher.send(self._shards_exchange, "", message)
+        """Collect `job` for its shard; `flush` sends each shard's jobs as one message, in order."""
+        self._pending.setdefault(shard_of(job.key, self._shards), []).append(job)
 
     async def retry(self, job: Job, delay: float) -> None:
         tier = self._policy.tier(delay)
-        message = persistent(
-            job.model_dump_json().encode(),
-            message_id=f"{job.job_id}/{job.attempt}",
-            kind=job.kind,
-            headers={"shard": str(shard_of(job.key, self._shards))},
-            expiration=timedelta(seconds=delay),
-        )
+        message = self._message(shard_of(job.key, self._shards), [job], expiration=timedelta(seconds=delay))
         await self._publisher.send(self._channel.default_exchange, tier_queue(self._names, tier), message)
         await self._publisher.flush()
 
     async def flush(self) -> None:
-        await self._publisher.flush()
+        await (await self.handed_off())
+
+    async def handed_off(self) -> Awaitable[None]:
+        pending, self._pending = self._pending, {}
+        for shard, jobs in pending.items():
+            await self._publisher.send(self._shards_exchange, "", self._message(shard, jobs))
+        return self._publisher.confirmation()
+
+    @staticmethod
+    def _message(shard: int, jobs: list[Job], **properties: Any) -> aio_pika.Message:
+        first = jobs[0]
+        return persistent(
+            JobBatch(jobs=tuple(jobs)).model_dump_json().encode(),
+            message_id=f"{first.job_id}/{first.attempt}+{len(jobs) - 1}",
+            kind="webhooks.jobs",
+            headers={"shard": str(shard)},
+            **properties,
+        )
 
 
 def shard_queue(names: Topology, shard: int) -> str:
@@ -138,6 +151,9 @@ class MemoryJobQueue:
 
     async def flush(self) -> None:
         return None
+
+    async def handed_off(self) -> Awaitable[None]:
+        return asyncio.sleep(0)  # nothing to wait for: the jobs are in this process's queue
 
     async def run(self, dispatcher: Dispatcher) -> None:
         while True:

@@ -90,7 +90,7 @@ async def webhooks_service(
                 settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
             )
             await queue.consume(dispatcher)
-            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.flush)
+            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
             yield Service(bus, store, settings)
         finally:
             await bus.delete_topology()
