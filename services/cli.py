@@ -207,6 +207,7 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
         options = {
             "pbx_dir": pbx_dir,
             "archive_dir": args.archive_dir or Path(scratch) / "archive",
+            "database": Path(scratch) / "recordings.db",
             "settle": 0,
             "quiet": 0,
             "max_wait": 86400.0,

@@ -133,6 +133,7 @@ class WebhooksSettings(_Section):
 class RecordingsSettings(_Section):
     pbx_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     archive_dir: Path = Path("/var/lib/callbridge/recordings")
+    database: Path = Path("/var/lib/callbridge/recordings.db")
     bitrate: int = Field(32, ge=8, le=320, description="MP3 kbit/s")
     quality: int = Field(7, ge=0, le=9, description="LAME quality, 0 best and slowest")
     keep_wav: bool = True

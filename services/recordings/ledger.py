@@ -1,4 +1,4 @@
-"""Which recording belongs to which link, and when a chain's recordings can be announced. Pure.
+"""Which recording belongs to which link, and when a chain's recordings can be announced.
 
 The ledger follows the call events: a `call.answered` opens a link's talk time on an extension,
 its `call.ended` closes it, the chain's last `call.ended` ends the chain; `pbx.directory` says
@@ -9,10 +9,16 @@ file's `(n)`. A link's files are numbered by start time.
 A chain is announced once it has ended (as this service saw it), every file matched to it is
 converted (or failed), no new file came for `quiet` seconds, and every recording extension's
 link has a file, or `max_wait` passed since the chain ended (a recording that never comes does
-not hold the others back for ever). One announcement per link with files; then the chain is forgotten.
+not hold the others back for ever). One announcement per link with files.
+
+The ledger is kept in SQLite, shared by the recordings replicas of a host: whichever replica is
+the active consumer of the call events writes it, a replica that takes over reads it, a file is
+claimed by exactly one replica (its path is a primary key), and a chain is announced by exactly
+one (an update that only one transaction can win).
 """
 
-from dataclasses import dataclass, field
+import sqlite3
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,30 +28,20 @@ from shared.events import CallAnswered, CallEnded, DirectorySnapshot, Event
 from .naming import PbxRecording, archive_name
 
 SLACK = timedelta(seconds=3)
+FORGET_AFTER = timedelta(days=1)  # chains ended (or silent) this long ago leave the ledger
 
-
-@dataclass
-class _File:
-    started: datetime
-    name: str = ""  # the archive name, once numbered
-    done: bool = False  # converted, or failed for good
-    converted: bool = False
-
-
-@dataclass
-class _Link:
-    extension: str
-    started: datetime
-    ended: CallEnded | None = None
-    files: dict[Path, _File] = field(default_factory=dict)
-
-
-@dataclass
-class _Chain:
-    call_number: int
-    links: dict[int, _Link] = field(default_factory=dict)
-    ended_at: datetime | None = None
-    last_file_at: datetime | None = None
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chains (chain_id TEXT PRIMARY KEY, call_number INTEGER NOT NULL,
+    seen REAL NOT NULL, ended_at REAL, last_file_at REAL, announced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS links (chain_id TEXT NOT NULL, link INTEGER NOT NULL, extension TEXT NOT NULL,
+    started REAL NOT NULL, ended_at REAL, ended TEXT, PRIMARY KEY (chain_id, link));
+CREATE INDEX IF NOT EXISTS links_extension ON links (extension, started);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL, link INTEGER NOT NULL,
+    started REAL NOT NULL, name TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,
+    converted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS files_link ON files (chain_id, link);
+CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, recording TEXT NOT NULL);
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,75 +60,168 @@ class Announcement:
 
 
 class RecordingLedger:
-    def __init__(self, zone: ZoneInfo) -> None:
+    def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
         self._zone = zone
-        self._chains: dict[str, _Chain] = {}
-        self._recording: dict[str, str] = {}  # extension → off | external | all
+        if str(database) != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(database), isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
 
     def apply(self, event: Event, received: datetime) -> None:
         """Take in a bus event; `received` is when this service got it (its own clock: waiting
         times count from there, talk times from the events' PBX timestamps)."""
+        db = self._db
         if isinstance(event, DirectorySnapshot):
-            self._recording = {e.number: e.recording for e in event.directory.extensions}
+            with db:
+                db.execute("BEGIN")
+                db.execute("DELETE FROM recording_options")
+                db.executemany(
+                    "INSERT INTO recording_options VALUES (?, ?)",
+                    [(e.number, e.recording) for e in event.directory.extensions],
+                )
         elif isinstance(event, CallAnswered):
-            chain = self._chains.setdefault(event.chain_id, _Chain(event.call_number))
-            chain.links[event.link] = _Link(event.extension, event.occurred_at)
+            db.execute(
+                "INSERT OR IGNORE INTO chains (chain_id, call_number, seen) VALUES (?, ?, ?)",
+                (event.chain_id, event.call_number, received.timestamp()),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO links (chain_id, link, extension, started) VALUES (?, ?, ?, ?)",
+                (event.chain_id, event.link, event.extension, event.occurred_at.timestamp()),
+            )
         elif isinstance(event, CallEnded):
-            ended = self._chains.get(event.chain_id)
-            if ended is None:
-                return  # never answered, nothing recorded: nothing to announce
-            link = ended.links.get(event.link)
-            if link is not None and event.answered:
-                link.ended = event
+            if event.answered:
+                db.execute(
+                    "UPDATE links SET ended_at = ?, ended = ? WHERE chain_id = ? AND link = ?",
+                    (event.occurred_at.timestamp(), event.model_dump_json(), event.chain_id, event.link),
+                )
             if event.chain_ended:
-                ended.ended_at = received
+                db.execute(
+                    "UPDATE chains SET ended_at = ? WHERE chain_id = ? AND ended_at IS NULL",
+                    (received.timestamp(), event.chain_id),
+                )
 
     def match(self, recording: PbxRecording, now: datetime) -> Match | None:
-        started = recording.started.replace(tzinfo=self._zone)
-        candidates = sorted(self._chains.items(), key=lambda item: item[1].call_number != recording.number)
-        for chain_id, chain in candidates:
-            for number, link in chain.links.items():
-                end = link.ended.occurred_at if link.ended else None
-                if link.extension != recording.extension or started < link.started - SLACK:
-                    continue
-                if end is not None and started > end + SLACK:
-                    continue
-                link.files[recording.path] = _File(started)
-                chain.last_file_at = now
-                ordered = sorted(link.files.values(), key=lambda f: f.started)
-                for index, item in enumerate(ordered, 1):
-                    item.name = archive_name(f"{chain_id}-{number}", index)
-                return Match(chain_id, number, link.files[recording.path].name)
-        return None
+        """The link `recording` belongs to, claiming the file; None when no link fits, or when
+        the file was claimed already (`claimed()` tells which)."""
+        started = recording.started.replace(tzinfo=self._zone).timestamp()
+        slack = SLACK.total_seconds()
+        row = self._db.execute(
+            "SELECT l.chain_id, l.link FROM links l JOIN chains c USING (chain_id)"
+            " WHERE l.extension = ? AND c.announced = 0 AND l.started - ? <= ?"
+            " AND (l.ended_at IS NULL OR ? <= l.ended_at + ?)"
+            " ORDER BY c.call_number != ?, l.started DESC LIMIT 1",
+            (recording.extension, slack, started, started, slack, recording.number),
+        ).fetchone()
+        if row is None:
+            return None
+        chain_id, link = row
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            claimed = self._db.execute(
+                "INSERT OR IGNORE INTO files (path, chain_id, link, started) VALUES (?, ?, ?, ?)",
+                (str(recording.path), chain_id, link, started),
+            ).rowcount
+            if not claimed:
+                return None
+            files = self._db.execute(
+                "SELECT path FROM files WHERE chain_id = ? AND link = ? ORDER BY started", (chain_id, link)
+            ).fetchall()
+            for number, (path,) in enumerate(files, 1):
+                self._db.execute(
+                    "UPDATE files SET name = ? WHERE path = ?",
+                    (archive_name(f"{chain_id}-{link}", number), path),
+                )
+            self._db.execute(
+                "UPDATE chains SET last_file_at = ? WHERE chain_id = ?", (now.timestamp(), chain_id)
+            )
+        name = self._db.execute("SELECT name FROM files WHERE path = ?", (str(recording.path),)).fetchone()[0]
+        return Match(chain_id, link, name)
+
+    def claimed(self, path: Path) -> bool:
+        return self._db.execute("SELECT 1 FROM files WHERE path = ?", (str(path),)).fetchone() is not None
 
     def settled(self, chain_id: str, link: int, path: Path, converted: bool) -> None:
-        item = self._chains[chain_id].links[link].files[path]
-        item.done, item.converted = True, converted
+        changed = self._db.execute(
+            "UPDATE files SET done = 1, converted = ? WHERE path = ? AND chain_id = ?",
+            (int(converted), str(path), chain_id),
+        ).rowcount
+        if not changed:
+            raise KeyError(f"{path} is not a file of {chain_id}-{link}")
 
     def due(self, now: datetime, quiet: timedelta, max_wait: timedelta) -> list[Announcement]:
         out: list[Announcement] = []
-        for chain_id, chain in list(self._chains.items()):
-            if chain.ended_at is None or not self._ready(chain, now, quiet, max_wait):
+        stamp = now.timestamp()
+        ended = self._db.execute(
+            "SELECT chain_id, ended_at, last_file_at FROM chains WHERE ended_at IS NOT NULL AND announced = 0"
+        ).fetchall()
+        for chain_id, ended_at, last_file_at in ended:
+            if not self._ready(chain_id, stamp, ended_at, last_file_at, quiet, max_wait):
                 continue
-            for number, link in sorted(chain.links.items()):
-                names = tuple(
-                    f.name for f in sorted(link.files.values(), key=lambda f: f.started) if f.converted
-                )
-                if names and link.ended is not None:
-                    out.append(Announcement(chain_id, number, names, link.ended))
-            del self._chains[chain_id]
+            if not self._db.execute(
+                "UPDATE chains SET announced = 1 WHERE chain_id = ? AND announced = 0", (chain_id,)
+            ).rowcount:
+                continue  # another replica announced it
+            out += self._announcements(chain_id)
+        self._forget(stamp - FORGET_AFTER.total_seconds())
         return out
 
-    def _ready(self, chain: _Chain, now: datetime, quiet: timedelta, max_wait: timedelta) -> bool:
-        assert chain.ended_at is not None
-        files = [f for link in chain.links.values() for f in link.files.values()]
-        if any(not f.done for f in files):
-            return now >= chain.ended_at + max_wait * 4  # a conversion stuck that long is abandoned
-        if now >= chain.ended_at + max_wait:
+    def _ready(
+        self,
+        chain_id: str,
+        now: float,
+        ended_at: float,
+        last_file_at: float | None,
+        quiet: timedelta,
+        max_wait: timedelta,
+    ) -> bool:
+        pending = self._db.execute(
+            "SELECT count(*) FROM files WHERE chain_id = ? AND done = 0", (chain_id,)
+        ).fetchone()[0]
+        if pending:
+            return now >= ended_at + 4 * max_wait.total_seconds()  # a conversion stuck that long is abandoned
+        if now >= ended_at + max_wait.total_seconds():
             return True
-        if chain.last_file_at is not None and now < chain.last_file_at + quiet:
+        if last_file_at is not None and now < last_file_at + quiet.total_seconds():
             return False
-        expected = [
-            link for link in chain.links.values() if self._recording.get(link.extension, "off") != "off"
+        missing = self._db.execute(
+            "SELECT count(*) FROM links l JOIN recording_options r USING (extension)"
+            " WHERE l.chain_id = ? AND r.recording != 'off'"
+            " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.chain_id = l.chain_id AND f.link = l.link)",
+            (chain_id,),
+        ).fetchone()[0]
+        return bool(missing == 0)
+
+    def _announcements(self, chain_id: str) -> list[Announcement]:
+        out = []
+        links = self._db.execute(
+            "SELECT link, ended FROM links WHERE chain_id = ? AND ended IS NOT NULL ORDER BY link",
+            (chain_id,),
+        ).fetchall()
+        for link, ended in links:
+            names = tuple(
+                name
+                for (name,) in self._db.execute(
+                    "SELECT name FROM files WHERE chain_id = ? AND link = ? AND converted = 1"
+                    " ORDER BY started",
+                    (chain_id, link),
+                )
+            )
+            if names:
+                out.append(Announcement(chain_id, link, names, CallEnded.model_validate_json(ended)))
+        return out
+
+    def _forget(self, before: float) -> None:
+        """Drop chains announced, or silent, since `before` (files keep their claim a while longer
+        through the chain's row: it goes with the rest)."""
+        old = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT chain_id FROM chains WHERE coalesce(ended_at, seen) < ?", (before,)
+            )
         ]
-        return all(link.files for link in expected)
+        with self._db:
+            self._db.execute("BEGIN")
+            for chain_id in old:
+                for table in ("files", "links", "chains"):
+                    self._db.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))  # noqa: S608

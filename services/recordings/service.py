@@ -57,7 +57,7 @@ class Recordings:
         secret: bytes,
     ) -> None:
         self.settings = settings
-        self.ledger = RecordingLedger(zone)
+        self.ledger = RecordingLedger(zone, settings.database)
         self._bus_or_none = bus
         self._clock = clock
         self._conversions_or_none = conversions
@@ -105,7 +105,9 @@ class Recordings:
                 continue
             match = self.ledger.match(recording, now)
             if match is None:
-                if self._watch.stale(path):
+                if self.ledger.claimed(path):  # another replica took it
+                    self._watch.settle(path)
+                elif self._watch.stale(path):
                     logger.warning("recording %s matches no call it knows; left alone", path)
                     self._watch.settle(path)
                 continue

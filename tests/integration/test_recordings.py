@@ -168,7 +168,11 @@ class TestScanning:
 
     async def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> Recordings:
         settings = RecordingsSettings(
-            pbx_dir=tmp_path / "pbx", archive_dir=tmp_path / "archive", quiet=0, **options
+            pbx_dir=tmp_path / "pbx",
+            archive_dir=tmp_path / "archive",
+            database=tmp_path / "ledger.db",
+            quiet=0,
+            **options,
         )  # type: ignore[arg-type]
         clock = VirtualClock(self.start)
         conversions = LocalConversions(Worker(bus, ThreadPoolExecutor(1), clock))

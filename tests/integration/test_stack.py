@@ -63,6 +63,7 @@ recordings_dir = {folder / "pbx"}
 [recordings]
 pbx_dir = {folder / "pbx"}
 archive_dir = {folder / "archive"}
+database = {folder / "recordings.db"}
 scan_interval = 0.2
 settle = 0.3
 quiet = 0.5

@@ -125,3 +125,24 @@ def test_unrecorded_and_unanswered_chains_are_forgotten() -> None:
     feed(ledger, ended(1, "104", 30, True))
     assert ledger.due(T0 + timedelta(seconds=31), QUIET, WAIT) == []
     assert ledger.match(recording("104", "10:06:19"), T0 + timedelta(seconds=32)) is None  # forgotten
+
+
+def test_the_ledger_survives_a_restart_and_is_shared(tmp_path: Path) -> None:
+    database = tmp_path / "ledger.db"
+    first = RecordingLedger(PRAGUE, database)
+    directory = (Extension(number="102", recording="all"),)
+    first.apply(
+        DirectorySnapshot(occurred_at=T0, source="t", seq=1, directory=Directory(extensions=directory)), T0
+    )
+    feed(first, answered(1, "102", 5))
+    # the replica that kept the ledger stops; another takes over from the same file
+    second, other = RecordingLedger(PRAGUE, database), RecordingLedger(PRAGUE, database)
+    feed(second, ended(1, "102", 30, True))
+    found = recording("102", "10:06:19")
+    now = T0 + timedelta(seconds=31)
+    assert second.match(found, now) is not None
+    assert other.match(found, now) is None and other.claimed(found.path)  # claimed once
+    second.settled("211230100614_665", 1, found.path, converted=True)
+    later = T0 + timedelta(seconds=40)
+    announced = second.due(later, QUIET, WAIT) + other.due(later, QUIET, WAIT)
+    assert [(a.link, a.names) for a in announced] == [(1, ("211230100614_665-1-1.mp3",))]  # announced once
