@@ -1,12 +1,13 @@
 """The traffic generator: endless, realistic, repeatable scenario steps for the simulator.
 
-Calls arrive as a Poisson process at `calls_per_minute` (the first within a second); while
-`max_concurrent` calls are in progress a new arrival is turned away (counted in `blocked`).
-Each call follows one of the flows below, chosen by weight: queue calls (answered, missed,
-callback), direct DID calls, ring groups, an IVR that routes to a queue, outbound calls
-(answered or not), blind and attended transfers, internal calls, with reconnects and holds
-sprinkled in. Now and then an extension changes state (registration, forwarding profile,
-queue login). The same seed gives the same steps.
+Calls arrive as a Poisson process at `calls_per_minute`; the first, a queue call, within a
+second, so that a fresh start shows a ringing phone at once. While `max_concurrent` calls are
+in progress a new arrival is turned away (counted in `blocked`). Each call follows one of the
+flows below, chosen by weight: queue calls (answered, missed, callback), direct DID calls, ring
+groups, an IVR that routes to a queue, outbound calls (answered or not), blind and attended
+transfers, internal calls, with reconnects and holds sprinkled in. Now and then an extension
+changes state (registration, forwarding profile, queue login). The same seed gives the same
+steps.
 """
 
 import heapq
@@ -72,7 +73,9 @@ class TrafficGenerator:
     def steps(self, until: float | None = None) -> Iterator[tuple[float, Step]]:
         """(seconds after start, step), in time order: for ever, or with no arrivals after `until`
         seconds and ending once the calls in progress have ended."""
-        arrival = min(self._rng.expovariate(self._rate), 1.0)  # a fresh start shows a call at once
+        arrival = min(self._rng.expovariate(self._rate), 1.0)  # a fresh start shows a call at once:
+        self._arrive(arrival, self._queue_answered)  # a phone rings within seconds
+        arrival += self._rng.expovariate(self._rate)
         while until is None or arrival <= until or self._heap:
             if self._heap and (self._heap[0][0] <= arrival or (until is not None and arrival > until)):
                 t, _, step = heapq.heappop(self._heap)
@@ -81,9 +84,9 @@ class TrafficGenerator:
             self._arrive(arrival)
             arrival += self._rng.expovariate(self._rate)
 
-    def _arrive(self, t: float) -> None:
+    def _arrive(self, t: float, flow: Callable[[str], Script] | None = None) -> None:
         rng = self._rng
-        if rng.random() < self._state_changes:
+        if flow is None and rng.random() < self._state_changes:
             self._schedule(t, self._state_change())
             return
         while self._ends and self._ends[0] <= t:
@@ -92,8 +95,7 @@ class TrafficGenerator:
             self.blocked += 1
             return
         label = f"G{next(self._labels)}"
-        flow = rng.choices(self._flows, self._weights)[0]
-        script = flow(label)
+        script = (flow or rng.choices(self._flows, self._weights)[0])(label)
         self._schedule(t, script)
         heapq.heappush(self._ends, t + max(offset for offset, _, _ in script))
         self.started += 1

@@ -117,3 +117,10 @@ def test_every_chain_follows_the_classic_order_and_ends() -> None:
                 assert e.link == link and e.answered == answered, chain_id
                 if e.transferred:
                     link, answered = link + 1, False
+
+
+def test_a_fresh_start_rings_a_phone_within_seconds() -> None:
+    for seed in range(20):
+        _, steps = generate(seed, minutes=1, rate=1)
+        first_ring = next(t for t, step in steps if step.do == "ring")
+        assert first_ring < 4.5, seed  # arrival within 1 s, ring within 3.5 s more
