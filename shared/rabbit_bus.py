@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from uuid import uuid4
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -237,7 +238,7 @@ class RabbitBus:
                     unsettled.append(acking)
                     continue
                 for message in handled:
-                    await message.ack()
+                    await _settle(queue.name, message, ack=True)
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
@@ -251,10 +252,10 @@ class RabbitBus:
         except Exception:
             logger.exception("queue %s: %d message(s) handled but not settled; requeued", queue, len(handled))
             for message in handled:
-                await message.reject(requeue=True)
+                await _settle(queue, message, ack=False, requeue=True)
             return
         for message in handled:
-            await message.ack()
+            await _settle(queue, message, ack=True)
 
     @staticmethod
     async def _handle(
@@ -274,7 +275,7 @@ class RabbitBus:
                 message.routing_key,
                 _first_line(error),
             )
-            await message.reject(requeue=False)
+            await _settle(queue, message, ack=False)
             return False
         try:
             await handler(item)
@@ -285,7 +286,7 @@ class RabbitBus:
                 message.message_id,
                 message.type,
             )
-            await message.reject(requeue=False)
+            await _settle(queue, message, ack=False)
             return False
         return True
 
@@ -322,6 +323,24 @@ class RabbitBus:
         for task in list(self._consumers):
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
+
+
+async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool, requeue: bool = False) -> None:
+    """Ack, or reject (to the DLX unless `requeue`). A channel lost meanwhile is no crash: the
+    broker delivers the unsettled message again after the reconnect."""
+    try:
+        await (message.ack() if ack else message.reject(requeue=requeue))
+    except (
+        aiormq.exceptions.AMQPError,
+        aiormq.exceptions.ChannelInvalidStateError,
+        ConnectionError,
+    ) as error:
+        logger.warning(
+            "queue %s: message %s not settled (%r); the broker will deliver it again",
+            queue,
+            message.message_id,
+            error,
+        )
 
 
 def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
