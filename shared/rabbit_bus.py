@@ -120,6 +120,10 @@ class RabbitBus:
     def reconnects(self) -> int:
         return self._reconnects.count
 
+    async def wait_reconnected(self, after: int) -> None:
+        """Return once the connection has been re-established more than `after` times."""
+        await self._reconnects.wait_beyond(after)
+
     async def _declare(self) -> None:
         self._exchange = await self._publish_channel.declare_exchange(
             self._names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True

@@ -112,7 +112,8 @@ class QueuedConversions:
     async def start(self, worker: Worker, consumers: int) -> None:
         for _ in range(consumers):  # each takes one job at a time: fair dispatch across replicas
             channel = await self._bus.open_channel(prefetch=1)
-            queue = await channel.get_queue(self._queue, ensure=False)
+            # declared (not just looked up), so that the robust channel restores its consumer
+            queue = await channel.declare_queue(self._queue, durable=True)
             self._bus.consume(queue, ConversionJob.model_validate_json, worker)
 
     async def submit(self, job: ConversionJob) -> None:

@@ -68,9 +68,7 @@ class RabbitJobQueue:
         )
         for shard in range(shards):
             queue = await channel.declare_queue(
-                shard_queue(names, shard),
-                durable=True,
-                arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+                shard_queue(names, shard), durable=True, arguments=shard_arguments(names)
             )
             await queue.bind(exchange, arguments={"x-match": "all", "shard": str(shard)})
         for tier in policy.tiers:
@@ -85,7 +83,10 @@ class RabbitJobQueue:
                 await dispatcher.handle(job)
 
         for shard in range(self._shards):
-            queue = await self._channel.get_queue(shard_queue(self._names, shard), ensure=False)
+            # declared (not just looked up), so that the robust channel restores its consumer
+            queue = await self._channel.declare_queue(
+                shard_queue(self._names, shard), durable=True, arguments=shard_arguments(self._names)
+            )
             self._bus.consume(queue, JobBatch.model_validate_json, handle)
 
     async def submit(self, job: Job) -> None:
@@ -117,6 +118,10 @@ class RabbitJobQueue:
             headers={"shard": str(shard)},
             **properties,
         )
+
+
+def shard_arguments(names: Topology) -> dict[str, Any]:
+    return {"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange}
 
 
 def shard_queue(names: Topology, shard: int) -> str:

@@ -60,6 +60,7 @@ class Service:
     bus: RabbitBus
     store: DeliveryStore
     settings: Settings
+    connection_name: str
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +69,7 @@ async def webhooks_service(
     tmp_path: Path,
     endpoints: dict[str, EndpointSettings],
     schedule: tuple[float, ...] = (0.3, 0.6, 1.2),
+    connection_name: str = "webhooks it",
 ) -> AsyncIterator[Service]:
     """The webhooks service in this process on the real broker, under a private prefix."""
     names = Topology(f"test.{uuid4().hex[:12]}")
@@ -79,7 +81,7 @@ async def webhooks_service(
         ),
     )
     async with (
-        RabbitBus.connect(amqp_url, names=names, connection_name="webhooks it") as bus,
+        RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus,
         new_session() as session,
     ):
         try:
@@ -91,7 +93,7 @@ async def webhooks_service(
             )
             await queue.consume(dispatcher)
             await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
-            yield Service(bus, store, settings)
+            yield Service(bus, store, settings, connection_name)
         finally:
             await bus.delete_topology()
 
@@ -194,3 +196,25 @@ async def run_cli(*args: str) -> str:
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, stderr.decode()
     return stdout.decode()
+
+
+async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_path: Path) -> None:
+    from tests.integration.test_bus_contract import _close_connection
+
+    async with (
+        Receiver() as receiver,
+        webhooks_service(
+            amqp_url,
+            tmp_path,
+            {"crm": EndpointSettings(url=receiver.url)},
+            connection_name=f"drop-{uuid4().hex[:8]}",
+        ) as service,
+    ):
+        await play(service.bus, "outgoing")
+        await receiver.wait_for(lambda r: len(r.delivered()) == 3)
+        before = service.bus.reconnects
+        await asyncio.to_thread(_close_connection, service.connection_name)
+        async with asyncio.timeout(30):
+            await service.bus.wait_reconnected(before)
+        await play(service.bus, "queue-blind-transfer")  # through restored consumers, or not at all
+        await receiver.wait_for(lambda r: len({json.dumps(x.query) for x in r.delivered()}) == 10, timeout=30)
