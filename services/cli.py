@@ -1,9 +1,15 @@
-"""The `callbridge` command.
+"""The `callbridge` command (`callbridge --config FILE COMMAND …`).
 
-callbridge monitor                     the monitor service on RabbitMQ (configuration: --config)
-callbridge scenario run FILE           play a scenario through the services in one process on a
-                                       virtual clock; print each classic webhook as a JSON line
-callbridge demo                        the simulator's live traffic, classic webhooks printed
+monitor                                the monitor service on RabbitMQ
+webhooks                               the webhooks service
+webhooks dead list|replay              deliveries given up on: list them, send them again
+webhooks attempts                      the delivery attempt log
+recordings                             the recordings service
+recordings convert DIR                 convert a folder of WAVs, with a progress bar
+scenario run FILE                      play a scenario through the services in one process on
+                                       a virtual clock; print (or --webhook-url: deliver) each
+                                       classic webhook
+demo                                   the simulator's live traffic, classic webhooks printed
 """
 
 import argparse
