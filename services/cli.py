@@ -28,7 +28,7 @@ from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message, RecordingReady
 from shared.logging import configure_logging, redact
 from shared.memory_bus import InMemoryBus
-from shared.settings import ConfigError, EndpointSettings, Settings, load_settings
+from shared.settings import ConfigError, EndpointSettings, RecordingsSettings, Settings, load_settings
 from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 
 from .monitor import main as monitor
@@ -149,25 +149,32 @@ async def _play(
     source: str,
     clock: Clock,
     webhook_url: str | None,
-    recordings: Recordings | None = None,
-    executor: Executor | None = None,
+    recordings: tuple[RecordingsSettings, Executor] | None = None,
 ) -> int:
     """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
     `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status.
-    With `recordings`, the recordings service converts and announces the PBX's recordings once
-    the calls are over."""
+    With `recordings` (their settings and the executor to convert in), the recordings service
+    converts and announces the PBX's recordings once the calls are over."""
     bus = InMemoryBus()
+    service: Recordings | None = None
     if recordings is not None:
-        assert executor is not None, "recordings convert in an executor"
-        recordings.attach(bus, LocalConversions(Worker(bus, executor, clock)))
-        await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+        config, executor = recordings
+        service = Recordings(
+            config,
+            bus,
+            clock,
+            LocalConversions(Worker(bus, executor, clock)),
+            zone=zone,
+            secret=secrets.token_bytes(32),
+        )  # the links of a one-off run
+        await bus.subscribe("recordings", service.on_event, bindings=RECORDINGS_BINDINGS)
 
     async def play() -> None:
         await monitor.run(driver, bus, zone=zone, source=source)
-        if recordings is not None:
-            await recordings.scan()
-            await recordings.drain()
-            await recordings.announce()
+        if service is not None:
+            await service.scan()
+            await service.drain()
+            await service.announce()
 
     if webhook_url is None:
         await bus.subscribe("webhooks", _print_classic, bindings=WEBHOOKS_BINDINGS)
@@ -218,16 +225,9 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
             "quiet": 0,
             "max_wait": 86400.0,
         }
-        recordings = Recordings(
-            settings.recordings.model_copy(update=options),
-            None,
-            clock,
-            None,
-            zone=zone,
-            secret=secrets.token_bytes(32),  # the links of a one-off run
-        )
+        recordings = (settings.recordings.model_copy(update=options), executor)
         driver = SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir)
-        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings, executor))
+        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,7 @@ Evolve additively: a new field gets a default; a changed meaning is a new messag
 JSON schema of `Message` is snapshotted in tests/unit/shared/event_schema.json.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
@@ -51,6 +51,10 @@ class CallEvent(Event):
     external_number: str = Field(description="the external party's number")
     did_name: str = Field("", description="name of the DID rule (inbound); empty for outbound")
     did_number: str = Field("", description="the DID number the call came in on (inbound)")
+
+    def chain_fields(self) -> dict[str, Any]:
+        """The chain's identity, to carry over into another event of the same chain."""
+        return self.model_dump(include=set(CallEvent.model_fields) - set(Event.model_fields))
 
     @property
     def call_id(self) -> str:

@@ -49,18 +49,18 @@ class Recordings:
     def __init__(
         self,
         settings: RecordingsSettings,
-        bus: Bus | None,
+        bus: Bus,
         clock: Clock,
-        conversions: Conversions | None,
+        conversions: Conversions,
         *,
         zone: ZoneInfo,
         secret: bytes,
     ) -> None:
         self.settings = settings
         self.ledger = RecordingLedger(zone, settings.database)
-        self._bus_or_none = bus
+        self._bus = bus
         self._clock = clock
-        self._conversions_or_none = conversions
+        self._conversions = conversions
         self._secret = secret
         self._stamp = Stamper("recordings")
         self._watch = FolderWatch(
@@ -68,22 +68,6 @@ class Recordings:
         )
         self.converted = 0
         self.failed = 0
-
-    def attach(self, bus: Bus, conversions: Conversions) -> None:
-        """Publish on `bus` and convert through `conversions` (when not known at construction)."""
-        self._bus_or_none, self._conversions_or_none = bus, conversions
-
-    @property
-    def _bus(self) -> Bus:
-        if self._bus_or_none is None:
-            raise RuntimeError("Recordings has no bus to publish on: attach() one")
-        return self._bus_or_none
-
-    @property
-    def _conversions(self) -> Conversions:
-        if self._conversions_or_none is None:
-            raise RuntimeError("Recordings has nothing to convert with: attach() it")
-        return self._conversions_or_none
 
     async def on_event(self, event: Message) -> None:
         if isinstance(event, RecordingConverted):
@@ -161,19 +145,13 @@ class Recordings:
             files = tuple(
                 download_url(self.settings.public_url, self._secret, name, expires) for name in item.names
             )
-            ended = item.ended
             await self._bus.publish(
                 RecordingReady(
                     occurred_at=now,
-                    chain_id=ended.chain_id,
-                    call_number=ended.call_number,
-                    direction=ended.direction,
-                    external_number=ended.external_number,
-                    did_name=ended.did_name,
-                    did_number=ended.did_number,
                     link=item.link,
                     files=files,
-                    ended=ended,
+                    ended=item.ended,
+                    **item.ended.chain_fields(),
                     **self._stamp.next(),
                 )
             )

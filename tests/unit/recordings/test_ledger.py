@@ -39,6 +39,17 @@ def feed(ledger: RecordingLedger, *events: CallAnswered | CallEnded) -> None:
         ledger.apply(event, event.occurred_at)
 
 
+def blind_transfer(ledger: RecordingLedger) -> None:
+    """102 answers at 5 s and transfers at 30 s; 103 talks from 35 s until the caller leaves at 95 s."""
+    feed(
+        ledger,
+        answered(1, "102", 5),
+        ended(1, "102", 30, False),
+        answered(2, "103", 35),
+        ended(2, "103", 95, True),
+    )
+
+
 def recording(extension: str, local: str, number: int = 665) -> PbxRecording:
     started = datetime.fromisoformat(f"2021-12-30T{local}")
     path = Path(f"/pbx/{extension}/[1]_1-{extension}_{started:%Y%m%d%H%M%S}({number}).wav")
@@ -57,13 +68,7 @@ def ledger_with_directory(*recording_extensions: str) -> RecordingLedger:
 
 def test_files_match_their_link_and_are_numbered_by_start() -> None:
     ledger = ledger_with_directory("102", "103")
-    feed(
-        ledger,
-        answered(1, "102", 5),
-        ended(1, "102", 30, False),
-        answered(2, "103", 35),
-        ended(2, "103", 95, True),
-    )
+    blind_transfer(ledger)
     now = T0 + timedelta(seconds=100)
     late = ledger.match(recording("103", "10:07:20"), now)  # the second stretch, found first
     first = ledger.match(recording("103", "10:06:49"), now)
@@ -93,13 +98,7 @@ def test_announced_once_everything_is_converted_and_quiet() -> None:
 
 def test_a_missing_recording_holds_nothing_back_for_ever() -> None:
     ledger = ledger_with_directory("102", "103")
-    feed(
-        ledger,
-        answered(1, "102", 5),
-        ended(1, "102", 30, False),
-        answered(2, "103", 35),
-        ended(2, "103", 95, True),
-    )
+    blind_transfer(ledger)
     found = recording("102", "10:06:19")
     ledger.match(found, T0 + timedelta(seconds=96))
     ledger.settled("211230100614_665", 1, found.path, converted=True)
