@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from shared import lifecycle
 from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message, RecordingReady
 from shared.logging import configure_logging, redact
@@ -133,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(monitor.main(settings))
+    lifecycle.run(monitor.main(settings))
     return 0
 
 
@@ -227,7 +228,7 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
         }
         recordings = (settings.recordings.model_copy(update=options), executor)
         driver = SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir)
-        return asyncio.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
+        return lifecycle.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -244,14 +245,14 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     driver, clock = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
     play = _play(driver, settings.pbx.zone, monitor.new_source("demo"), clock, args.webhook_url)
     try:
-        asyncio.run(asyncio.wait_for(play, args.duration) if args.duration else play)
+        lifecycle.run(asyncio.wait_for(play, args.duration) if args.duration else play)
     except (TimeoutError, KeyboardInterrupt):  # --duration ran out, or Ctrl-C: both are how a demo ends
         print("demo stopped", file=sys.stderr)
     return 0
 
 
 def _webhooks(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(webhooks.main(settings))
+    lifecycle.run(webhooks.main(settings))
     return 0
 
 
@@ -278,7 +279,7 @@ def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
 def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
     store, dead = _dead(args, settings)
     if dead:
-        asyncio.run(replay_through_broker(settings, store, dead, SystemClock()))
+        lifecycle.run(replay_through_broker(settings, store, dead, SystemClock()))
     print(f"{len(dead)} dead deliver{'y' if len(dead) == 1 else 'ies'} sent again", file=sys.stderr)
     return 0
 
@@ -299,7 +300,7 @@ def _attempts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recordings(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(recordings_service.main(settings))
+    lifecycle.run(recordings_service.main(settings))
     return 0
 
 

@@ -1,7 +1,29 @@
-"""Waiting for SIGTERM / SIGINT without polling."""
+"""Running a service's event loop, and waiting for SIGTERM / SIGINT without polling."""
 
 import asyncio
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop where it exists (not on Windows), else on asyncio's own loop.
+
+    uvloop cuts the webhooks service's CPU per delivery by about a fifth and its tail latency
+    at 500 deliveries/s by half (docs/benchmarks.md); every service runs through here.
+    """
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # Windows: asyncio's loop
+        return None
+    return uvloop.new_event_loop
 
 
 async def wait_for_shutdown() -> None:
