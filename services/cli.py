@@ -1,6 +1,7 @@
 """The `callbridge` command (`callbridge --config FILE COMMAND …`).
 
 monitor                                the monitor service on RabbitMQ
+api                                    the REST API service (classic methods, commands, events)
 webhooks                               the webhooks service
 webhooks dead list|replay              deliveries given up on: list them, send them again
 webhooks attempts                      the delivery attempt log
@@ -9,11 +10,13 @@ recordings convert DIR                 convert a folder of WAVs, with a progress
 scenario run FILE                      play a scenario through the services in one process on
                                        a virtual clock; print (or --webhook-url: deliver) each
                                        classic webhook
-demo                                   the simulator's live traffic, classic webhooks printed
+demo                                   the simulator's live traffic, classic webhooks printed,
+                                       the API on localhost (its key printed)
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import sys
@@ -24,14 +27,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pydantic import SecretStr
+
 from shared import lifecycle
 from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message, RecordingReady
+from shared.http_server import serving
 from shared.logging import configure_logging, redact
 from shared.memory_bus import InMemoryBus
-from shared.settings import ConfigError, EndpointSettings, RecordingsSettings, Settings, load_settings
+from shared.settings import (
+    ApiSettings,
+    ConfigError,
+    EndpointSettings,
+    RecordingsSettings,
+    Settings,
+    load_settings,
+)
 from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 
+from .api import main as api_service
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
@@ -75,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 
     monitor_cmd = commands.add_parser("monitor", help="run the monitor service on RabbitMQ")
     monitor_cmd.set_defaults(run=_monitor)
+    api_cmd = commands.add_parser("api", help="run the REST API service on RabbitMQ")
+    api_cmd.set_defaults(run=_api)
 
     scenario = commands.add_parser("scenario", help="scenario files").add_subparsers(
         required=True, metavar="ACTION"
@@ -129,12 +145,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--webhook-url", help="deliver the classic webhooks to this URL instead of printing them"
     )
+    demo.add_argument("--api-port", type=int, default=8080, help="the API's port on 127.0.0.1 (0: no API)")
+    demo.add_argument("--api-key", help="the API key (default: [api] keys, else a fresh one, printed)")
     demo.set_defaults(run=_demo)
     return parser
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:
     lifecycle.run(monitor.main(settings))
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    lifecycle.run(api_service.main(settings))
     return 0
 
 
@@ -151,12 +174,36 @@ async def _play(
     clock: Clock,
     webhook_url: str | None,
     recordings: tuple[RecordingsSettings, Executor] | None = None,
+    api: ApiSettings | None = None,
 ) -> int:
     """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
     `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status.
     With `recordings` (their settings and the executor to convert in), the recordings service
-    converts and announces the PBX's recordings once the calls are over."""
+    converts and announces the PBX's recordings once the calls are over. With `api`, the API
+    serves on its configured host and port meanwhile."""
     bus = InMemoryBus()
+    async with contextlib.AsyncExitStack() as stack:
+        if api is not None:
+            service = await stack.enter_async_context(api_service.running(api, bus))
+            await stack.enter_async_context(serving(service.app, api.http_host, api.http_port))
+            key = (api.keys or api.read_only_keys)[0].get_secret_value()
+            print(f"callbridge: API on http://{api.http_host}:{api.http_port}/  key: {key}", file=sys.stderr)
+            print(
+                f"  try: curl 'http://{api.http_host}:{api.http_port}/pbx.callsinfo.get?key={key}'",
+                file=sys.stderr,
+            )
+        return await _services(bus, driver, zone, source, clock, webhook_url, recordings)
+
+
+async def _services(
+    bus: InMemoryBus,
+    driver: Driver,
+    zone: ZoneInfo,
+    source: str,
+    clock: Clock,
+    webhook_url: str | None,
+    recordings: tuple[RecordingsSettings, Executor] | None,
+) -> int:
     service: Recordings | None = None
     if recordings is not None:
         config, executor = recordings
@@ -243,7 +290,18 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         }
     )
     driver, clock = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
-    play = _play(driver, settings.pbx.zone, monitor.new_source("demo"), clock, args.webhook_url)
+    api = None
+    if args.api_port:
+        keys = (SecretStr(args.api_key),) if args.api_key else settings.api.keys
+        api = ApiSettings.model_validate(
+            settings.api.model_dump()
+            | {
+                "http_host": "127.0.0.1",
+                "http_port": args.api_port,
+                "keys": keys or (SecretStr(secrets.token_urlsafe(24)),),
+            }
+        )
+    play = _play(driver, settings.pbx.zone, monitor.new_source("demo"), clock, args.webhook_url, api=api)
     try:
         lifecycle.run(asyncio.wait_for(play, args.duration) if args.duration else play)
     except (TimeoutError, KeyboardInterrupt):  # --duration ran out, or Ctrl-C: both are how a demo ends

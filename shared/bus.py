@@ -4,20 +4,26 @@ Two implementations pass one contract suite (tests/integration/test_bus_contract
 `shared.rabbit_bus.RabbitBus` (production) and `shared.memory_bus.InMemoryBus` (the one-process
 demo, the scenario runner and unit tests).
 
+Requests and answers (RPC: the API asking the monitor for a snapshot or to carry out a command)
+are JSON objects; a request is not persistent, since a command carried out minutes late, after a
+broker restart, would surprise whoever asked for it.
+
 Errors:
     BusError
-    └── PublishError      the broker did not confirm one or more published messages
+    ├── PublishError      the broker did not confirm one or more published messages
+    └── RpcUnavailable    nobody serves the method, or no answer came in time
 """
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .events import Event, Message
 
 Handler = Callable[[Message], Awaitable[None]]
 # Hands off what handlers published and returns what to await for the broker's confirmation of it.
 Settle = Callable[[], Awaitable[Awaitable[None]]]
+RpcHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BusError(Exception):
@@ -25,6 +31,10 @@ class BusError(Exception):
 
 
 class PublishError(BusError):
+    pass
+
+
+class RpcUnavailable(BusError):
     pass
 
 
@@ -70,4 +80,13 @@ class Bus(Protocol):
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Remove and return up to `limit` dead letters, oldest first."""
+        ...
+
+    async def serve(self, method: str, handler: RpcHandler) -> None:
+        """Answer calls of `method` with `handler` (one server per method: the monitor)."""
+        ...
+
+    async def call(self, method: str, payload: dict[str, Any], answer_within: float) -> dict[str, Any]:
+        """Call `method` and return its answer; RpcUnavailable when nobody serves it, the server
+        failed, or no answer came within `answer_within` seconds."""
         ...

@@ -25,6 +25,7 @@ ForwardingProfile = Literal["Available", "Away", "Out of office", "Custom 1", "C
 RoutedType = Literal["extension", "queue", "group", "ivr", "external"]
 
 FORWARDING_PROFILES: tuple[str, ...] = ("Available", "Away", "Out of office", "Custom 1", "Custom 2")
+RECORDING_OPTIONS: tuple[str, ...] = ("off", "external", "all")
 
 
 class Event(BaseModel):
@@ -154,6 +155,59 @@ class ExtensionOptions(ExtensionEvent):
     recording: RecordingOption
 
 
+# --- calls in progress (the API's pbx.ac.get / pbx.callsinfo.get) -------------------------------
+
+PartyType = Literal["extension", "queue", "group", "ivr", "line", "external"]
+LegStatus = Literal["Dialing", "Ringing", "Connected"]
+CallDirection = Literal["FromExternal", "FromInternal", "Inbound", "Outbound", "External", "Internal"]
+CallStateName = Literal["Unknown", "Initiating", "Routing", "Talking", "Transferring", "Rerouting"]
+
+
+class CallParty(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: str
+    name: str = ""
+    type: PartyType
+
+
+class CallLeg(BaseModel):
+    """One participant of a call (a 3CX active connection): whose leg, and to whom."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dn: str
+    dn_type: PartyType
+    status: LegStatus
+    external_party: str = Field(description="the number at the other end of this leg")
+
+
+class CallState(Event):
+    """Any call in progress, internal ones too, after each change; `ended` when its last leg left.
+
+    direction: `Inbound` an external caller reaching an extension (ringing or talking),
+    `FromExternal` one not at an extension yet (IVR, queue, ring group), `Outbound` an extension
+    dialling out, `Internal` extension to extension, `FromInternal` an extension whose call rings
+    no one yet (a click-to-dial ringing its own phone first), `External` external to external.
+    state: `Initiating` dialling (nobody answered yet), `Routing` ringing or waiting unanswered,
+    `Rerouting` unanswered and moved on from its first destination, `Transferring` blind-transferred
+    and ringing its new destination, `Talking` someone talks with the owner, else `Unknown`."""
+
+    type: Literal["pbx.call"] = "pbx.call"
+    call_number: int
+    chain_id: str = Field("", description="the classic chain id when the call has an external party")
+    direction: CallDirection
+    state: CallStateName
+    started_at: AwareDatetime
+    answered_at: AwareDatetime | None = None
+    did: str = ""
+    owner: CallParty | None = Field(description="who placed the call")
+    talk_to: tuple[CallParty, ...] = ()
+    routing_to: tuple[CallParty, ...] = ()
+    legs: tuple[CallLeg, ...] = ()
+    ended: bool = False
+
+
 # --- directory snapshot -----------------------------------------------------------------------
 
 
@@ -258,6 +312,7 @@ Message = Annotated[
     | ExtensionQueueLogin
     | ExtensionOptions
     | DirectorySnapshot
+    | CallState
     | WebhookEndpointDisabled
     | RecordingConverted
     | RecordingFailed,

@@ -7,14 +7,17 @@ publisher, so a bug fails a test at the line that caused it; `raise_errors=False
 instead, as RabbitBus does.
 """
 
+import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Any
 
 from pydantic import ValidationError
 
-from .bus import DeadLetter, Handler, Settle
+from .bus import DeadLetter, Handler, RpcHandler, RpcUnavailable, Settle
 from .events import Event, encode_event, parse_event
 from .routing import topic_matches
 
@@ -42,6 +45,7 @@ class InMemoryBus:
         self._queues: dict[str, _Queue] = {}
         self._dead: list[DeadLetter] = []
         self._exclusive = count(1)
+        self._servers: dict[str, RpcHandler] = {}
 
     async def publish(self, event: Event) -> None:
         self.published.append(event)
@@ -68,6 +72,23 @@ class InMemoryBus:
         target.handlers.append(handler)
         target.settle = settle
         return name
+
+    async def serve(self, method: str, handler: RpcHandler) -> None:
+        self._servers[method] = handler
+
+    async def call(self, method: str, payload: dict[str, Any], answer_within: float) -> dict[str, Any]:
+        handler = self._servers.get(method)
+        if handler is None:
+            raise RpcUnavailable(f"nobody serves {method}")
+        try:
+            async with asyncio.timeout(answer_within):
+                answer = await handler(json.loads(json.dumps(payload)))  # as if it went over the wire
+        except TimeoutError:
+            raise RpcUnavailable(f"{method}: no answer within {answer_within:g} s") from None
+        except Exception as error:
+            logger.exception("rpc %s failed", method)
+            raise RpcUnavailable(f"{method} failed: {type(error).__name__}") from None
+        return dict(json.loads(json.dumps(answer)))
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         taken, self._dead = self._dead[:limit], self._dead[limit:]

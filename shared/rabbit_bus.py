@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -29,10 +30,11 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.patterns import JsonRPC
 from pydantic import ValidationError
 
 from . import topology
-from .bus import DeadLetter, Handler, PublishError, Settle
+from .bus import DeadLetter, Handler, PublishError, RpcHandler, RpcUnavailable, Settle
 from .events import Event, encode_event, parse_event
 from .logging import redact_url
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
@@ -63,6 +65,8 @@ class RabbitBus:
         self._consumers: set[asyncio.Task[None]] = set()
         self._exchange: AbstractExchange | None = None
         self._dead_queue: AbstractQueue | None = None
+        self._rpc: JsonRPC | None = None
+        self._rpc_lock = asyncio.Lock()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -293,6 +297,44 @@ class RabbitBus:
             await _settle(queue, message, ack=False)
             return False
         return True
+
+    # --- requests and answers -------------------------------------------------------------------
+
+    async def _json_rpc(self) -> JsonRPC:
+        """The RPC client and server of this connection, on a channel of its own, made on first use."""
+        async with self._rpc_lock:
+            if self._rpc is None:
+                rpc = await JsonRPC.create(await self._connection.channel())
+                assert isinstance(rpc, JsonRPC)
+                self._rpc = rpc
+            return self._rpc
+
+    async def serve(self, method: str, handler: RpcHandler) -> None:
+        async def answer(**payload: Any) -> dict[str, Any]:
+            return await handler(payload)
+
+        # the queue goes with its server: a call while no monitor runs comes back at once
+        rpc = await self._json_rpc()
+        await rpc.register(self._names.queue(f"rpc.{method}"), answer, auto_delete=True, durable=False)
+
+    async def call(self, method: str, payload: dict[str, Any], answer_within: float) -> dict[str, Any]:
+        rpc = await self._json_rpc()
+        try:
+            async with asyncio.timeout(answer_within):
+                name = self._names.queue(f"rpc.{method}")
+                answer = await rpc.call(name, kwargs=payload, expiration=math.ceil(answer_within))
+        except aio_pika.exceptions.MessageProcessError:
+            raise RpcUnavailable(f"nobody serves {method}") from None
+        except TimeoutError:
+            raise RpcUnavailable(f"{method}: no answer within {answer_within:g} s") from None
+        except aio_pika.patterns.rpc.JsonRPCError as error:
+            logger.error("rpc %s failed on the server: %s", method, error.args[1:])
+            raise RpcUnavailable(f"{method} failed on the server") from None
+        except (aiormq.exceptions.AMQPError, ConnectionError) as error:
+            raise RpcUnavailable(f"{method}: the broker connection failed ({type(error).__name__})") from None
+        if not isinstance(answer, dict):
+            raise RpcUnavailable(f"{method}: the answer is not a JSON object")
+        return answer
 
     # --- dead letters --------------------------------------------------------------------------
 

@@ -159,6 +159,37 @@ class RecordingsSettings(_Section):
         return self
 
 
+class ApiSettings(_Section):
+    """The REST API: where it listens, who may use it, how long it waits for the monitor."""
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    keys: tuple[SecretStr, ...] = Field((), description="keys that may read and send commands")
+    read_only_keys: tuple[SecretStr, ...] = Field((), description="keys that may only read")
+    command_timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for the monitor")
+    stream_buffer: int = Field(1000, ge=10, description="events a slow /events client may lag behind")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("keys", "read_only_keys", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+    @field_validator("keys", "read_only_keys")
+    @classmethod
+    def _long_enough(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(key.get_secret_value()) < 16 for key in value):
+            raise ValueError("each key must be at least 16 characters (callbridge demo prints a fresh one)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "ApiSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: both, or neither (plain HTTP behind a proxy)")
+        return self
+
+
 class EndpointSettings(_Section):
     """One `[webhook:NAME]` section: where and how to deliver."""
 
@@ -207,6 +238,7 @@ class Settings(_Section):
     monitor: MonitorSettings = MonitorSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     recordings: RecordingsSettings = RecordingsSettings()
+    api: ApiSettings = ApiSettings()
     endpoints: dict[str, EndpointSettings] = Field(
         default_factory=dict, description="the [webhook:NAME] sections"
     )

@@ -2,7 +2,9 @@
 
 `run()` is the composition root that `main()`, the scenario runner and tests share: it takes the
 driver, the bus and the monitor's source id, and returns when the driver runs dry (a scenario) or
-is cancelled (live traffic, a real PBX).
+is cancelled (live traffic, a real PBX). While it runs, it answers the API's requests
+(`shared.commands`): `snapshot` with the state its published events describe, `command` by
+handing the command to the driver.
 """
 
 import asyncio
@@ -10,14 +12,19 @@ import logging
 import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
+from shared import commands
 from shared.bus import Bus
 from shared.clock import Clock, ScaledClock, SystemClock
 from shared.events import Directory
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
+from shared.pbx_state import PbxState
 from shared.rabbit_bus import RabbitBus
 from shared.settings import ConfigError, Settings
 
@@ -37,9 +44,28 @@ def new_source(monitor_id: str) -> str:
 
 async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallTracker:
     tracker = CallTracker(Directory(), zone=zone, source=source)
+    state = PbxState()
+
+    async def snapshot(_: dict[str, Any]) -> dict[str, Any]:
+        return state.snapshot(source, tracker.seq).model_dump(mode="json")
+
+    async def command(payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            request = commands.COMMAND_ADAPTER.validate_python(payload)
+        except ValidationError as error:
+            return commands.CommandResult.failed("invalid", str(error).splitlines()[0]).model_dump()
+        result = await driver.execute(request)
+        logger.info("command %s: %s", request.command, "done" if result.ok else result.reason)
+        return result.model_dump()
+
+    await bus.serve(commands.SNAPSHOT, snapshot)
+    await bus.serve(commands.COMMAND, command)
     try:
         async for update in driver.updates():
-            for event in tracker.apply(update):
+            made = tracker.apply(update)
+            for event in made:  # the state is complete up to tracker.seq before anything is sent
+                state.apply(event)
+            for event in made:
                 await bus.publish(event)
     finally:
         await bus.flush()

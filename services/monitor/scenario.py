@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from shared.events import FORWARDING_PROFILES, Directory
+from shared.events import FORWARDING_PROFILES, RECORDING_OPTIONS, Directory
 
 
 class ScenarioError(Exception):
@@ -43,7 +43,11 @@ STEP_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "unregister": (frozenset({"dn"}), frozenset()),
     "set_forwarding": (frozenset({"dn", "profile"}), frozenset()),
     "queue_login": (frozenset({"dn", "queue", "on"}), frozenset()),
+    # callbridge's own steps (what the API's commands do on the simulator; usable in scenarios too)
+    "makecall": (frozenset({"call", "from", "to"}), frozenset({"to"})),
+    "set_options": (frozenset({"dn", "enabled", "external", "recording"}), frozenset()),
 }
+BOOLEAN_FIELDS = {("queue_login", "on"), ("set_options", "enabled"), ("set_options", "external")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,8 @@ class Step:
         return self.fields[key]
 
     def describe(self) -> str:
-        return f"step {self.index} (t={self.t:g}, {self.do})"
+        """Where an error happened: the step of a scenario file, or the command (index -1)."""
+        return self.do if self.index < 0 else f"step {self.index} (t={self.t:g}, {self.do})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +151,9 @@ def _step(index: int, raw: Any) -> Step:
             if not isinstance(value, list) or not value:
                 raise ScenarioError(f"{where}: dn must be a non-empty list of extensions")
             fields[key] = tuple(_text(where, key, item) for item in value)
-        elif do == "queue_login" and key == "on":
+        elif (do, key) in BOOLEAN_FIELDS:
             if not isinstance(value, bool):
-                raise ScenarioError(f"{where}: on must be true or false")
+                raise ScenarioError(f"{where}: {key} must be true or false")
             fields[key] = value
         elif key in phone_fields and not isinstance(value, str):
             raise ScenarioError(f'{where}: {key} is a phone number: quote it ("{value}")')
@@ -157,6 +162,10 @@ def _step(index: int, raw: Any) -> Step:
     if do == "set_forwarding" and fields["profile"] not in FORWARDING_PROFILES:
         raise ScenarioError(
             f"{where}: unknown profile {fields['profile']!r} (one of {', '.join(FORWARDING_PROFILES)})"
+        )
+    if do == "set_options" and fields["recording"] not in RECORDING_OPTIONS:
+        raise ScenarioError(
+            f"{where}: unknown recording {fields['recording']!r} (one of {', '.join(RECORDING_OPTIONS)})"
         )
     return Step(index, float(t), do, fields)
 

@@ -21,6 +21,7 @@ from .updates import (
     QUEUE,
     RING_GROUP,
     ForwardingUpdate,
+    OptionsUpdate,
     ParticipantUpdate,
     PbxUpdate,
     QueueLoginUpdate,
@@ -49,6 +50,7 @@ class _Call:
     consult_of: tuple[str, str, str] | None = None  # (parent label, by, to)
     stretches: dict[str, Stretch] = field(default_factory=dict)
     legs: int = 0
+    dials_on_answer: bool = False  # a makecall: the originator's phone rings before it dials
 
     def talking(self) -> list[str]:
         return [dn for dn, p in self.parts.items() if p.status == "Connected"]
@@ -87,6 +89,13 @@ class PbxSimulator:
     @property
     def active_calls(self) -> int:
         return len(self._calls)
+
+    def call_number(self, label: str) -> int | None:
+        call = self._calls.get(label)
+        return call.callid if call else None
+
+    def is_internal(self, dn: str) -> bool:
+        return dn in self._kinds
 
     def apply(self, step: Step, at: datetime) -> list[PbxUpdate]:
         self._out, self._at, self._step = [], at, step
@@ -298,6 +307,55 @@ class PbxSimulator:
         call = self._open(step["call"], "internal", step["from"], routed_to=step["to"])
         self._upsert(call, self._internal_leg(call, step["from"], step["to"], "Dialing"))
 
+    def _do_makecall(self, step: Step) -> None:
+        """Click to dial: extension `from` rings first; once it answers, it dials `to` (`_dial`)."""
+        self._new_label(step["call"])
+        first, second = step["from"], step["to"]
+        if not self._extension(first).registered:
+            raise self._fail(f"extension {first} is not registered: its phone cannot ring")
+        if first == second:
+            raise self._fail("an extension cannot call itself")
+        if second in self._kinds:
+            self._dn(second, "extension")
+            call = self._open(step["call"], "internal", first, routed_to=second)
+        elif not self._outbound_line:
+            raise self._fail("the directory has no line to dial out on")
+        else:
+            call = self._open(
+                step["call"], "outgoing", first, external=second, line=self._outbound_line, routed_to=first
+            )
+        call.dials_on_answer = True
+        self._upsert(call, self._internal_leg(call, first, second, "Ringing"))
+
+    def _dial(self, call: _Call) -> None:
+        """The originator of a makecall picked up: the PBX dials the other party for it."""
+        call.dials_on_answer = False
+        ringing = call.parts[call.originator]
+        if call.kind == "outgoing":
+            self._upsert(
+                call,
+                self._participant(
+                    call,
+                    call.line,
+                    EXTERNAL_LINE,
+                    "Dialing",
+                    party_caller_id=call.external,
+                    party_dn=call.originator,
+                    party_dn_type=EXTENSION,
+                    party_caller_name=self._name(call.originator),
+                ),
+            )
+            dialing = replace(
+                ringing,
+                party_caller_id=call.external,
+                party_caller_name="",
+                party_dn=call.line,
+                party_dn_type=EXTERNAL_LINE,
+            )
+        else:
+            dialing = ringing
+        self._upsert(call, replace(dialing, status="Dialing"))
+
     def _internal_leg(self, call: _Call, dn: str, other: str, status: Status) -> ParticipantUpdate:
         return self._participant(
             call,
@@ -329,6 +387,8 @@ class PbxSimulator:
 
     def _do_ring(self, step: Step) -> None:
         call = self._call(step["call"])
+        if call.dials_on_answer:
+            raise self._fail(f"call {call.label} waits for {call.originator} to pick up before it dials")
         if call.kind == "outgoing" and not call.transferred:
             raise self._fail(f"call {call.label} is outgoing: no extension rings before a transfer")
         if call.kind != "internal" and call.talking():
@@ -362,6 +422,9 @@ class PbxSimulator:
         part = call.parts.get(step["dn"])
         if part is None or part.status != "Ringing":
             raise self._fail(f"{step['dn']} is not ringing for call {call.label}")
+        if call.dials_on_answer:  # the click-to-dial was not picked up: it ends there
+            self._end(call)
+            return
         self._remove(call, part)
 
     def _do_answer(self, step: Step) -> None:
@@ -383,6 +446,9 @@ class PbxSimulator:
         part = call.parts.get(dn)
         if part is None or part.status != "Ringing":
             raise self._fail(f"{dn} is not ringing for call {call.label}")
+        if call.dials_on_answer:
+            self._dial(call)
+            return
         for other in call.ringing():
             if other != dn:
                 self._remove(call, call.parts[other])
@@ -523,6 +589,13 @@ class PbxSimulator:
         self._set(step["dn"], profile=step["profile"])
         assert self._at is not None
         self._out.append(ForwardingUpdate(self._at, step["dn"], step["profile"]))
+
+    def _do_set_options(self, step: Step) -> None:
+        self._set(step["dn"], enabled=step["enabled"], external=step["external"], recording=step["recording"])
+        assert self._at is not None
+        self._out.append(
+            OptionsUpdate(self._at, step["dn"], step["enabled"], step["external"], step["recording"])
+        )
 
     def _do_queue_login(self, step: Step) -> None:
         extension = self._extension(step["dn"])

@@ -23,6 +23,9 @@ It implements the classic contract (../shared/spec/classic-webhooks.md) over the
 - Durations: talk time from the answer (or completed attended transfer) to the link's end; a
   missed link from its start (arrival, dialling, or the blind transfer that opened it).
 - Presence: an extension is busy while it has a Dialing or Connected leg on any call.
+- Every call, internal ones included, is also published as a `pbx.call` state after each change
+  to its legs (the API's view of calls in progress; `CallState` documents direction and state),
+  and a last time with `ended` when its last leg leaves.
 """
 
 from dataclasses import dataclass, field
@@ -32,10 +35,15 @@ from zoneinfo import ZoneInfo
 
 from shared.events import (
     CallAnswered,
+    CallDirection,
     CallEnded,
     CallEvent,
+    CallLeg,
+    CallParty,
     CallRinging,
     CallStarted,
+    CallState,
+    CallStateName,
     Directory,
     DirectorySnapshot,
     Event,
@@ -44,6 +52,7 @@ from shared.events import (
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
+    PartyType,
     RoutedType,
     TransferType,
     UserType,
@@ -71,6 +80,20 @@ ROUTED_TYPES: dict[str, RoutedType] = {
     IVR: "ivr",
     EXTERNAL_LINE: "external",
 }
+PARTY_TYPES: dict[str, PartyType] = {
+    EXTENSION: "extension",
+    QUEUE: "queue",
+    RING_GROUP: "group",
+    IVR: "ivr",
+    EXTERNAL_LINE: "line",
+}
+ROUTED_PARTIES: dict[RoutedType, PartyType] = {
+    "extension": "extension",
+    "queue": "queue",
+    "group": "group",
+    "ivr": "ivr",
+    "external": "external",
+}
 
 
 @dataclass(slots=True)
@@ -84,6 +107,7 @@ class _Chain:
     routed_to: str
     routed_type: RoutedType
     originator: str
+    first_routed: str
     link: int = 0
     link_started: datetime | None = None
     answered_at: datetime | None = None
@@ -99,6 +123,9 @@ class _Call:
     started: datetime
     members: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
     chain: _Chain | None = None
+    chain_id: str = ""
+    did: str = ""
+    answered: datetime | None = None
 
 
 class CallTracker:
@@ -109,6 +136,7 @@ class CallTracker:
         self._calls: dict[int, _Call] = {}
         self._active_legs: dict[str, int] = {}  # extension → Dialing/Connected legs on any call
         self._did_names: dict[str, str] = {}
+        self._names: dict[str, str] = {}
         self.directory = directory
         self._learn(directory)
 
@@ -150,6 +178,8 @@ class CallTracker:
     def _learn(self, directory: Directory) -> None:
         self.directory = directory
         self._did_names = {did.number: did.name for line in directory.lines for did in line.dids}
+        entries = (*directory.extensions, *directory.queues, *directory.groups, *directory.ivrs)
+        self._names = {entry.number: entry.name for entry in entries}
 
     def _emit(self, kind: type[Event], at: datetime, **fields: Any) -> None:
         self._seq += 1
@@ -184,6 +214,7 @@ class CallTracker:
                 call.chain.talker_left = p.at
             if not call.members:
                 del self._calls[p.callid]
+            self._call_state(call, p.at)
             return
         if call is None:
             call = self._calls[p.callid] = _Call(p.callid, p.at)
@@ -196,6 +227,7 @@ class CallTracker:
             self._external_leg(call, prior, p)
         elif p.dn_type == EXTENSION and call.chain is not None:
             self._extension_leg(call.chain, prior, p)
+        self._call_state(call, p.at)
 
     def _presence(self, before: ParticipantUpdate | None, after: ParticipantUpdate | None) -> None:
         part = after or before
@@ -241,8 +273,10 @@ class CallTracker:
             routed_to=p.party_dn,
             routed_type=ROUTED_TYPES.get(p.party_dn_type, "extension"),
             originator=p.party_dn if not inbound else "",
+            first_routed=p.party_dn,
             link_started=call.started,
         )
+        call.chain_id, call.did = chain.chain_id, chain.did_number
         self._emit_call(CallStarted, chain, call.started, routed_to=p.party_dn)
         return chain
 
@@ -325,6 +359,99 @@ class CallTracker:
             return
         self._end_link(chain, p.at, transferred=False, chain_ended=True, callback=p.reason == "callback")
         call.chain = None
+
+    # --- calls in progress ---------------------------------------------------------------------------
+
+    def _call_state(self, call: _Call, at: datetime) -> None:
+        legs = list(call.members.values())
+        external = [p for p in legs if p.dn_type == EXTERNAL_LINE]
+        extensions = [p for p in legs if p.dn_type == EXTENSION]
+        chain = call.chain
+        caller = self._caller(call, external, extensions)
+        talking = [p for p in extensions if p.status == "Connected" and p.dn != caller.number]
+        if external and caller.type != "external" and external[0].status == "Connected":
+            talk_to = [CallParty(number=external[0].party_caller_id, type="external")]
+        else:
+            talk_to = [self._party(p.dn) for p in talking]
+        routing = [self._party(p.dn) for p in extensions if p.status == "Ringing" and p.dn != caller.number]
+        if not routing and not talk_to:
+            if external and caller.type != "external":
+                routing = [CallParty(number=external[0].party_caller_id, type="external")]
+            elif chain is not None and chain.routed_to and chain.routed_to != caller.number:
+                routing = [self._party(chain.routed_to, ROUTED_PARTIES[chain.routed_type])]
+        if talk_to and call.answered is None:
+            call.answered = at
+        self._emit(
+            CallState,
+            at,
+            call_number=call.callid,
+            chain_id=call.chain_id,
+            direction=self._direction(external, extensions, caller, routing, talk_to),
+            state=self._state_name(chain, caller, bool(talk_to), bool(external)),
+            started_at=call.started,
+            answered_at=call.answered,
+            did=call.did,
+            owner=caller,
+            talk_to=tuple(talk_to),
+            routing_to=tuple(routing),
+            legs=tuple(
+                CallLeg(
+                    dn=p.dn,
+                    dn_type=PARTY_TYPES.get(p.dn_type, "extension"),
+                    status=p.status,
+                    external_party=p.party_caller_id,
+                )
+                for p in legs
+            ),
+            ended=not legs,
+        )
+
+    def _caller(
+        self, call: _Call, external: list[ParticipantUpdate], extensions: list[ParticipantUpdate]
+    ) -> CallParty:
+        chain = call.chain
+        if chain is not None and chain.direction == "inbound":
+            return CallParty(number=chain.external, type="external")
+        if chain is not None:
+            return self._party(chain.originator)
+        if not external and not extensions:  # the call has ended: nobody owns it any more
+            return CallParty(number="", type="extension")
+        first = (external or extensions)[0]
+        if first.dn_type == EXTERNAL_LINE:
+            return CallParty(number=first.party_caller_id, type="external")
+        return self._party(first.originated_by_dn or first.dn)
+
+    def _party(self, dn: str, kind: PartyType = "extension") -> CallParty:
+        return CallParty(number=dn, name=self._names.get(dn, ""), type=kind)
+
+    @staticmethod
+    def _direction(
+        external: list[ParticipantUpdate],
+        extensions: list[ParticipantUpdate],
+        caller: CallParty,
+        routing: list[CallParty],
+        talk_to: list[CallParty],
+    ) -> CallDirection:
+        if len(external) > 1:
+            return "External"
+        reached = any(p.dn != caller.number for p in extensions)
+        if caller.type == "external":
+            return "Inbound" if reached else "FromExternal"
+        if external:
+            return "Outbound"
+        return "Internal" if reached else "FromInternal"
+
+    @staticmethod
+    def _state_name(chain: _Chain | None, caller: CallParty, talking: bool, external: bool) -> CallStateName:
+        if talking:
+            return "Talking"
+        if chain is not None and chain.next_transfer_type == "Blind":
+            return "Transferring"
+        if caller.type == "external":
+            return "Rerouting" if chain is not None and chain.routed_to != chain.first_routed else "Routing"
+        if caller.number:
+            return "Initiating"
+        return "Unknown"
 
 
 def _active(part: ParticipantUpdate | None) -> int:

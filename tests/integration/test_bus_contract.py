@@ -3,11 +3,12 @@
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
-from shared.bus import Bus, DeadLetter, Handler
+from shared.bus import Bus, DeadLetter, Handler, RpcUnavailable
 from shared.events import Message
 from shared.memory_bus import InMemoryBus
 from tests.conftest import Recorder
@@ -155,6 +156,45 @@ async def test_replaying_a_dead_letter_delivers_it(bus: Bus, recorder: Recorder)
     await bus.publish_raw(dead[0].routing_key, dead[0].body)
     await bus.flush()
     assert (await recorder.wait_for(1))[-1] == event
+
+
+async def test_a_call_gets_its_answer(bus: Bus) -> None:
+    async def double(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"twice": payload["n"] * 2, "text": payload["text"]}
+
+    await bus.serve("double", double)
+    answers = await asyncio.gather(*(bus.call("double", {"n": n, "text": "žluťoučký"}, 5) for n in range(20)))
+    assert [a["twice"] for a in answers] == [n * 2 for n in range(20)]
+    assert answers[0]["text"] == "žluťoučký"
+
+
+async def test_a_call_nobody_serves_is_unavailable_at_once(bus: Bus) -> None:
+    async with asyncio.timeout(2):  # well before the call's own 30 s
+        with pytest.raises(RpcUnavailable, match="nobody serves"):
+            await bus.call("nobody-here", {}, 30)
+
+
+async def test_a_silent_server_times_out(bus: Bus) -> None:
+    forever = asyncio.Event()
+
+    async def silent(payload: dict[str, Any]) -> dict[str, Any]:
+        await forever.wait()
+        return {}
+
+    await bus.serve("silent", silent)
+    with pytest.raises(RpcUnavailable, match="no answer within"):
+        await bus.call("silent", {}, 0.3)
+    forever.set()
+
+
+async def test_a_failing_server_is_reported_without_its_details(bus: Bus) -> None:
+    async def broken(payload: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("secret=hunter2")
+
+    await bus.serve("broken", broken)
+    with pytest.raises(RpcUnavailable, match="failed") as caught:
+        await bus.call("broken", {}, 5)
+    assert "hunter2" not in str(caught.value)
 
 
 async def _dead_letters(bus: Bus, count: int) -> list[DeadLetter]:

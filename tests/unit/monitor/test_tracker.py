@@ -279,16 +279,16 @@ def _leg(**fields: object) -> ParticipantUpdate:
 def test_repeated_upserts_and_unknown_removes_change_nothing() -> None:
     tracker = CallTracker(default_directory(), zone=ZoneInfo("UTC"), source="t")
     leg = _leg()
-    assert [e.type for e in tracker.apply(leg)] == ["call.started"]
+    assert [e.type for e in tracker.apply(leg)] == ["call.started", "pbx.call"]
     assert tracker.apply(replace(leg, at=leg.at + timedelta(seconds=1))) == []  # 3CX sends Upserts twice
     ring = _leg(
         dn="101", dn_type="Wextension", id=2, legid=2, party_dn="10000", party_dn_type="Wexternalline"
     )
-    assert [e.type for e in tracker.apply(ring)] == ["call.ringing"]
+    assert [e.type for e in tracker.apply(ring)] == ["call.ringing", "pbx.call"]
     assert tracker.apply(ring) == []
     assert tracker.apply(replace(ring, id=99, removed=True)) == []
     assert tracker.apply(replace(ring, callid=1234, removed=True)) == []
-    assert tracker.seq == 2
+    assert tracker.seq == 4
 
 
 def test_did_rule_name_comes_from_the_directory() -> None:

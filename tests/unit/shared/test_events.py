@@ -13,7 +13,10 @@ from shared import events
 from shared.events import (
     MESSAGE_ADAPTER,
     CallAnswered,
+    CallLeg,
+    CallParty,
     CallStarted,
+    CallState,
     Directory,
     DirectorySnapshot,
     Event,
@@ -53,6 +56,22 @@ SAMPLES: list[Event] = [
     ExtensionQueueLogin(**COMMON, extension="101", queue="all", logged_in=False),
     ExtensionOptions(**COMMON, extension="101", enabled=True, external=False, recording="external"),
     DirectorySnapshot(**COMMON, directory=Directory()),
+    CallState(
+        **COMMON,
+        call_number=665,
+        chain_id="211230100614_665",
+        direction="Inbound",
+        state="Talking",
+        started_at=AT,
+        answered_at=AT,
+        did="+420221000000",
+        owner=CallParty(number="420777000111", type="external"),
+        talk_to=(CallParty(number="102", name="Jana", type="extension"),),
+        legs=(
+            CallLeg(dn="10000", dn_type="line", status="Connected", external_party="420777000111"),
+            CallLeg(dn="102", dn_type="extension", status="Connected", external_party="420777000111"),
+        ),
+    ),
     WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
     RecordingFailed(**COMMON, path="/pbx/101/x.wav", reason="not a readable PCM WAV"),
     RecordingConverted(

@@ -1,0 +1,63 @@
+"""API keys: `key=` in the query, an `X-API-Key` header, or `Authorization: Bearer`.
+
+Keys come from `[api] keys` (may read and send commands) and `[api] read_only_keys`. Every
+offered key is compared with every configured one in constant time, so neither the answer nor
+its timing tells how much of a key was right. Keys are never logged: uvicorn's access log, which
+would print the query string, stays off.
+"""
+
+import hmac
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated
+
+from fastapi import Header, HTTPException, Query
+from pydantic import SecretStr
+
+
+class Access(Enum):
+    READ = "read"
+    COMMAND = "command"
+
+
+KeyQuery = Annotated[
+    str | None, Query(description="your API key (or send it as `X-API-Key` or `Authorization: Bearer`)")
+]
+KeyHeader = Annotated[str | None, Header(description="your API key")]
+BearerHeader = Annotated[str | None, Header(description="`Bearer <your API key>`")]
+
+
+class Keys:
+    def __init__(self, full: tuple[SecretStr, ...], read_only: tuple[SecretStr, ...]) -> None:
+        self._keys = [(k.get_secret_value().encode(), Access.COMMAND) for k in full]
+        self._keys += [(k.get_secret_value().encode(), Access.READ) for k in read_only]
+
+    def access(self, offered: str) -> Access | None:
+        candidate = offered.encode()
+        granted: Access | None = None
+        for key, access in self._keys:  # no early exit: the time taken does not depend on a match
+            if hmac.compare_digest(candidate, key) and granted is not Access.COMMAND:
+                granted = access
+        return granted
+
+    def dependency(self, needed: Access) -> Callable[..., None]:
+        def check(
+            key: KeyQuery = None, x_api_key: KeyHeader = None, authorization: BearerHeader = None
+        ) -> None:
+            offered = [k for k in (key, x_api_key, _bearer(authorization)) if k]
+            if not offered:
+                raise HTTPException(401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer")
+            granted = {self.access(k) for k in offered}
+            if Access.COMMAND in granted or (needed is Access.READ and Access.READ in granted):
+                return
+            if Access.READ in granted:
+                raise HTTPException(403, "this API key may only read; commands need a full key")
+            raise HTTPException(401, "wrong API key")
+
+        return check
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None

@@ -1,0 +1,130 @@
+"""Each API replica's own copy of the PBX state, fed by the bus.
+
+It starts from the monitor's snapshot (RPC) and applies the monitor's later events in sequence.
+Events that arrive while a snapshot is on its way wait, and those the snapshot already holds are
+skipped. A gap in the sequence, or a new monitor run (another `source`), asks for a fresh
+snapshot. Until the first snapshot arrives the cache is not ready, and the API answers 503.
+"""
+
+import asyncio
+import logging
+
+from shared.bus import Bus, RpcUnavailable
+from shared.commands import SNAPSHOT
+from shared.events import Event
+from shared.pbx_state import STATE_EVENTS, PbxState, StateSnapshot
+
+logger = logging.getLogger(__name__)
+
+RETRY_FIRST, RETRY_MAX = 0.5, 15.0  # seconds between snapshot attempts while the monitor is away
+PENDING_LIMIT = 100_000  # events kept while a snapshot is on its way
+
+
+class StateCache:
+    def __init__(self, bus: Bus, answer_within: float) -> None:
+        self.state = PbxState()
+        self.source = ""
+        self.seq = 0
+        self.snapshots = 0  # how many snapshots were loaded (the first, then one per gap or restart)
+        self._bus = bus
+        self._answer_within = answer_within
+        self._pending: list[Event] = []
+        self._syncing: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        self._changed = asyncio.Condition()
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._loaded.wait()
+
+    def start(self) -> None:
+        """Ask for the first snapshot (again and again until the monitor answers)."""
+        self._resync()
+
+    async def close(self) -> None:
+        if self._syncing is not None:
+            self._syncing.cancel()
+            await asyncio.gather(self._syncing, return_exceptions=True)
+
+    async def handle(self, event: Event) -> None:
+        """The bus handler: fold a state event in, or notice that one is missing."""
+        if event.type not in STATE_EVENTS:
+            return
+        if self._syncing is not None:
+            if len(self._pending) < PENDING_LIMIT:
+                self._pending.append(event)
+            return
+        if not self._follow(event):
+            self._pending.append(event)
+            self._resync()
+        await self._notify()
+
+    def _follow(self, event: Event) -> bool:
+        """Apply `event` if it is the next one; True unless the sequence broke."""
+        if event.source == self.source and event.seq <= self.seq:
+            return True  # the snapshot holds it already
+        if event.source != self.source or event.seq != self.seq + 1:
+            logger.warning(
+                "state cache: event %s #%d after %s #%d: asking for a fresh snapshot",
+                event.source,
+                event.seq,
+                self.source or "nothing",
+                self.seq,
+            )
+            return False
+        self.state.apply(event)
+        self.seq = event.seq
+        return True
+
+    def _resync(self) -> None:
+        if self._syncing is None:
+            self._syncing = asyncio.create_task(self._load(), name="api state snapshot")
+
+    async def _load(self) -> None:
+        delay = RETRY_FIRST
+        try:
+            while True:
+                try:
+                    answer = await self._bus.call(SNAPSHOT, {}, self._answer_within)
+                    snapshot = StateSnapshot.model_validate(answer)
+                except RpcUnavailable as error:
+                    logger.warning(
+                        "state cache: no snapshot from the monitor (%s); retrying in %gs", error, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                if self._install(snapshot):
+                    break
+        finally:
+            self._syncing = None
+        await self._notify()
+
+    def _install(self, snapshot: StateSnapshot) -> bool:
+        """Take the snapshot and the events that came after it; False when some are missing."""
+        self.state = PbxState.from_snapshot(snapshot)
+        self.source, self.seq = snapshot.source, snapshot.seq
+        self.snapshots += 1
+        pending, self._pending = self._pending, []
+        for event in sorted(pending, key=lambda e: e.seq):
+            if event.source == self.source and not self._follow(event):
+                return False
+        logger.info("state cache: snapshot of %s at #%d loaded", self.source, self.seq)
+        self._loaded.set()
+        return True
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, seq: int, source: str | None = None) -> None:
+        """Return once the cache holds the monitor's event `seq` (tests and benchmarks)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: (
+                    self._syncing is None and self.seq >= seq and (source is None or self.source == source)
+                )
+            )

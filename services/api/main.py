@@ -1,0 +1,76 @@
+"""API service: a state cache fed by the bus, the classic REST methods over it, commands by RPC.
+
+`running()` is the composition root that `main()` (on RabbitMQ), the one-process demo and the
+tests share. Each replica has its own exclusive queue bound to every event (`API_BINDINGS`): its
+cache and its live stream; a restarted replica starts again from a snapshot, so the queue need
+not outlive it.
+"""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from shared.bus import Bus
+from shared.events import Message
+from shared.http_server import serving
+from shared.lifecycle import wait_for_shutdown
+from shared.logging import configure_logging
+from shared.rabbit_bus import RabbitBus
+from shared.settings import ApiSettings, ConfigError, Settings
+from shared.topology import API_BINDINGS
+
+from .app import create_app
+from .cache import StateCache
+from .metrics import ApiMetrics
+from .stream import EventStream
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    app: FastAPI
+    cache: StateCache
+    stream: EventStream
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: ApiSettings, bus: Bus, connected: Callable[[], bool] = lambda: True
+) -> AsyncIterator[Api]:
+    """Subscribe the cache and the stream, ask for the first snapshot, and build the app (which
+    the caller serves: on uvicorn, or in-process in tests)."""
+    if not settings.keys and not settings.read_only_keys:
+        raise ConfigError("[api] keys (or $CALLBRIDGE_API_KEYS): no API key is configured: nobody could call")
+    metrics = ApiMetrics()
+    cache = StateCache(bus, settings.command_timeout)
+    stream = EventStream(settings.stream_buffer)
+
+    async def on_event(event: Message) -> None:
+        metrics.events.inc()
+        await cache.handle(event)
+        await stream.handle(event)
+
+    await bus.subscribe("api", on_event, bindings=API_BINDINGS, exclusive=True)
+    cache.start()
+    try:
+        yield Api(create_app(cache, stream, bus, settings, metrics, connected), cache, stream)
+    finally:
+        await cache.close()
+
+
+async def main(settings: Settings) -> None:
+    configure_logging(settings.log.level, settings.log.json_lines)
+    api = settings.api
+    async with (
+        RabbitBus.configured(settings.bus, "api") as bus,
+        running(api, bus, lambda: bus.connected) as service,
+        serving(service.app, api.http_host, api.http_port, cert=api.tls_cert, key=api.tls_key),
+    ):
+        scheme = "https" if api.tls_cert else "http"
+        logger.info("api started on %s://%s:%d", scheme, api.http_host, api.http_port)
+        await wait_for_shutdown()
+    logger.info("api stopped")
