@@ -4,6 +4,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ class Recorder:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.events) >= count)
         return self.events
+
+    async def first(self, wanted: Callable[[Message], bool], timeout: float = 10.0) -> Message:
+        """The first event (arrived already, or yet to come) that `wanted` accepts."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: any(map(wanted, self.events)))
+        return next(e for e in self.events if wanted(e))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ snapshot. Until the first snapshot arrives the cache is not ready, and the API a
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from shared.bus import Bus, RpcUnavailable
 from shared.commands import SNAPSHOT
@@ -50,13 +51,14 @@ class StateCache:
             await asyncio.gather(self._syncing, return_exceptions=True)
 
     async def handle(self, event: Event) -> None:
-        """The bus handler: fold a state event in, or notice that one is missing."""
-        if event.type not in STATE_EVENTS:
-            return
+        """The bus handler: fold a state event in, or notice that one is missing. Every event of
+        the followed monitor counts in its sequence, call events included."""
         if self._syncing is not None:
             if len(self._pending) < PENDING_LIMIT:
-                self._pending.append(event)
+                self._pending.append(event)  # kept whatever its source: the snapshot will tell
             return
+        if event.source != self.source and event.type not in STATE_EVENTS:
+            return  # another service's event (recordings, webhooks)
         if not self._follow(event):
             self._pending.append(event)
             self._resync()
@@ -97,34 +99,37 @@ class StateCache:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
                     continue
-                if self._install(snapshot):
-                    break
+                self._install(snapshot)
+                break
         finally:
             self._syncing = None
         await self._notify()
 
-    def _install(self, snapshot: StateSnapshot) -> bool:
-        """Take the snapshot and the events that came after it; False when some are missing."""
+    def _install(self, snapshot: StateSnapshot) -> None:
+        """Take the snapshot and the events that came after it. The snapshot was asked for after
+        the events that showed a gap arrived, so it holds them; an event that still does not
+        follow it cannot be placed and is dropped (the next event shows whether more is missing)."""
         self.state = PbxState.from_snapshot(snapshot)
         self.source, self.seq = snapshot.source, snapshot.seq
         self.snapshots += 1
         pending, self._pending = self._pending, []
         for event in sorted(pending, key=lambda e: e.seq):
             if event.source == self.source and not self._follow(event):
-                return False
+                logger.warning(
+                    "state cache: event %s #%d dropped: it does not follow", event.source, event.seq
+                )
         logger.info("state cache: snapshot of %s at #%d loaded", self.source, self.seq)
         self._loaded.set()
-        return True
 
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_for(self, seq: int, source: str | None = None) -> None:
-        """Return once the cache holds the monitor's event `seq` (tests and benchmarks)."""
+    async def wait_until(self, condition: Callable[["StateCache"], bool]) -> None:
+        """Return once `condition(self)` holds with no snapshot on its way (tests, benchmarks)."""
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: (
-                    self._syncing is None and self.seq >= seq and (source is None or self.source == source)
-                )
-            )
+            await self._changed.wait_for(lambda: self._syncing is None and condition(self))
+
+    async def wait_for(self, seq: int, source: str | None = None) -> None:
+        """Return once the cache holds the monitor's event `seq`."""
+        await self.wait_until(lambda cache: cache.seq >= seq and source in (None, cache.source))

@@ -60,7 +60,10 @@ class SimulatorDriver:
         *,
         first_call_number: int = 1,
         recordings: Path | None = None,
+        live: bool = False,
     ) -> None:
+        """`live`: once the steps are played, wait for commands instead of ending."""
+        self._live = live
         self.simulator = PbxSimulator(
             directory,
             first_call_number=first_call_number,
@@ -76,7 +79,13 @@ class SimulatorDriver:
 
     @classmethod
     def for_scenario(
-        cls, scenario: Scenario, clock: Clock, zone: ZoneInfo, recordings: Path | None = None
+        cls,
+        scenario: Scenario,
+        clock: Clock,
+        zone: ZoneInfo,
+        recordings: Path | None = None,
+        *,
+        live: bool = False,
     ) -> "SimulatorDriver":
         start = scenario.start.replace(tzinfo=zone)
         timeline = ((start + timedelta(seconds=step.t), step) for step in scenario.steps)
@@ -86,11 +95,12 @@ class SimulatorDriver:
             clock,
             first_call_number=scenario.first_call_number,
             recordings=recordings,
+            live=live,
         )
 
     async def updates(self) -> AsyncIterator[PbxUpdate]:
         """The directory, then each step's updates at its time; ends when the timeline and the
-        steps commands scheduled have all been played."""
+        steps commands scheduled have all been played (unless `live`)."""
         yield DirectoryUpdate(self._clock.now(), self.simulator.directory)
         upcoming = next(self._timeline, None)
         while True:
@@ -98,7 +108,11 @@ class SimulatorDriver:
                 yield self._ready.popleft()
             scheduled = self._scheduled[0][0] if self._scheduled else None
             if upcoming is None and scheduled is None:
-                return
+                if not self._live:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
             from_timeline = scheduled is None or (upcoming is not None and upcoming[0] <= scheduled)
             at = upcoming[0] if from_timeline and upcoming is not None else scheduled
             assert at is not None
