@@ -83,7 +83,8 @@ class Bus(Protocol):
         ...
 
     async def serve(self, method: str, handler: RpcHandler) -> None:
-        """Answer calls of `method` with `handler` (one server per method: the monitor)."""
+        """Answer calls of `method` with `handler` (one server per method: the monitor); a second
+        `serve` of the same method on this bus replaces the first."""
         ...
 
     async def call(self, method: str, payload: dict[str, Any], answer_within: float) -> dict[str, Any]:

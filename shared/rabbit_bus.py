@@ -67,6 +67,7 @@ class RabbitBus:
         self._dead_queue: AbstractQueue | None = None
         self._rpc: JsonRPC | None = None
         self._rpc_lock = asyncio.Lock()
+        self._served: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -315,7 +316,11 @@ class RabbitBus:
 
         # the queue goes with its server: a call while no monitor runs comes back at once
         rpc = await self._json_rpc()
+        previous = self._served.pop(method, None)
+        if previous is not None:
+            await rpc.unregister(previous)
         await rpc.register(self._names.queue(f"rpc.{method}"), answer, auto_delete=True, durable=False)
+        self._served[method] = answer
 
     async def call(self, method: str, payload: dict[str, Any], answer_within: float) -> dict[str, Any]:
         rpc = await self._json_rpc()

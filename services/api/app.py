@@ -8,15 +8,18 @@ an unknown extension, queue or group, 422 a malformed parameter, 503 when the st
 yet or the monitor does not answer.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import commands
 from shared.bus import Bus, RpcUnavailable
@@ -33,7 +36,9 @@ from .stream import EventStream
 
 Number = Annotated[str, Query(min_length=1, max_length=32, description="the DN's number")]
 OnOff = Literal["on", "off"]
+LogIn = Annotated[OnOff, Query(description="on: log in, off: log out")]
 FAILURE_STATUS = {"not_found": 404, "invalid": 400, "refused": 409}
+READ_TAGS = {"calls", "directory", "extensions", "queues and groups"}  # answers that only read the state
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -86,7 +91,7 @@ def create_app(
     read = [Depends(keys.dependency(Access.READ))]
     command = [Depends(keys.dependency(Access.COMMAND))]
 
-    def state() -> PbxState:
+    async def state() -> PbxState:
         if not cache.ready:
             raise HTTPException(503, "the PBX state is not loaded yet: the monitor has not answered")
         return cache.state
@@ -126,63 +131,75 @@ def create_app(
     # --- calls ---------------------------------------------------------------------------------
 
     @app.get("/pbx.calls.get", tags=["calls"], dependencies=read, responses=READ_ERRORS)
-    def calls_count(pbx: State) -> answers.CountAnswer:
+    async def calls_count(pbx: State) -> answers.CountAnswer:
         """The number of calls in progress (internal ones included)."""
         return answers.CountAnswer(result=len(pbx.calls))
 
-    @app.get("/pbx.ac.get", tags=["calls"], dependencies=read, responses=READ_ERRORS)
-    def active_calls(pbx: State) -> answers.ActiveCallsAnswer:
+    @app.get(
+        "/pbx.ac.get",
+        tags=["calls"],
+        dependencies=read,
+        responses=READ_ERRORS,
+        response_model=answers.ActiveCallsAnswer,
+    )
+    async def active_calls(pbx: State) -> Response:
         """Calls in progress with their legs (a leg: whose it is, to whom, and its status).
 
         `direction`: `Inbound` an outside caller reaching an extension, `FromExternal` one not at
         an extension yet (IVR, queue), `Outbound` an extension dialling out, `Internal` extension
         to extension, `FromInternal` a click-to-dial still ringing its own extension, `External`
         outside to outside."""
-        return answers.active_calls(pbx)
+        return _json(answers.active_calls(pbx))
 
-    @app.get("/pbx.callsinfo.get", tags=["calls"], dependencies=read, responses=READ_ERRORS)
-    def calls_info(pbx: State) -> answers.CallsInfoAnswer:
+    @app.get(
+        "/pbx.callsinfo.get",
+        tags=["calls"],
+        dependencies=read,
+        responses=READ_ERRORS,
+        response_model=answers.CallsInfoAnswer,
+    )
+    async def calls_info(pbx: State) -> Response:
         """Calls in progress: state, times and parties.
 
         `state`: `Initiating` dialling, `Routing` ringing or waiting unanswered, `Rerouting`
         unanswered and moved on from its first destination, `Transferring` blind-transferred and
         ringing its new destination, `Talking`, `Unknown` otherwise."""
-        return answers.calls_info(pbx)
+        return _json(answers.calls_info(pbx))
 
     # --- directory -----------------------------------------------------------------------------
 
     @app.get("/all.ext.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def all_extensions(pbx: State) -> answers.ExtensionsAnswer:
+    async def all_extensions(pbx: State) -> answers.ExtensionsAnswer:
         """Every extension."""
         listed = [answers.Entry(num=e.number, name=e.name) for e in pbx.extensions.values()]
         return answers.ExtensionsAnswer(count=len(listed), extensions=listed)
 
     @app.get("/all.registered.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def registered_extensions(pbx: State) -> answers.ExtensionsAnswer:
+    async def registered_extensions(pbx: State) -> answers.ExtensionsAnswer:
         """The extensions whose phone is registered."""
         listed = [answers.Entry(num=e.number, name=e.name) for e in pbx.extensions.values() if e.registered]
         return answers.ExtensionsAnswer(count=len(listed), extensions=listed)
 
     @app.get("/all.group.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def all_groups(pbx: State) -> answers.GroupsAnswer:
+    async def all_groups(pbx: State) -> answers.GroupsAnswer:
         """Every ring group and its members."""
         listed = [answers.Group(num=g.number, name=g.name, members=list(g.members)) for g in pbx.groups]
         return answers.GroupsAnswer(count=len(listed), groups=listed)
 
     @app.get("/all.queue.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def all_queues(pbx: State) -> answers.QueuesAnswer:
+    async def all_queues(pbx: State) -> answers.QueuesAnswer:
         """Every queue and its agents."""
         listed = [answers.Queue(num=q.number, name=q.name, agents=list(q.agents)) for q in pbx.queues]
         return answers.QueuesAnswer(count=len(listed), queues=listed)
 
     @app.get("/all.ivr.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def all_ivrs(pbx: State) -> answers.IvrsAnswer:
+    async def all_ivrs(pbx: State) -> answers.IvrsAnswer:
         """Every IVR (digital receptionist)."""
         listed = [answers.Entry(num=i.number, name=i.name) for i in pbx.ivrs]
         return answers.IvrsAnswer(count=len(listed), ivrs=listed)
 
     @app.get("/all.line.get", tags=["directory"], dependencies=read, responses=READ_ERRORS)
-    def all_lines(pbx: State) -> answers.LinesAnswer:
+    async def all_lines(pbx: State) -> answers.LinesAnswer:
         """Every line (trunk) and its DID rules."""
         listed = [
             answers.Line(
@@ -197,12 +214,12 @@ def create_app(
     # --- one extension ---------------------------------------------------------------------------
 
     @app.get("/ext.info.get", tags=["extensions"], dependencies=read, responses=LOOKUP_ERRORS)
-    def extension_info(pbx: State, num: Number) -> answers.ExtensionInfo:
+    async def extension_info(pbx: State, num: Number) -> answers.ExtensionInfo:
         """An extension's settings and memberships."""
         return answers.extension_info(pbx, extension_of(pbx, num))
 
     @app.get("/ext.state.get", tags=["extensions"], dependencies=read, responses=LOOKUP_ERRORS)
-    def extension_state(pbx: State, num: Number) -> answers.ExtensionState:
+    async def extension_state(pbx: State, num: Number) -> answers.ExtensionState:
         """An extension's registration, presence, forwarding profile and queue status."""
         return answers.extension_state(pbx, extension_of(pbx, num))
 
@@ -225,34 +242,34 @@ def create_app(
         return answers.MembersAnswer(num=listed.num, count=len(kept), members=kept)
 
     @app.get("/queue.members.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def queue_all(pbx: State, num: Number) -> answers.MembersAnswer:
+    async def queue_all(pbx: State, num: Number) -> answers.MembersAnswer:
         """A queue's agents, with registration, presence and login status."""
         return queue_members(pbx, num)
 
     @app.get("/queue.free.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def queue_free(pbx: State, num: Number) -> answers.MembersAnswer:
+    async def queue_free(pbx: State, num: Number) -> answers.MembersAnswer:
         """A queue's agents who could take a call now: registered, logged in and free."""
         return only(queue_members(pbx, num), answers.can_take_a_call)
 
     @app.get("/queue.talk.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def queue_talking(pbx: State, num: Number) -> answers.MembersAnswer:
+    async def queue_talking(pbx: State, num: Number) -> answers.MembersAnswer:
         """A queue's agents who are on a call."""
         return only(queue_members(pbx, num), lambda m: m.status == "Busy")
 
     @app.get("/queue.isfree.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def queue_is_free(pbx: State, num: Number) -> answers.IsFreeAnswer:
+    async def queue_is_free(pbx: State, num: Number) -> answers.IsFreeAnswer:
         """Whether at least one of a queue's agents could take a call now."""
         return answers.IsFreeAnswer(
             num=num, free=any(map(answers.can_take_a_call, queue_members(pbx, num).members))
         )
 
     @app.get("/group.members.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def group_all(pbx: State, num: Number) -> answers.MembersAnswer:
+    async def group_all(pbx: State, num: Number) -> answers.MembersAnswer:
         """A ring group's members, with registration and presence."""
         return group_members(pbx, num)
 
     @app.get("/group.free.get", tags=["queues and groups"], dependencies=read, responses=LOOKUP_ERRORS)
-    def group_free(pbx: State, num: Number) -> answers.MembersAnswer:
+    async def group_free(pbx: State, num: Number) -> answers.MembersAnswer:
         """A ring group's members who could take a call now: registered and free."""
         return only(group_members(pbx, num), answers.can_take_a_call)
 
@@ -294,7 +311,7 @@ def create_app(
         return await send(commands.SetForwarding(extension=num, profile=profile))  # type: ignore[no-any-return]
 
     @app.get("/ext.queueglobal.set", tags=["commands"], dependencies=command, responses=COMMAND_ERRORS)
-    async def set_queue_global(num: Number, log: Annotated[OnOff, Query()]) -> answers.CommandAnswer:
+    async def set_queue_global(num: Number, log: LogIn) -> answers.CommandAnswer:
         """Log an agent in to (`on`) or out of (`off`) all its queues at once."""
         request = commands.SetQueueLogin(extension=num, queue="all", logged_in=log == "on")
         return await send(request)  # type: ignore[no-any-return]
@@ -303,7 +320,7 @@ def create_app(
     async def set_queue(
         num: Number,
         queue: Annotated[str, Query(min_length=1, max_length=32, description="the queue's number")],
-        log: Annotated[OnOff, Query()],
+        log: LogIn,
     ) -> answers.CommandAnswer:
         """Log an agent in to (`on`) or out of (`off`) one queue."""
         if queue == "all":
@@ -369,17 +386,30 @@ def create_app(
     app.include_router(health_routes(lambda: connected() and cache.ready), tags=["operations"])
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    def prometheus() -> PlainTextResponse:
+    async def prometheus() -> PlainTextResponse:
         """Prometheus metrics: requests and their latency per method, cache and stream figures."""
         metrics.listeners.set(stream.listeners)
         metrics.cache_seq.set(cache.seq)
         metrics.snapshots.set(cache.snapshots)
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    paths = frozenset(getattr(route, "path", "") for route in app.routes)
+    paths = frozenset(app.openapi()["paths"])
+    reads = frozenset(
+        p for p, spec in app.openapi()["paths"].items() if set(spec["get"].get("tags", ())) & READ_TAGS
+    )
+    app.add_middleware(CachedReads, keys=keys, version=lambda: cache.version, paths=reads)
     app.add_middleware(Measured, metrics=metrics, paths=paths)
     app.add_middleware(ClassicPaths)  # outermost: the rewritten path is the one measured
     return app
+
+
+def _json(answer: BaseModel) -> Response:
+    """An answer serialized once, as it was built (the long lists of calls in progress: FastAPI
+    would check the model it was just built from again before sending it)."""
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+CACHED_ANSWERS = 4096  # distinct read requests kept per state version
 
 
 def _profile(status: str) -> ForwardingProfile | None:
@@ -388,6 +418,82 @@ def _profile(status: str) -> ForwardingProfile | None:
         if profile.lower() == wanted:
             return profile  # type: ignore[return-value]
     return None
+
+
+ReadRequest = tuple[str, tuple[tuple[str, str], ...]]  # a read method's path and its parameters
+Answer = tuple[list[Any], bytes]  # the headers and body of its 200 answer
+
+
+class CachedReads:
+    """ASGI middleware: a read method's 200 answer is kept and sent again, without running the
+    method, to any caller with a valid key, until the state changes (`version`). The methods
+    themselves, their key check and their errors stay FastAPI's: a miss, an error and a missing
+    or wrong key go through to it. With hundreds of calls in progress, `pbx.callsinfo.get` is
+    built once per change instead of once per request (docs/benchmarks.md)."""
+
+    def __init__(
+        self, app: ASGIApp, keys: Keys, version: Callable[[], tuple[int, int]], paths: frozenset[str]
+    ) -> None:
+        self._app, self._keys, self._version, self._paths = app, keys, version, paths
+        self._answers: dict[ReadRequest, Answer] = {}
+        self._building: dict[ReadRequest, asyncio.Future[Answer | None]] = {}
+        self._seen: tuple[int, int] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self._paths or scope["method"] != "GET":
+            await self._app(scope, receive, send)
+            return
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        if not self._authorized(scope, query):
+            await self._app(scope, receive, send)  # FastAPI's key check answers
+            return
+        version = self._version()
+        if version != self._seen:
+            self._answers.clear()
+            self._seen = version
+        wanted = (scope["path"], tuple(sorted((k, v) for k, v in query if k != "key")))
+        kept = self._answers.get(wanted)
+        building = self._building.get(wanted)
+        if kept is None and building is not None:  # someone builds this very answer: wait for it
+            kept = await asyncio.shield(building)
+        if kept is not None:
+            headers, body = kept
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def keeping(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+            await send(message)
+
+        built: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        self._building[wanted] = built
+        answer: Answer | None = None
+        try:
+            await self._app(scope, receive, keeping)
+            if start.get("status") == 200:
+                answer = (list(start.get("headers", [])), b"".join(parts))
+                if self._version() == version and len(self._answers) < CACHED_ANSWERS:
+                    self._answers[wanted] = answer
+        finally:
+            if self._building.get(wanted) is built:
+                del self._building[wanted]
+            built.set_result(answer)  # waiters that get None build the answer themselves
+
+    def _authorized(self, scope: Scope, query: list[tuple[str, str]]) -> bool:
+        """Any valid key may read (the check itself is `Keys.access`, constant-time)."""
+        offered = [v for k, v in query if k == "key"]
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                offered.append(value.decode("latin-1"))
+            elif name == b"authorization" and value[:7].lower() == b"bearer ":
+                offered.append(value[7:].decode("latin-1").strip())
+        return any([self._keys.access(key) is not None for key in offered])
 
 
 class ClassicPaths:

@@ -7,12 +7,14 @@ would print the query string, stays off.
 """
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Annotated
 
 from fastapi import Header, HTTPException, Query
 from pydantic import SecretStr
+
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Access(Enum):
@@ -40,19 +42,21 @@ class Keys:
                 granted = access
         return granted
 
-    def dependency(self, needed: Access) -> Callable[..., None]:
-        def check(
+    def dependency(self, needed: Access) -> Callable[..., Awaitable[None]]:
+        async def check(
             key: KeyQuery = None, x_api_key: KeyHeader = None, authorization: BearerHeader = None
         ) -> None:
             offered = [k for k in (key, x_api_key, _bearer(authorization)) if k]
             if not offered:
-                raise HTTPException(401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer")
+                raise HTTPException(
+                    401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer", CHALLENGE
+                )
             granted = {self.access(k) for k in offered}
             if Access.COMMAND in granted or (needed is Access.READ and Access.READ in granted):
                 return
             if Access.READ in granted:
                 raise HTTPException(403, "this API key may only read; commands need a full key")
-            raise HTTPException(401, "wrong API key")
+            raise HTTPException(401, "wrong API key", CHALLENGE)
 
         return check
 

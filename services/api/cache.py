@@ -35,6 +35,11 @@ class StateCache:
         self._changed = asyncio.Condition()
 
     @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the state may have: a new snapshot, or a further event."""
+        return self.snapshots, self.seq
+
+    @property
     def ready(self) -> bool:
         return self._loaded.is_set()
 

@@ -168,6 +168,19 @@ async def test_a_call_gets_its_answer(bus: Bus) -> None:
     assert answers[0]["text"] == "žluťoučký"
 
 
+async def test_serving_a_method_again_replaces_its_handler(bus: Bus) -> None:
+    async def first(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"by": "first"}
+
+    async def second(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"by": "second"}
+
+    await bus.serve("who", first)
+    assert await bus.call("who", {}, 5) == {"by": "first"}
+    await bus.serve("who", second)  # a monitor run after another on the same connection
+    assert await bus.call("who", {}, 5) == {"by": "second"}
+
+
 async def test_a_call_nobody_serves_is_unavailable_at_once(bus: Bus) -> None:
     async with asyncio.timeout(2):  # well before the call's own 30 s
         with pytest.raises(RpcUnavailable, match="nobody serves"):

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import ssl
 import struct
 import subprocess
@@ -30,7 +29,7 @@ from shared.http_server import serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings
 from shared.topology import RECORDINGS_BINDINGS
-from tests.conftest import Recorder
+from tests.conftest import Recorder, free_port
 from tests.factories import make_call_ended
 
 
@@ -314,9 +313,3 @@ async def test_downloads_over_https(tmp_path: Path) -> None:
         query = signed_query(b"k", name, int(time.time()) + 60)
         response = await client.get(f"https://127.0.0.1:{port}/webapi/recording/{name}?{query}")
     assert (response.status_code, len(response.content)) == (200, 503)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_stack import free_port, stack_config, start
+from tests.conftest import free_port
+from tests.integration.test_stack import stack_config, start
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq

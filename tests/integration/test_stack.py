@@ -13,7 +13,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.conftest import SHARED, check_webhooks, expected_webhooks
+from tests.conftest import SHARED, check_webhooks, expected_webhooks, free_port
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -29,14 +29,6 @@ async def start(config: Path, service: str, ready: bytes | None) -> asyncio.subp
             while ready not in (line := await process.stderr.readline()):
                 assert line, f"{service} died before it started"
     return process
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stack_config(

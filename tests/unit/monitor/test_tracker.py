@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from services.monitor.scenario import default_directory
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import ParticipantUpdate
-from shared.events import CallEnded, CallStarted, ExtensionPresence
+from shared.events import CallEnded, CallStarted, CallState, Event, ExtensionPresence
 
 from .play import brief, calls, play
 
@@ -297,3 +297,44 @@ def test_did_rule_name_comes_from_the_directory() -> None:
     assert isinstance(started, CallStarted) and started.did_name == "BrnoDID"
     unknown = tracker.apply(_leg(callid=8, id=5, party_did="+1999"))[0]
     assert isinstance(unknown, CallStarted) and unknown.did_name == "+1999"  # shown rather than lost
+
+
+def _states(events: list[Event], number: int) -> list[tuple[str, str]]:
+    return [(e.direction, e.state) for e in events if isinstance(e, CallState) and e.call_number == number]
+
+
+def test_call_states_of_an_inbound_call_rerouted_answered_and_blind_transferred() -> None:
+    events = play(
+        IN_QUEUE
+        + """
+- {t: 1, do: route, call: A, to: "700"}
+- {t: 2, do: ring, call: A, dn: ["103"]}
+- {t: 3, do: answer, call: A, dn: "103"}
+- {t: 9, do: transfer, call: A, by: "103", to: "104"}
+- {t: 10, do: ring, call: A, dn: ["104"]}
+- {t: 12, do: answer, call: A, dn: "104"}
+- {t: 20, do: hangup, call: A, by: external}
+"""
+    )
+    states = _states(events, 1)
+    assert states[0] == ("FromExternal", "Routing")  # waiting in queue 800
+    assert ("FromExternal", "Rerouting") in states  # moved on to ring group 700 before anyone answered
+    assert ("Inbound", "Rerouting") in states  # 103 rings for the ring group
+    assert ("Inbound", "Talking") in states
+    after_transfer = states[states.index(("Inbound", "Talking")) + 1 :]
+    assert ("FromExternal", "Transferring") in after_transfer  # 103 left, 104 not ringing yet
+    assert ("Inbound", "Transferring") in after_transfer  # 104 rings
+    final = [e for e in events if isinstance(e, CallState)][-1]
+    assert final.ended and final.answered_at == datetime(2024, 3, 1, 9, 0, 3, tzinfo=UTC)
+
+
+def test_every_participant_change_publishes_the_call_once_and_its_end() -> None:
+    events = play(
+        "- {t: 0, do: internal, call: I, from: '101', to: '102'}\n- {t: 1, do: hangup, call: I, by: '101'}"
+    )
+    states = [e for e in events if isinstance(e, CallState)]
+    assert [(s.direction, s.state, s.ended) for s in states] == [
+        ("FromInternal", "Initiating", False),
+        ("FromInternal", "Unknown", True),
+    ]
+    assert states[0].owner is not None and states[0].owner.number == "101" and states[0].chain_id == ""
