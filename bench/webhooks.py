@@ -16,7 +16,6 @@ import asyncio
 import multiprocessing
 import platform
 import resource
-import socket
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from shared.events import CallRinging  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings  # noqa: E402
 from shared.topology import WEBHOOKS_BINDINGS, Topology  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -87,12 +87,6 @@ def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> N
     server = uvicorn.Server(config)
     ready.set()
     server.run()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def machine_busy() -> tuple[int, int]:

@@ -12,8 +12,9 @@ Evolve additively: a new field gets a default; a changed meaning is a new messag
 JSON schema of `Message` is snapshotted in tests/unit/shared/event_schema.json.
 """
 
+import os
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -28,13 +29,26 @@ FORWARDING_PROFILES: tuple[str, ...] = ("Available", "Away", "Out of office", "C
 RECORDING_OPTIONS: tuple[str, ...] = ("off", "external", "all")
 
 
+_RANDOM = bytearray()
+
+
+def new_event_id() -> UUID:
+    """A random (version 4) UUID, as `uuid.uuid4` makes, from urandom bytes read 4 KiB at a
+    time instead of 16 bytes per id (a system call saved per event: the tracker makes many)."""
+    if not _RANDOM:
+        _RANDOM.extend(os.urandom(4096))
+    raw = bytes(_RANDOM[-16:])
+    del _RANDOM[-16:]
+    return UUID(bytes=raw, version=4)
+
+
 class Event(BaseModel):
     """Fields every bus message carries."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: str
-    event_id: UUID = Field(default_factory=uuid4)
+    event_id: UUID = Field(default_factory=new_event_id)
     occurred_at: AwareDatetime
     source: str = Field(description="id of the service run that published the message (a monitor's, mostly)")
     seq: int = Field(ge=1, description="the source's sequence number, contiguous in publish order")

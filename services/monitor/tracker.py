@@ -87,6 +87,7 @@ PARTY_TYPES: dict[str, PartyType] = {
     IVR: "ivr",
     EXTERNAL_LINE: "line",
 }
+VIEW_CACHE = 10_000  # parties and legs kept for reuse before the caches start again
 ROUTED_PARTIES: dict[RoutedType, PartyType] = {
     "extension": "extension",
     "queue": "queue",
@@ -126,6 +127,8 @@ class _Call:
     chain_id: str = ""
     did: str = ""
     answered: datetime | None = None
+    seen: tuple[Any, ...] = ()  # what its last published state showed
+    views: dict[tuple[str, int], CallLeg] = field(default_factory=dict)  # each member's CallLeg
 
 
 class CallTracker:
@@ -137,6 +140,8 @@ class CallTracker:
         self._active_legs: dict[str, int] = {}  # extension → Dialing/Connected legs on any call
         self._did_names: dict[str, str] = {}
         self._names: dict[str, str] = {}
+        self._parties: dict[tuple[str, PartyType], CallParty] = {}  # immutable views, made once
+        self._leg_views: dict[tuple[str, str, str, str], CallLeg] = {}
         self.directory = directory
         self._learn(directory)
 
@@ -180,6 +185,7 @@ class CallTracker:
         self._did_names = {did.number: did.name for line in directory.lines for did in line.dids}
         entries = (*directory.extensions, *directory.queues, *directory.groups, *directory.ivrs)
         self._names = {entry.number: entry.name for entry in entries}
+        self._parties.clear()  # names may have changed
 
     def _emit(self, kind: type[Event], at: datetime, **fields: Any) -> None:
         self._seq += 1
@@ -207,6 +213,7 @@ class CallTracker:
             if call is None or key not in call.members:
                 return  # a Remove for a participant never seen (or seen removed): nothing changes
             previous = call.members.pop(key)
+            del call.views[key]
             self._presence(previous, None)
             if p.dn_type == EXTERNAL_LINE:
                 self._chain_ends(call, p)
@@ -222,6 +229,7 @@ class CallTracker:
         if prior is not None and prior.same_entity(p):
             return
         call.members[key] = p
+        call.views[key] = self._leg(p)
         self._presence(prior, p)
         if p.dn_type == EXTERNAL_LINE:
             self._external_leg(call, prior, p)
@@ -363,66 +371,98 @@ class CallTracker:
     # --- calls in progress ---------------------------------------------------------------------------
 
     def _call_state(self, call: _Call, at: datetime) -> None:
-        legs = list(call.members.values())
-        external = [p for p in legs if p.dn_type == EXTERNAL_LINE]
-        extensions = [p for p in legs if p.dn_type == EXTENSION]
+        legs = call.members.values()
+        external: list[ParticipantUpdate] = []
+        extensions: list[ParticipantUpdate] = []
+        for p in legs:
+            if p.dn_type == EXTERNAL_LINE:
+                external.append(p)
+            elif p.dn_type == EXTENSION:
+                extensions.append(p)
         chain = call.chain
         caller = self._caller(call, external, extensions)
         talking = [p for p in extensions if p.status == "Connected" and p.dn != caller.number]
         if external and caller.type != "external" and external[0].status == "Connected":
-            talk_to = [CallParty(number=external[0].party_caller_id, type="external")]
+            talk_to = [self._party(external[0].party_caller_id, "external")]
         else:
             talk_to = [self._party(p.dn) for p in talking]
         routing = [self._party(p.dn) for p in extensions if p.status == "Ringing" and p.dn != caller.number]
         if not routing and not talk_to:
             if external and caller.type != "external":
-                routing = [CallParty(number=external[0].party_caller_id, type="external")]
+                routing = [self._party(external[0].party_caller_id, "external")]
             elif chain is not None and chain.routed_to and chain.routed_to != caller.number:
                 routing = [self._party(chain.routed_to, ROUTED_PARTIES[chain.routed_type])]
         if talk_to and call.answered is None:
             call.answered = at
+        leg_views = tuple(call.views.values())
+        direction = self._direction(external, extensions, caller, routing, talk_to)
+        state = self._state_name(chain, caller, bool(talk_to), bool(external))
+        seen = (
+            direction,
+            state,
+            call.answered,
+            caller,
+            tuple(talk_to),
+            tuple(routing),
+            leg_views,
+            call.chain_id,
+        )
+        if seen == call.seen and legs:
+            return  # nothing an observer can see changed (a media reconnect, say)
+        call.seen = seen
         self._emit(
             CallState,
             at,
             call_number=call.callid,
             chain_id=call.chain_id,
-            direction=self._direction(external, extensions, caller, routing, talk_to),
-            state=self._state_name(chain, caller, bool(talk_to), bool(external)),
+            direction=direction,
+            state=state,
             started_at=call.started,
             answered_at=call.answered,
             did=call.did,
             owner=caller,
             talk_to=tuple(talk_to),
             routing_to=tuple(routing),
-            legs=tuple(
-                CallLeg(
-                    dn=p.dn,
-                    dn_type=PARTY_TYPES.get(p.dn_type, "extension"),
-                    status=p.status,
-                    external_party=p.party_caller_id,
-                )
-                for p in legs
-            ),
+            legs=leg_views,
             ended=not legs,
         )
+
+    def _leg(self, p: ParticipantUpdate) -> CallLeg:
+        key = (p.dn, p.dn_type, p.status, p.party_caller_id)
+        leg = self._leg_views.get(key)
+        if leg is None:
+            if len(self._leg_views) > VIEW_CACHE:
+                self._leg_views.clear()
+            leg = self._leg_views[key] = CallLeg(
+                dn=p.dn,
+                dn_type=PARTY_TYPES.get(p.dn_type, "extension"),
+                status=p.status,
+                external_party=p.party_caller_id,
+            )
+        return leg
 
     def _caller(
         self, call: _Call, external: list[ParticipantUpdate], extensions: list[ParticipantUpdate]
     ) -> CallParty:
         chain = call.chain
         if chain is not None and chain.direction == "inbound":
-            return CallParty(number=chain.external, type="external")
+            return self._party(chain.external, "external")
         if chain is not None:
             return self._party(chain.originator)
         if not external and not extensions:  # the call has ended: nobody owns it any more
-            return CallParty(number="", type="extension")
+            return self._party("")
         first = (external or extensions)[0]
         if first.dn_type == EXTERNAL_LINE:
-            return CallParty(number=first.party_caller_id, type="external")
+            return self._party(first.party_caller_id, "external")
         return self._party(first.originated_by_dn or first.dn)
 
     def _party(self, dn: str, kind: PartyType = "extension") -> CallParty:
-        return CallParty(number=dn, name=self._names.get(dn, ""), type=kind)
+        party = self._parties.get((dn, kind))
+        if party is None:
+            if len(self._parties) > VIEW_CACHE:
+                self._parties.clear()
+            party = self._parties[dn, kind] = CallParty(number=dn, name=self._names.get(dn, ""), type=kind)
+        return party
 
     @staticmethod
     def _direction(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import get_args
@@ -30,6 +31,7 @@ from shared.events import (
     RecordingReady,
     WebhookEndpointDisabled,
     encode_event,
+    new_event_id,
     parse_event,
 )
 from tests.factories import AT, make_call_ended, make_call_ringing
@@ -141,3 +143,9 @@ def test_schema_snapshot() -> None:
     assert SNAPSHOT.read_text() == schema, (
         "the bus contract changed: review, then run with UPDATE_SNAPSHOTS=1"
     )
+
+
+def test_event_ids_are_random_version_4_uuids_and_never_repeat() -> None:
+    ids = [new_event_id() for _ in range(5000)]  # more than one 4 KiB batch of random bytes
+    assert len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {4} and {i.variant for i in ids} == {uuid.RFC_4122}
