@@ -23,12 +23,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import SecretStr  # noqa: E402
 
 from services.api import main as api_main  # noqa: E402
+from services.api.app import CachedReads  # noqa: E402
 from services.monitor import main as monitor  # noqa: E402
 from services.monitor.drivers import SimulatorDriver  # noqa: E402
 from services.monitor.scenario import Step, default_directory  # noqa: E402
@@ -57,15 +60,11 @@ def calls_in_progress(count: int) -> list[tuple[datetime, Step]]:
     return steps
 
 
-def server(
-    kind: str, port: int, calls: int, churn: float, ready: "multiprocessing.synchronize.Event"
-) -> None:  # type: ignore[name-defined]
+def server(kind: str, port: int, calls: int, churn: float, ready: Any) -> None:
     lifecycle.run(_serve(kind, port, calls, churn, ready))
 
 
-async def _serve(
-    kind: str, port: int, calls: int, churn: float, ready: "multiprocessing.synchronize.Event"
-) -> None:  # type: ignore[name-defined]
+async def _serve(kind: str, port: int, calls: int, churn: float, ready: Any) -> None:
     from fastapi import FastAPI
 
     if kind == "bare":
@@ -82,9 +81,24 @@ async def _serve(
     clock = VirtualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     driver = SimulatorDriver(default_directory(), calls_in_progress(calls), clock, live=True)
     settings = ApiSettings(keys=(SecretStr(KEY),))
-    playing = asyncio.create_task(monitor.run(driver, bus, zone=UTC, source="bench"))
+    playing = asyncio.create_task(monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="bench"))
     await asyncio.sleep(0)  # the monitor serves its snapshot before the API asks
-    async with api_main.running(settings, bus) as api, serving(api.app, "127.0.0.1", port):
+    async with api_main.running(settings, bus) as api:
+        if kind == "api-uncached":  # for comparison: every answer built for its request
+            api.app.user_middleware = [m for m in api.app.user_middleware if m.cls is not CachedReads]
+        await _answer(api, port, calls, churn, driver, ready, playing)
+
+
+async def _answer(
+    api: api_main.Api,
+    port: int,
+    calls: int,
+    churn: float,
+    driver: SimulatorDriver,
+    ready: Any,  # type: ignore[name-defined]
+    playing: "asyncio.Task[object]",
+) -> None:
+    async with serving(api.app, "127.0.0.1", port):
         await api.cache.wait_until(lambda cache: len(cache.state.calls) == calls)
         ready.set()
         profiles = itertools.cycle(["Away", "Available"])
@@ -94,7 +108,7 @@ async def _serve(
         await playing
 
 
-def start(kind: str, calls: int, churn: float = 0.0) -> tuple[multiprocessing.Process, int]:
+def start(kind: str, calls: int, churn: float = 0.0) -> tuple[Any, int]:
     port = free_port()
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
@@ -139,6 +153,7 @@ def main() -> None:
     bare, bare_port = start("bare", 0)
     api, api_port = start("api", args.calls)
     churning, churn_port = start("api", args.calls, args.changes)
+    uncached, uncached_port = start("api-uncached", args.calls)
     try:
         key = {"X-API-Key": KEY}
         changing = f"(state changing {args.changes:g}/s)"
@@ -148,6 +163,16 @@ def main() -> None:
             ("pbx.callsinfo.get", f"http://127.0.0.1:{api_port}/pbx.callsinfo.get", key),
             (f"ext.state.get {changing}", f"http://127.0.0.1:{churn_port}/ext.state.get?num=101", key),
             (f"pbx.callsinfo.get {changing}", f"http://127.0.0.1:{churn_port}/pbx.callsinfo.get", key),
+            (
+                "ext.state.get, no answer cache",
+                f"http://127.0.0.1:{uncached_port}/ext.state.get?num=101",
+                key,
+            ),
+            (
+                "pbx.callsinfo.get, no answer cache",
+                f"http://127.0.0.1:{uncached_port}/pbx.callsinfo.get",
+                key,
+            ),
             ("bare FastAPI endpoint (again)", f"http://127.0.0.1:{bare_port}/ext.state.get", {}),
         ]
         baseline = None
@@ -156,7 +181,7 @@ def main() -> None:
             baseline = baseline or rate
             print(f"{label:52} {rate:9,.0f} {p50:8.2f} {p99:8.2f} {rate / baseline:8.0%}")
     finally:
-        for process in (bare, api, churning):
+        for process in (bare, api, churning, uncached):
             process.terminate()
 
 

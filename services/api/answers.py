@@ -6,7 +6,9 @@ the answers the classic documentation leaves open keep its style: a `count` and 
 for a DN's number, `Free`/`Busy` and `LoggedIn`/`LoggedOut` for states.
 """
 
+from collections.abc import Callable
 from typing import Literal
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -177,39 +179,46 @@ class IsFreeAnswer(BaseModel):
 # --- filling them ----------------------------------------------------------------------------------
 
 
-def active_calls(state: PbxState) -> ActiveCallsAnswer:
-    calls = [
-        ActiveCall(
-            callID=call.call_number,
-            direction=call.direction,
-            did=call.did,
-            AConnList=[
-                Connection(
-                    dnNum=leg.dn, dnType=leg.dn_type, externalParty=leg.external_party, status=leg.status
-                )
-                for leg in call.legs
-            ],
-        )
-        for call in _calls(state)
-    ]
-    return ActiveCallsAnswer(count=len(calls), AConnByCallID=calls)
+def active_call(call: CallState) -> ActiveCall:
+    return ActiveCall(
+        callID=call.call_number,
+        direction=call.direction,
+        did=call.did,
+        AConnList=[
+            Connection(dnNum=leg.dn, dnType=leg.dn_type, externalParty=leg.external_party, status=leg.status)
+            for leg in call.legs
+        ],
+    )
 
 
-def calls_info(state: PbxState) -> CallsInfoAnswer:
-    calls = [
-        CallInfo(
-            callID=call.call_number,
-            state=call.state,
-            startedAt=call.started_at,
-            answeredAt=call.answered_at,
-            did=call.did,
-            owner=_party(call.owner) if call.owner else None,
-            talkTo=[_party(p) for p in call.talk_to],
-            routingTo=[_party(p) for p in call.routing_to],
-        )
-        for call in _calls(state)
-    ]
-    return CallsInfoAnswer(count=len(calls), callsInfo=calls)
+def call_info(call: CallState) -> CallInfo:
+    return CallInfo(
+        callID=call.call_number,
+        state=call.state,
+        startedAt=call.started_at,
+        answeredAt=call.answered_at,
+        did=call.did,
+        owner=_party(call.owner) if call.owner else None,
+        talkTo=[_party(p) for p in call.talk_to],
+        routingTo=[_party(p) for p in call.routing_to],
+    )
+
+
+class RenderedCalls:
+    """The JSON of a list of calls in progress (`pbx.ac.get`, `pbx.callsinfo.get`), each call
+    rendered once per state of it: with hundreds of calls, one change re-renders one call."""
+
+    def __init__(self, render: Callable[[CallState], BaseModel], field: str) -> None:
+        self._render, self._field = render, field.encode()
+        self._parts: dict[UUID, bytes] = {}  # a call state's event id → its JSON
+
+    def json(self, state: PbxState) -> bytes:
+        parts = {}
+        for call in sorted(state.calls.values(), key=lambda call: call.call_number):
+            part = self._parts.get(call.event_id)
+            parts[call.event_id] = part if part is not None else self._render(call).model_dump_json().encode()
+        self._parts = parts
+        return b'{"count":%d,"%s":[%s]}' % (len(parts), self._field, b",".join(parts.values()))
 
 
 def extension_state(state: PbxState, extension: Extension) -> ExtensionState:
@@ -261,10 +270,6 @@ def members(state: PbxState, number: str, numbers: tuple[str, ...], queue: bool)
 
 def can_take_a_call(member: Member) -> bool:
     return member.registered and member.loggedIn and member.status == "Free"
-
-
-def _calls(state: PbxState) -> list[CallState]:
-    return sorted(state.calls.values(), key=lambda call: call.call_number)
 
 
 def _party(party: CallParty) -> Party:

@@ -18,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import commands
@@ -88,6 +87,8 @@ def create_app(
         ],
     )
     keys = Keys(settings.keys, settings.read_only_keys)
+    active = answers.RenderedCalls(answers.active_call, "AConnByCallID")
+    info = answers.RenderedCalls(answers.call_info, "callsInfo")
     read = [Depends(keys.dependency(Access.READ))]
     command = [Depends(keys.dependency(Access.COMMAND))]
 
@@ -149,7 +150,7 @@ def create_app(
         an extension yet (IVR, queue), `Outbound` an extension dialling out, `Internal` extension
         to extension, `FromInternal` a click-to-dial still ringing its own extension, `External`
         outside to outside."""
-        return _json(answers.active_calls(pbx))
+        return Response(active.json(pbx), media_type="application/json")
 
     @app.get(
         "/pbx.callsinfo.get",
@@ -164,7 +165,7 @@ def create_app(
         `state`: `Initiating` dialling, `Routing` ringing or waiting unanswered, `Rerouting`
         unanswered and moved on from its first destination, `Transferring` blind-transferred and
         ringing its new destination, `Talking`, `Unknown` otherwise."""
-        return _json(answers.calls_info(pbx))
+        return Response(info.json(pbx), media_type="application/json")
 
     # --- directory -----------------------------------------------------------------------------
 
@@ -401,12 +402,6 @@ def create_app(
     app.add_middleware(Measured, metrics=metrics, paths=paths)
     app.add_middleware(ClassicPaths)  # outermost: the rewritten path is the one measured
     return app
-
-
-def _json(answer: BaseModel) -> Response:
-    """An answer serialized once, as it was built (the long lists of calls in progress: FastAPI
-    would check the model it was just built from again before sending it)."""
-    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 CACHED_ANSWERS = 4096  # distinct read requests kept per state version
