@@ -34,22 +34,27 @@ async def start(config: Path, service: str, ready: bytes | None) -> asyncio.subp
 def stack_config(
     folder: Path,
     amqp_url: str,
-    scenario: Path,
+    scenario: Path | None,
     port: int,
     *,
     endpoint: str,
     recordings: str,
     speed: int = 100,
+    api: str = "",
 ) -> Path:
-    """A configuration for all services on a private prefix; `endpoint` and `recordings` add to
-    the `[webhook:crm]` and `[recordings]` sections."""
+    """A configuration for all services on a private prefix; `endpoint`, `recordings` and `api`
+    add to the `[webhook:crm]`, `[recordings]` and `[api]` sections. Without a scenario the
+    simulator generates traffic."""
     config = folder / "callbridge.ini"
+    simulator = f"scenario = {scenario}" if scenario else "calls_per_minute = 30\nseed = 7"
     config.write_text(f"""
 [bus]
 amqp_url = {amqp_url}
 exchange = test.{uuid4().hex[:12]}
+[api]
+{api or "http_port = 0"}
 [simulator]
-scenario = {scenario}
+{simulator}
 speed = {speed}
 recordings_dir = {folder / "pbx"}
 [recordings]
@@ -131,3 +136,49 @@ async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path)
     pcm, _ = await decoder.communicate()
     talk = {"210701165649_698-1": 56.0, "210701165649_698-2": 60.0}[body["id"]]
     assert 0 <= len(pcm) / 2 / 8000 - talk < 0.3
+
+
+async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: str, tmp_path: Path) -> None:
+    port, key = free_port(), "process-test-key-0123456789"
+    config = stack_config(
+        tmp_path,
+        amqp_url,
+        None,
+        free_port(),
+        endpoint="url = http://127.0.0.1:9/",
+        recordings="",
+        speed=1,
+        api=f"http_port = {port}\nkeys = {key}",
+    )
+    api = await start(config, "api", b"api started")  # before the monitor: it waits for a snapshot
+    monitor = await start(config, "monitor", None)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert api.stderr is not None
+        async with asyncio.timeout(30):
+            while b"loaded" not in (line := await api.stderr.readline()):
+                assert line, "the api died before it had the monitor's state"
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=10) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            assert (await client.get("/all.ext.get")).json()["count"] == 6
+            async with client.stream("GET", "/events", params={"types": "extension.forwarding"}) as stream:
+                lines = stream.aiter_lines()
+                assert await anext(lines) == ": callbridge events"
+                sent = await client.get("/ext.fwd.set", params={"num": "104", "status": "Custom 2"})
+                assert sent.json() == {"result": "success", "reason": "", "callID": None}
+                async with asyncio.timeout(10):
+                    async for line in lines:
+                        if line.startswith("data: "):
+                            assert json.loads(line[6:])["profile"] == "Custom 2"
+                            break
+            assert (await client.get("/ext.state.get", params={"num": "104"})).json()["fwdName"] == "Custom 2"
+            assert (
+                await client.get("/ext.state.get", params={"num": "104", "key": "wrong"})
+            ).status_code == 200
+            assert (await client.get("/ext.state.get", headers={"X-API-Key": "wrong"})).status_code == 401
+            assert "callbridge_api_requests_total" in (await client.get("/metrics")).text
+    finally:
+        for process in (monitor, api):
+            process.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(process.wait(), 30) for process in (monitor, api)]
+    assert codes == [0, 0]
