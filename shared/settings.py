@@ -13,11 +13,12 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -36,6 +37,28 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_words(value: Any) -> Any:
+    """A list in an .ini value or an environment variable: words separated by spaces or commas."""
+    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+
+Words = Annotated[tuple[str, ...], BeforeValidator(_split_words)]
+SecretWords = Annotated[tuple[SecretStr, ...], BeforeValidator(_split_words)]
+
+
+class _Served(_Section):
+    """A section whose service answers HTTP: plain, or HTTPS with a certificate and its key."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "_Served":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: both, or neither (plain HTTP behind a proxy)")
+        return self
 
 
 class BusSettings(_Section):
@@ -130,7 +153,7 @@ class WebhooksSettings(_Section):
         return value
 
 
-class RecordingsSettings(_Section):
+class RecordingsSettings(_Served):
     pbx_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     archive_dir: Path = Path("/var/lib/callbridge/recordings")
     database: Path = Path("/var/lib/callbridge/recordings.db")
@@ -149,32 +172,17 @@ class RecordingsSettings(_Section):
     token_ttl: float = Field(7 * 86400.0, gt=0)
     http_host: str = "0.0.0.0"
     http_port: int = Field(8443, ge=0, le=65535)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> "RecordingsSettings":
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together: both, or neither (plain HTTP behind a proxy)")
-        return self
 
 
-class ApiSettings(_Section):
+class ApiSettings(_Served):
     """The REST API: where it listens, who may use it, how long it waits for the monitor."""
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
-    keys: tuple[SecretStr, ...] = Field((), description="keys that may read and send commands")
-    read_only_keys: tuple[SecretStr, ...] = Field((), description="keys that may only read")
+    keys: SecretWords = Field((), description="keys that may read and send commands")
+    read_only_keys: SecretWords = Field((), description="keys that may only read")
     command_timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for the monitor")
     stream_buffer: int = Field(1000, ge=10, description="events a slow /events client may lag behind")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-    @field_validator("keys", "read_only_keys", mode="before")
-    @classmethod
-    def _words(cls, value: Any) -> Any:
-        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
 
     @field_validator("keys", "read_only_keys")
     @classmethod
@@ -183,20 +191,14 @@ class ApiSettings(_Section):
             raise ValueError("each key must be at least 16 characters (callbridge demo prints a fresh one)")
         return value
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> "ApiSettings":
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together: both, or neither (plain HTTP behind a proxy)")
-        return self
-
 
 class EndpointSettings(_Section):
     """One `[webhook:NAME]` section: where and how to deliver."""
 
     url: str
     format: Literal["classic", "json"] = "classic"
-    events: tuple[str, ...] = ("#",)
-    secret: tuple[SecretStr, ...] = ()
+    events: Words = ("#",)
+    secret: SecretWords = ()
     timeout: float = Field(15.0, gt=0, le=300)
     enabled: bool = True
     recording_call_info: bool = False
@@ -207,11 +209,6 @@ class EndpointSettings(_Section):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value
-
-    @field_validator("events", "secret", mode="before")
-    @classmethod
-    def _words(cls, value: Any) -> Any:
-        return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
 
     @field_validator("secret")
     @classmethod

@@ -283,6 +283,11 @@ class PbxSimulator:
             line=self._outbound_line,
             routed_to=step["from"],
         )
+        self._dial_out(call)
+        self._upsert(call, self._extension_leg(call, step["from"], "Dialing"))
+
+    def _dial_out(self, call: _Call) -> None:
+        """The trunk's leg of an outgoing call: dialling the outside number for the originator."""
         self._upsert(
             call,
             self._participant(
@@ -290,13 +295,12 @@ class PbxSimulator:
                 call.line,
                 EXTERNAL_LINE,
                 "Dialing",
-                party_caller_id=step["to"],
-                party_dn=step["from"],
+                party_caller_id=call.external,
+                party_dn=call.originator,
                 party_dn_type=EXTENSION,
-                party_caller_name=self._name(step["from"]),
+                party_caller_name=self._name(call.originator),
             ),
         )
-        self._upsert(call, self._extension_leg(call, step["from"], "Dialing"))
 
     def _do_internal(self, step: Step) -> None:
         self._new_label(step["call"])
@@ -332,19 +336,7 @@ class PbxSimulator:
         call.dials_on_answer = False
         ringing = call.parts[call.originator]
         if call.kind == "outgoing":
-            self._upsert(
-                call,
-                self._participant(
-                    call,
-                    call.line,
-                    EXTERNAL_LINE,
-                    "Dialing",
-                    party_caller_id=call.external,
-                    party_dn=call.originator,
-                    party_dn_type=EXTENSION,
-                    party_caller_name=self._name(call.originator),
-                ),
-            )
+            self._dial_out(call)
             dialing = replace(
                 ringing,
                 party_caller_id=call.external,
