@@ -2,6 +2,7 @@
 
 monitor                                the monitor service on RabbitMQ
 api                                    the REST API service (classic methods, commands, events)
+pbx check                              connect to the configured 3CX and print what it shows
 webhooks                               the webhooks service
 webhooks dead list|replay              deliveries given up on: list them, send them again
 webhooks attempts                      the delivery attempt log
@@ -49,6 +50,8 @@ from .api import main as api_service
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import ScenarioError, load_scenario
+from .monitor.threecx.check import check as pbx_check
+from .monitor.threecx.client import PbxError
 from .recordings import main as recordings_service
 from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
@@ -91,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     monitor_cmd.set_defaults(run=_monitor)
     api_cmd = commands.add_parser("api", help="run the REST API service on RabbitMQ")
     api_cmd.set_defaults(run=_api)
+    pbx = commands.add_parser("pbx", help="the phone system").add_subparsers(required=True, metavar="ACTION")
+    pbx.add_parser("check", help="connect to the configured 3CX and print what it shows").set_defaults(
+        run=_pbx_check
+    )
 
     scenario = commands.add_parser("scenario", help="scenario files").add_subparsers(
         required=True, metavar="ACTION"
@@ -153,6 +160,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:
     lifecycle.run(monitor.main(settings))
+    return 0
+
+
+def _pbx_check(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        report = lifecycle.run(pbx_check(settings.pbx))
+    except PbxError as error:
+        print(f"callbridge: error: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(report))
     return 0
 
 

@@ -88,6 +88,12 @@ class LogSettings(_Section):
 class PbxSettings(_Section):
     driver: Literal["simulator", "3cx"] = "simulator"
     timezone: str = "UTC"
+    url: str = Field("", description="the 3CX web address, e.g. https://pbx.example.com:5001")
+    client_id: str = Field("", description="the API client's Client ID (its route point DN)")
+    client_secret: SecretStr | None = Field(None, description="the API client's key, shown once by 3CX")
+    verify_tls: bool = True
+    directory_refresh: float = Field(300.0, gt=0, description="seconds between directory reloads")
+    snapshot_interval: float = Field(45.0, gt=0, description="seconds between full call snapshots")
 
     @field_validator("timezone")
     @classmethod
