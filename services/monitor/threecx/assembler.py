@@ -1,0 +1,157 @@
+"""From what 3CX Call Control shows to the updates the call tracker reads. Pure: no I/O, no clock.
+
+3CX shows the participants of monitored DNs only: the extensions on the API client and, where
+they are monitored, queues and IVRs (a caller waiting there is a participant of that DN). The
+trunk is never monitored, so the external party's own leg, which the tracker follows a chain by
+(`services/monitor/updates.py`), is put together here from what the visible participants say
+about their other party (`party_dn_type == "Wexternalline"`):
+
+- the chain's direction: outbound when the first participant that shows the outside number is
+  an extension dialling it, inbound otherwise;
+- where the call is (`party_dn`): the extension talking to it (the latest to connect), else the
+  queue or IVR it waits in, else the queue or ring group the ringing phones ring for
+  (`on_behalf_of_dn`), else a ringing phone; the transferor (`referred_by_dn`) from the latest
+  participant that names one;
+- the DID: `party_did`, or when 3CX leaves it empty (it does on v20), the trunk's DID from XAPI.
+
+When no visible participant shows the outside party any more, the external leg is not removed at
+once: a blind transfer or a queue's next round of phones fills the call again within a moment.
+`expire(now)` removes the legs whose call stayed empty for `grace` seconds, stamped with the
+moment the last participant left. Order follows the simulator's: the leg comes before the
+participant that opens the chain, and before a transfer target that starts ringing (the transfer
+re-points it); any other participant passes before the leg changes (an attended transfer's new
+talker connects, then the leg follows it).
+"""
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from ..updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, ParticipantUpdate, PbxUpdate, Status
+
+WAITING_DN_TYPES = frozenset({QUEUE, IVR})
+
+
+@dataclass(slots=True)
+class _Call:
+    members: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
+    leg: ParticipantUpdate | None = None
+    outbound: bool | None = None
+    empty_since: datetime | None = None
+
+
+class CallAssembler:
+    def __init__(self, *, dids: dict[str, str] | None = None, grace: float = 2.0) -> None:
+        self._dids = dids or {}  # trunk DN → its DID, for when 3CX sends an empty party_did
+        self._grace = timedelta(seconds=grace)
+        self._calls: dict[int, _Call] = {}
+
+    def set_dids(self, dids: dict[str, str]) -> None:
+        self._dids = dict(dids)
+
+    def members(self) -> dict[tuple[str, int], ParticipantUpdate]:
+        """Every visible participant now (to compare with a fresh snapshot)."""
+        return {key: p for call in self._calls.values() for key, p in call.members.items()}
+
+    def apply(self, p: ParticipantUpdate) -> list[PbxUpdate]:
+        """One visible participant's upsert or removal; what the tracker should read for it."""
+        key = (p.dn, p.id)
+        call = self._calls.setdefault(p.callid, _Call())
+        if p.removed:
+            if call.members.pop(key, None) is None:
+                return []
+            out: list[PbxUpdate] = [p] if p.dn_type == EXTENSION else []
+            return out + self._relink(call, p.callid, p.at)
+        prior = call.members.get(key)
+        if prior is not None and prior.same_entity(p):
+            return []  # 3CX sends the same Upsert twice
+        call.members[key] = p
+        passed: list[PbxUpdate] = [p] if p.dn_type == EXTENSION else []
+        opens = call.leg is None  # the chain starts with this participant: its leg comes first
+        relinked = self._relink(call, p.callid, p.at)
+        transfer_target = p.status == "Ringing" and bool(p.referred_by_dn) and prior is None
+        return relinked + passed if opens or transfer_target else passed + relinked
+
+    def expire(self, now: datetime) -> list[ParticipantUpdate]:
+        """The external legs of calls empty for `grace`: removed, as of when they emptied."""
+        gone: list[ParticipantUpdate] = []
+        for callid, call in list(self._calls.items()):
+            if call.empty_since is None or now - call.empty_since < self._grace:
+                continue
+            if call.leg is not None:
+                gone.append(replace(call.leg, at=call.empty_since, removed=True))
+            if call.members:
+                call.leg, call.empty_since = None, None
+            else:
+                del self._calls[callid]
+        return gone
+
+    @staticmethod
+    def ended_waiting_in_a_queue(leg: ParticipantUpdate) -> bool:
+        """A removed leg whose caller gave up (or ordered a callback) in a queue, never answered:
+        Call Control cannot tell which, the queue callback report can."""
+        return leg.removed and leg.party_dn_type == QUEUE and leg.status != "Connected"
+
+    def next_expiry(self) -> datetime | None:
+        """When `expire` will next have something to do."""
+        times = [c.empty_since + self._grace for c in self._calls.values() if c.empty_since is not None]
+        return min(times, default=None)
+
+    # --- the external leg ---------------------------------------------------------------------------
+
+    def _relink(self, call: _Call, callid: int, at: datetime) -> list[PbxUpdate]:
+        carriers = [p for p in call.members.values() if p.party_dn_type == EXTERNAL_LINE]
+        if not carriers:
+            if call.leg is not None and call.empty_since is None:
+                call.empty_since = at
+            elif call.leg is None and not call.members:
+                del self._calls[callid]
+            return []
+        call.empty_since = None
+        if call.outbound is None:
+            first = carriers[0]
+            call.outbound = first.dn_type == EXTENSION and first.status == "Dialing"
+        leg = self._leg(call, callid, carriers, at)
+        if call.leg is not None and call.leg.same_entity(leg):
+            return []
+        call.leg = leg
+        return [leg]
+
+    def _leg(
+        self, call: _Call, callid: int, carriers: list[ParticipantUpdate], at: datetime
+    ) -> ParticipantUpdate:
+        phones = [p for p in carriers if p.dn_type == EXTENSION]
+        talking = [p for p in phones if p.status == "Connected"]
+        waiting = [p for p in carriers if p.dn_type in WAITING_DN_TYPES]
+        ringing = [p for p in phones if p.status == "Ringing"]
+        if talking:
+            where, kind = talking[-1].dn, EXTENSION
+        elif waiting:
+            where, kind = waiting[-1].dn, waiting[-1].dn_type
+        elif ringing and ringing[-1].on_behalf_of_dn:
+            where, kind = ringing[-1].on_behalf_of_dn, ringing[-1].on_behalf_of_type
+        elif phones:
+            where, kind = phones[-1].dn, EXTENSION
+        else:
+            where, kind = carriers[-1].dn, carriers[-1].dn_type
+        referred = [p for p in carriers if p.referred_by_dn]
+        outside = carriers[0]
+        trunk = outside.party_dn
+        dialler = next((p.dn for p in phones if p.status == "Dialing"), where)
+        status: Status = "Connected" if talking else "Dialing" if call.outbound else "Ringing"
+        return ParticipantUpdate(
+            at=at,
+            dn=trunk,
+            dn_type=EXTERNAL_LINE,
+            id=-callid,
+            callid=callid,
+            legid=0,
+            status=status,
+            party_caller_id=outside.party_caller_id,
+            party_dn=where,
+            party_dn_type=kind,
+            party_did="" if call.outbound else outside.party_did or self._dids.get(trunk, ""),
+            originated_by_dn=dialler if call.outbound else trunk,
+            originated_by_type=EXTENSION if call.outbound else EXTERNAL_LINE,
+            referred_by_dn=referred[-1].referred_by_dn if referred else "",
+            referred_by_type=referred[-1].referred_by_type if referred else "None",
+        )
