@@ -10,7 +10,8 @@ recordings                             the recordings service
 recordings convert DIR                 convert a folder of WAVs, with a progress bar
 scenario run FILE                      play a scenario through the services in one process on
                                        a virtual clock; print (or --webhook-url: deliver) each
-                                       classic webhook
+                                       classic webhook; --via fake-3cx: through a fake 3CX and
+                                       the 3CX driver instead of the simulator
 demo                                   the simulator's live traffic, classic webhooks printed,
                                        the API on localhost (its key printed)
 """
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretStr
 
 from shared import lifecycle
-from shared.clock import Clock, SystemClock, VirtualClock
+from shared.clock import Clock, ScaledClock, SystemClock, VirtualClock
 from shared.events import Message, RecordingReady
 from shared.http_server import serving
 from shared.logging import configure_logging, redact
@@ -40,6 +42,7 @@ from shared.settings import (
     ApiSettings,
     ConfigError,
     EndpointSettings,
+    PbxSettings,
     RecordingsSettings,
     Settings,
     load_settings,
@@ -49,9 +52,11 @@ from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 from .api import main as api_service
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
-from .monitor.scenario import ScenarioError, load_scenario
+from .monitor.scenario import Scenario, ScenarioError, load_scenario
 from .monitor.threecx.check import check as pbx_check
 from .monitor.threecx.client import PbxError
+from .monitor.threecx.driver import ThreeCxDriver
+from .monitor.threecx.fake import FakePbx
 from .recordings import main as recordings_service
 from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
@@ -112,6 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--webhook-url", help="deliver the classic webhooks to this URL instead of printing them"
     )
+    run.add_argument(
+        "--via",
+        choices=["simulator", "fake-3cx"],
+        default="simulator",
+        help="fake-3cx: through a fake 3CX on 127.0.0.1 and the 3CX driver, in real time × --speed",
+    )
+    run.add_argument("--speed", type=float, default=10.0, help="with --via fake-3cx: times real time")
     run.set_defaults(run=_scenario_run)
 
     webhooks = commands.add_parser("webhooks", help="the webhooks service, and its dead letters")
@@ -291,8 +303,45 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
             "max_wait": 86400.0,
         }
         recordings = (settings.recordings.model_copy(update=options), executor)
+        if args.via == "fake-3cx":
+            return lifecycle.run(_via_fake_3cx(args, scenario, zone, pbx_dir, recordings))
         driver = SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir)
         return lifecycle.run(_play(driver, zone, "scenario", clock, args.webhook_url, recordings))
+
+
+async def _via_fake_3cx(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    zone: ZoneInfo,
+    pbx_dir: Path,
+    recordings: tuple[RecordingsSettings, Executor],
+) -> int:
+    """The scenario played by a fake 3CX (HTTP and WebSocket on 127.0.0.1), watched by the 3CX
+    driver as it would watch a real one; both on one clock, `--speed` times real time."""
+    clock = ScaledClock(scenario.start.replace(tzinfo=zone), args.speed)
+    fake = FakePbx(scenario.directory, calls=SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    async with fake.serving(port) as url:
+        pbx = PbxSettings(
+            driver="3cx",
+            timezone=str(zone),
+            url=url,
+            client_id=fake.client_id,
+            client_secret=SecretStr(fake.client_secret),
+        )
+        driver = ThreeCxDriver(pbx, clock, grace=2.0)
+
+        async def finish_when_played() -> None:
+            await fake.played.wait()
+            driver.finish()
+
+        finishing = asyncio.create_task(finish_when_played())
+        try:
+            return await _play(driver, zone, "scenario", clock, args.webhook_url, recordings)
+        finally:
+            finishing.cancel()
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

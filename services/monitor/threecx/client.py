@@ -121,6 +121,10 @@ class PbxClient:
     def url(self) -> str:
         return self._url
 
+    @property
+    def tokens(self) -> TokenManager:
+        return self._tokens
+
     async def get(self, path: str) -> Any:
         return await self.request("GET", path)
 

@@ -7,8 +7,10 @@ a scenario directory (`Users`, `Queues`, `RingGroups`, `Receptionists`, `Trunks`
 `GET /callcontrol`. `Switches` turn on the behaviours the reference marks as uncertain.
 """
 
+import asyncio
 import contextlib
 import itertools
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -17,9 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
+from shared.commands import Command, MakeCall, SetForwarding, SetOptions, SetQueueLogin
 from shared.events import Directory
 
+from ..drivers import SimulatorDriver
 from ..updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, ParticipantUpdate, PbxUpdate
+from .xapi import profile_of
 
 VERSION = "20.0.8.1109"
 WAITING = frozenset({QUEUE, IVR})  # DNs whose waiting callers 3CX shows (when monitored)
@@ -79,23 +84,40 @@ class Switches:
     expires_in_minutes: bool = False  # `expires_in: 60` meaning minutes, as before 20.0.9
     invalidate_tokens: bool = False  # the next request finds its token revoked (another client minted one)
     licensed: bool = True  # false: Call Control and XAPI answer 403 (no Enterprise licence)
+    duplicate_upserts: bool = False  # every Upsert frame is sent twice
+    get_races_remove: bool = False  # a participant's Remove comes as an Upsert whose GET finds it gone (404)
+    drop_socket_at: float | None = None  # PBX seconds into the scenario: the sockets close; frames are lost
+    empty_did: bool = False  # party_did empty, as v20 sends it on inbound calls
 
 
 @dataclass
 class FakePbx:
+    """The fake PBX. With `calls` (a simulator driver) it plays that scenario or traffic and shows
+    its participants through Call Control; without, it has a directory and no calls."""
+
     directory: Directory
+    calls: "SimulatorDriver | None" = None
     client_id: str = "callbridge"
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     switches: Switches = field(default_factory=Switches)
-    participants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # DN → its participants
     minted: int = 0
+    entity_gets: int = 0
+    played: asyncio.Event = field(default_factory=asyncio.Event)
     _token: str = ""
     _counter: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
+    _entities: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
+    _sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    _sequence: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
+    _dropped: bool = False
+    _view: CallControlView | None = None
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authorize])
         app.router.add_post("/connect/token", self._mint)
         app.router.add_get("/callcontrol", self._snapshot)
+        app.router.add_get("/callcontrol/ws", self._socket)
+        app.router.add_get("/callcontrol/{dn}/participants/{id}", self._entity)
+        app.router.add_post("/callcontrol/{dn}/makecall", self._makecall)
         for name, collection in (
             ("Users", self._users),
             ("Queues", self._queues),
@@ -105,18 +127,81 @@ class FakePbx:
             ("InboundRules", self._rules),
         ):
             app.router.add_get(f"/xapi/v1/{name}", self._collection(collection))
+        app.router.add_patch(r"/xapi/v1/Users({id:\d+})", self._patch_user)
         app.router.add_get("/xapi/v1/SystemStatus", self._status)
+        app.router.add_get("/xapi/v1/ReportQueueCallbacks/{call:.*}", self._queue_callbacks)
         return app
+
+    @property
+    def view(self) -> CallControlView:
+        if self._view is None:
+            self._view = CallControlView(empty_did=self.switches.empty_did)
+        return self._view
 
     @contextlib.asynccontextmanager
     async def serving(self, port: int) -> AsyncIterator[str]:
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+        playing = asyncio.create_task(self._play()) if self.calls is not None else None
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
+            if playing is not None:
+                playing.cancel()
+                await asyncio.gather(playing, return_exceptions=True)
+            for ws in list(self._sockets):
+                await ws.close()
             await runner.cleanup()
+
+    # --- the calls -------------------------------------------------------------------------------
+
+    async def _play(self) -> None:
+        assert self.calls is not None
+        start: datetime | None = None
+        async for update in self.calls.updates():
+            start = start or update.at
+            drop = self.switches.drop_socket_at
+            if drop is not None and not self._dropped and (update.at - start).total_seconds() >= drop:
+                self._dropped = True
+                for ws in list(self._sockets):
+                    await ws.close()  # the driver reconnects; what happens meanwhile it must repair
+            for shown in self.view.show(update):
+                await self._publish(shown)
+        self.played.set()
+
+    async def _publish(self, p: ParticipantUpdate) -> None:
+        key = (p.dn, p.id)
+        if p.removed:
+            self._entities.pop(key, None)
+            kind = 0 if self.switches.get_races_remove else 1
+        else:
+            self._entities[key] = p
+            kind = 0
+        frame = {
+            "sequence": 0,
+            "event": {
+                "event_type": kind,
+                "entity": f"/callcontrol/{p.dn}/participants/{p.id}",
+                "attached_data": None,
+            },
+        }
+        for _ in range(2 if kind == 0 and self.switches.duplicate_upserts else 1):
+            for ws in list(self._sockets):
+                frame["sequence"] = next(self._sequence)
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_json(frame)
+
+    def _monitored(self) -> list[tuple[str, str]]:
+        directory = self._directory_now()
+        return (
+            [(e.number, EXTENSION) for e in directory.extensions]
+            + [(q.number, QUEUE) for q in directory.queues]
+            + [(i.number, IVR) for i in directory.ivrs]
+        )
+
+    def _directory_now(self) -> Directory:
+        return self.calls.simulator.directory if self.calls is not None else self.directory
 
     # --- auth --------------------------------------------------------------------------------
 
@@ -149,18 +234,48 @@ class FakePbx:
     # --- Call Control --------------------------------------------------------------------------
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        monitored = self.directory.extensions
         return web.json_response(
             [
                 {
-                    "dn": e.number,
-                    "type": "Wextension",
+                    "dn": dn,
+                    "type": kind,
                     "devices": [],
-                    "participants": self.participants.get(e.number, []),
+                    "participants": [_entity(p) for (owner, _), p in self._entities.items() if owner == dn],
                 }
-                for e in monitored
+                for dn, kind in self._monitored()
             ]
         )
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=5)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            async for _ in ws:  # requests over the socket are not served here
+                pass
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def _entity(self, request: web.Request) -> web.Response:
+        self.entity_gets += 1
+        found = self._entities.get((request.match_info["dn"], int(request.match_info["id"])))
+        if found is None:
+            return web.json_response({"error": "not found"}, status=404)
+        return web.json_response(_entity(found))
+
+    async def _makecall(self, request: web.Request) -> web.Response:
+        assert self.calls is not None, "a fake PBX without calls takes no makecall"
+        body = await request.json()
+        destination = str(body.get("destination") or body.get("Destination") or "")
+        result = await self.calls.execute(MakeCall(first=request.match_info["dn"], second=destination))
+        if result.failure == "not_found":
+            return web.json_response({"error": result.reason}, status=404)
+        if not result.ok:
+            return web.json_response(
+                {"finalstatus": "Failed", "reason": "Refused", "reasontext": result.reason}
+            )
+        return web.json_response({"finalstatus": "Success", "result": {"callid": result.call_number}})
 
     # --- XAPI ----------------------------------------------------------------------------------
 
@@ -185,8 +300,39 @@ class FakePbx:
                 "RecordCalls": e.recording != "off",
                 "RecordExternalCallsOnly": e.recording == "external",
             }
-            for n, e in enumerate(self.directory.extensions, 1)
+            for n, e in enumerate(self._directory_now().extensions, 1)
         ]
+
+    async def _patch_user(self, request: web.Request) -> web.Response:
+        assert self.calls is not None, "a fake PBX without calls takes no changes"
+        extension = self._directory_now().extensions[int(request.match_info["id"]) - 1]
+        body = await request.json()
+        changes: list[Command] = []
+        if "CurrentProfileName" in body:
+            changes.append(
+                SetForwarding(extension=extension.number, profile=profile_of(body["CurrentProfileName"]))
+            )
+        if "QueueStatus" in body:
+            logged_in = body["QueueStatus"] == "LoggedIn"
+            changes.append(SetQueueLogin(extension=extension.number, queue="all", logged_in=logged_in))
+        if {"Enabled", "RecordCalls"} & set(body):
+            recording = extension.recording
+            if "RecordCalls" in body:
+                recording = (
+                    "off"
+                    if not body["RecordCalls"]
+                    else "external"
+                    if body.get("RecordExternalCallsOnly")
+                    else "all"
+                )
+            changes.append(
+                SetOptions(extension=extension.number, enabled=body.get("Enabled"), recording=recording)
+            )
+        for change in changes:
+            result = await self.calls.execute(change)
+            if not result.ok:
+                return web.json_response({"error": result.reason}, status=400)
+        return web.Response(status=204)
 
     def _queues(self) -> list[dict[str, Any]]:
         return [
@@ -222,16 +368,31 @@ class FakePbx:
             )
         ]
 
+    async def _queue_callbacks(self, request: web.Request) -> web.Response:
+        arguments = dict(re.findall(r"(\w+)=([^,)]+)", request.match_info["call"]))
+        queue = arguments.get("queueDnStr", "").strip("'")
+        since, until = (datetime.fromisoformat(arguments[k]) for k in ("startDt", "endDt"))
+        count = sum(q == queue and since <= at <= until for q, at in self.view.callbacks)
+        return web.json_response({"value": [{"QueueDnNumber": queue, "Dn": queue, "CallbacksCount": count}]})
+
     async def _status(self, request: web.Request) -> web.Response:
-        registered = sum(e.registered for e in self.directory.extensions)
-        calls = {p["callid"] for parts in self.participants.values() for p in parts}
+        registered = sum(e.registered for e in self._directory_now().extensions)
+        calls = {p.callid for p in self._entities.values()}
         return web.json_response(
             {
                 "Version": VERSION,
                 "FQDN": "fake-3cx.local",
                 "ExtensionsRegistered": registered,
-                "ExtensionsTotal": len(self.directory.extensions),
+                "ExtensionsTotal": len(self._directory_now().extensions),
                 "CallsActive": len(calls),
                 "LicenseActive": self.switches.licensed,
             }
         )
+
+
+def _entity(p: ParticipantUpdate) -> dict[str, Any]:
+    """A participant as 3CX's `GET /callcontrol/{dn}/participants/{id}` answers it."""
+    return {name: getattr(p, name) for name in ParticipantUpdate.__slots__ if name not in PRIVATE}
+
+
+PRIVATE = frozenset({"at", "dn_type", "removed", "reason"})  # ours, not 3CX's

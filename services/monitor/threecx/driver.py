@@ -1,0 +1,388 @@
+"""The monitor's driver for a real 3CX v20: Call Control for calls, XAPI for the directory and
+the commands (../shared/reference/3cx.md).
+
+- The WebSocket `/callcontrol/ws` is opened first, then the snapshot `GET /callcontrol` is taken,
+  so nothing falls between them; every change notice is handled in order, with a GET of the
+  participant it names (a 404 means it is gone). A dropped socket is opened again with backoff
+  (1 s doubling to 60 s), followed by a fresh snapshot that repairs what the gap hid (a hangup,
+  say); a snapshot is also taken every `[pbx] snapshot_interval` seconds.
+- What Call Control shows becomes the tracker's updates through `CallAssembler` (the external
+  legs it puts together, with their grace period); each update is stamped with its arrival time
+  on the driver's clock (3CX sends no times).
+- The directory is read from XAPI at start and every `[pbx] directory_refresh` seconds; changed
+  registrations, forwarding profiles and queue status become updates too.
+- Commands: makecall through Call Control, forwarding profile, queue status (all queues) and
+  recording through XAPI; the PBX's refusals come back as command failures with its reason.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from shared.clock import Clock
+from shared.commands import Command, CommandResult, MakeCall, SetForwarding, SetOptions, SetQueueLogin
+from shared.events import Directory, Extension
+from shared.settings import PbxSettings
+
+from ..updates import (
+    EXTENSION,
+    DirectoryUpdate,
+    ForwardingUpdate,
+    OptionsUpdate,
+    ParticipantUpdate,
+    PbxUpdate,
+    QueueLoginUpdate,
+    RegistrationUpdate,
+)
+from .assembler import CallAssembler
+from .check import connect, session
+from .client import PbxClient, PbxError
+from .xapi import USERS, load_directory
+
+logger = logging.getLogger(__name__)
+
+ENTITY = re.compile(r"^/callcontrol/([^/]+)/participants/(\d+)$")
+EVENT_TYPES = {"upsert": 0, "upset": 0, "remove": 1}
+FIELDS = frozenset(ParticipantUpdate.__slots__) - {"at", "dn_type", "removed", "reason"}
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+CALLBACK_WINDOW = timedelta(seconds=5)  # a queue callback counted this near a chain's end is its own
+
+
+class ThreeCxDriver:
+    def __init__(self, settings: PbxSettings, clock: Clock, *, grace: float = 2.0) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._assembler = CallAssembler(grace=grace)
+        self._out: asyncio.Queue[PbxUpdate] = asyncio.Queue()
+        self._changed = asyncio.Event()  # the assembler has a new expiry to watch
+        self._dn_types: dict[str, str] = {}
+        self._directory = Directory()
+        self._user_ids: dict[str, int] = {}
+        self._client: PbxClient | None = None
+        self._finishing = False
+        self.connected = asyncio.Event()  # the socket is open and the snapshot taken
+        self.reconnects = 0
+
+    def finish(self) -> None:
+        """End `updates()` once every open call has ended (a scenario played through a fake PBX)."""
+        self._finishing = True
+        self._changed.set()
+
+    async def updates(self) -> AsyncIterator[PbxUpdate]:
+        async with session(self._settings) as http:
+            self._client = connect(self._settings, http)
+            await self._load_directory(first=True)
+            yield DirectoryUpdate(self._clock.now(), self._directory)
+            tasks = [
+                asyncio.create_task(self._listen(http), name="3cx socket"),
+                asyncio.create_task(self._expire(), name="3cx grace"),
+                asyncio.create_task(self._every(self._settings.directory_refresh, self._load_directory)),
+                asyncio.create_task(self._every(self._settings.snapshot_interval, self._reconcile)),
+            ]
+            try:
+                while True:
+                    getting = asyncio.ensure_future(self._out.get())
+                    done, _ = await asyncio.wait({getting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+                    if getting in done:
+                        yield getting.result()
+                        continue
+                    getting.cancel()
+                    for task in done:
+                        task.result()  # a chore failed for good: say why
+                    while not self._out.empty():  # finished: what is still queued goes first
+                        yield self._out.get_nowait()
+                    return
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- Call Control --------------------------------------------------------------------------
+
+    async def _listen(self, http: aiohttp.ClientSession) -> None:
+        client = self._client
+        assert client is not None
+        url = re.sub(r"^http", "ws", client.url) + "/callcontrol/ws"
+        backoff = BACKOFF_FIRST
+        while True:
+            token = await client.tokens.token()
+            try:
+                async with http.ws_connect(
+                    url, headers={"Authorization": f"Bearer {token}"}, heartbeat=5
+                ) as ws:
+                    backoff = BACKOFF_FIRST
+                    await self._reconcile()
+                    self.connected.set()
+                    async for message in ws:
+                        if message.type == aiohttp.WSMsgType.TEXT:
+                            await self._frame(message.data)
+                        elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            break
+            except aiohttp.WSServerHandshakeError as error:
+                if error.status == 401:
+                    await client.tokens.refused(token)
+                    continue
+                logger.warning("3CX: the Call Control socket was refused (%s)", error.status)
+            except (aiohttp.ClientError, PbxError, OSError) as error:
+                logger.warning("3CX: Call Control socket lost (%s)", error)
+            self.connected.clear()
+            self.reconnects += 1
+            logger.warning("3CX: reconnecting to the Call Control socket in %g s", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _frame(self, text: str) -> None:
+        try:
+            frame = _lower_keys(json.loads(text))
+            event = _lower_keys(frame.get("event") or {})
+            kind = event.get("event_type")
+            kind = EVENT_TYPES.get(str(kind).lower(), kind) if isinstance(kind, str) else kind
+            match = ENTITY.match(str(event.get("entity") or ""))
+        except (ValueError, AttributeError):
+            logger.warning("3CX: a Call Control frame that is not JSON was skipped: %.200s", text)
+            return
+        if match is None or kind not in (0, 1):
+            return  # DTMF, prompts, answers to requests: not about who is on which call
+        dn, number = match.group(1), int(match.group(2))
+        if kind == 1:
+            self._remove(dn, number)
+            return
+        assert self._client is not None
+        entity = await self._client.get(f"/callcontrol/{quote(dn)}/participants/{number}")
+        if entity is None:
+            self._remove(dn, number)  # gone before we asked
+        else:
+            self._upsert(dn, entity)
+
+    async def _reconcile(self) -> None:
+        """Take the snapshot: unknown participants are upserts, vanished ones removals."""
+        assert self._client is not None
+        dns = await self._client.get("/callcontrol") or []
+        seen: set[tuple[str, int]] = set()
+        for info in dns:
+            info = _lower_keys(info)
+            self._dn_types[str(info.get("dn"))] = str(info.get("type") or EXTENSION)
+            for entity in info.get("participants") or ():
+                update = self._upsert(str(info.get("dn")), entity)
+                if update is not None:
+                    seen.add((update.dn, update.id))
+        for dn, number in set(self._assembler.members()) - seen:
+            logger.info("3CX: participant %s/%d vanished while we were not looking", dn, number)
+            self._remove(dn, number)
+
+    def _upsert(self, dn: str, entity: dict[str, Any]) -> ParticipantUpdate | None:
+        fields = {k: v for k, v in _lower_keys(entity).items() if k in FIELDS}
+        try:
+            update = ParticipantUpdate(
+                at=self._clock.now(), dn_type=self._dn_types.get(dn, EXTENSION), **(fields | {"dn": dn})
+            )
+        except TypeError as error:
+            logger.warning("3CX: a participant of %s could not be read (%s): %.300s", dn, error, entity)
+            return None
+        self._emit(self._assembler.apply(update))
+        return update
+
+    def _remove(self, dn: str, number: int) -> None:
+        member = self._assembler.members().get((dn, number))
+        if member is not None:
+            self._emit(self._assembler.apply(ParticipantUpdate(**_removal(member, self._clock.now()))))
+
+    def _emit(self, updates: list[PbxUpdate]) -> None:
+        for update in updates:
+            self._out.put_nowait(update)
+        self._changed.set()
+
+    async def _expire(self) -> None:
+        """Remove the external legs of calls that stayed empty through their grace period."""
+        while True:
+            for leg in self._assembler.expire(self._clock.now()):
+                if self._assembler.ended_waiting_in_a_queue(leg):
+                    leg = ParticipantUpdate(**(_fields(leg) | {"reason": await self._callback(leg)}))
+                self._out.put_nowait(leg)
+            due = self._assembler.next_expiry()
+            if due is None and self._finishing and not self._assembler.members():
+                return
+            self._changed.clear()
+            waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
+            if due is not None:
+                waiting.append(asyncio.ensure_future(self._clock.sleep_until(due)))
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiting:
+                waiter.cancel()
+
+    async def _callback(self, leg: ParticipantUpdate) -> str:
+        """Whether the caller who left a queue unanswered ordered a callback: Call Control does
+        not say; the queue callback report does (a count per queue and time window)."""
+        assert self._client is not None
+        window = (leg.at - CALLBACK_WINDOW).isoformat(), (leg.at + CALLBACK_WINDOW).isoformat()
+        path = (
+            "/xapi/v1/ReportQueueCallbacks/Pbx.GetQueueCallbacksData("
+            f"queueDnStr='{quote(leg.party_dn)}',startDt={quote(window[0])},endDt={quote(window[1])})"
+        )
+        try:
+            rows = (await self._client.get(path) or {}).get("value", [])
+        except PbxError as error:
+            logger.warning("3CX: the queue callback report could not be read (%s)", error)
+            return ""
+        return "callback" if any((row.get("CallbacksCount") or 0) > 0 for row in rows) else ""
+
+    # --- directory -------------------------------------------------------------------------------
+
+    async def _load_directory(self, first: bool = False) -> None:
+        assert self._client is not None
+        directory = await load_directory(self._client)
+        users = (await self._client.get(USERS) or {}).get("value", [])
+        self._user_ids = {str(u["Number"]): int(u["Id"]) for u in users if "Id" in u and "Number" in u}
+        self._assembler.set_dids({line.number: line.dids[0].number for line in directory.lines if line.dids})
+        if not first:
+            self._state_changes(self._directory, directory)
+            if directory.model_copy(update={"extensions": ()}) != self._directory.model_copy(
+                update={"extensions": ()}
+            ):
+                self._out.put_nowait(DirectoryUpdate(self._clock.now(), directory))
+        self._directory = directory
+
+    def _state_changes(self, before: Directory, after: Directory) -> None:
+        was = {e.number: e for e in before.extensions}
+        now = self._clock.now()
+        for extension in after.extensions:
+            old = was.get(extension.number)
+            if old is None:
+                continue
+            if old.registered != extension.registered:
+                self._out.put_nowait(RegistrationUpdate(now, extension.number, extension.registered))
+            if old.profile != extension.profile:
+                self._out.put_nowait(ForwardingUpdate(now, extension.number, extension.profile))
+            if old.queue_logged_in != extension.queue_logged_in:
+                self._out.put_nowait(
+                    QueueLoginUpdate(now, extension.number, "all", extension.queue_logged_in)
+                )
+            if (old.enabled, old.external, old.recording) != (
+                extension.enabled,
+                extension.external,
+                extension.recording,
+            ):
+                self._out.put_nowait(
+                    OptionsUpdate(
+                        now, extension.number, extension.enabled, extension.external, extension.recording
+                    )
+                )
+
+    async def _every(self, seconds: float, chore: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await chore()
+            except PbxError as error:
+                logger.warning("3CX: %s", error)
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> CommandResult:
+        client = self._client
+        if client is None:
+            return CommandResult.failed("refused", "not connected to the 3CX yet")
+        who = command.first if isinstance(command, MakeCall) else command.extension
+        if who not in self._user_ids:
+            return CommandResult.failed("not_found", f"extension {who} does not exist")
+        try:
+            if isinstance(command, MakeCall):
+                return await self._makecall(client, command)
+            return await self._configure(client, command)
+        except PbxError as error:
+            return CommandResult.failed("refused", str(error))
+
+    async def _makecall(self, client: PbxClient, command: MakeCall) -> CommandResult:
+        answer = await client.request(
+            "POST", f"/callcontrol/{quote(command.first)}/makecall", {"destination": command.second}
+        )
+        answer = _lower_keys(answer or {})
+        status = str(answer.get("finalstatus", "Success")).lower()
+        if status not in ("1", "success"):
+            return CommandResult.failed(
+                "refused", str(answer.get("reasontext") or answer.get("reason") or status)
+            )
+        result = _lower_keys(answer.get("result") or {})
+        return CommandResult(ok=True, call_number=result.get("callid"))
+
+    async def _configure(self, client: PbxClient, command: Command) -> CommandResult:
+        extension = next(e for e in self._directory.extensions if e.number == command_extension(command))
+        now = self._clock.now()
+        if isinstance(command, SetForwarding):
+            await self._patch_user(client, extension, {"CurrentProfileName": command.profile})
+            self._swap(extension, profile=command.profile)
+            self._out.put_nowait(ForwardingUpdate(now, extension.number, command.profile))
+        elif isinstance(command, SetQueueLogin):
+            if command.queue != "all":
+                return CommandResult.failed(
+                    "refused",
+                    "3CX v20 offers no API to log an agent in or out of one queue (only its web client "
+                    "can); log in or out of all queues with ext.queueglobal.set",
+                )
+            status = "LoggedIn" if command.logged_in else "LoggedOut"
+            await self._patch_user(client, extension, {"QueueStatus": status})
+            self._swap(extension, queue_logged_in=command.logged_in)
+            self._out.put_nowait(QueueLoginUpdate(now, extension.number, "all", command.logged_in))
+        elif isinstance(command, SetOptions):
+            if command.external is not None:
+                return CommandResult.failed(
+                    "refused", "3CX's XAPI has no setting for outside calls per extension"
+                )
+            body: dict[str, Any] = {}
+            if command.enabled is not None:
+                body["Enabled"] = command.enabled
+            if command.recording is not None:
+                body |= {
+                    "RecordCalls": command.recording != "off",
+                    "RecordExternalCallsOnly": command.recording == "external",
+                }
+            await self._patch_user(client, extension, body)
+            changed = self._swap(
+                extension,
+                enabled=extension.enabled if command.enabled is None else command.enabled,
+                recording=command.recording or extension.recording,
+            )
+            self._out.put_nowait(
+                OptionsUpdate(now, changed.number, changed.enabled, changed.external, changed.recording)
+            )
+        self._changed.set()
+        return CommandResult(ok=True)
+
+    async def _patch_user(self, client: PbxClient, extension: Extension, body: dict[str, Any]) -> None:
+        await client.request("PATCH", f"/xapi/v1/Users({self._user_ids[extension.number]})", body)
+
+    def _swap(self, extension: Extension, **changes: Any) -> Extension:
+        changed = extension.model_copy(update=changes)
+        extensions = tuple(changed if e.number == extension.number else e for e in self._directory.extensions)
+        self._directory = self._directory.model_copy(update={"extensions": extensions})
+        return changed
+
+
+def command_extension(command: Command) -> str:
+    return command.first if isinstance(command, MakeCall) else command.extension
+
+
+def _lower_keys(value: Any) -> Any:
+    """3CX's frames and objects come in snake_case, PascalCase or camelCase: read them alike."""
+    if not isinstance(value, dict):
+        return value
+    return {_snake(str(k)): v for k, v in value.items()}
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+def _fields(update: ParticipantUpdate) -> dict[str, Any]:
+    return {name: getattr(update, name) for name in ParticipantUpdate.__slots__}
+
+
+def _removal(member: ParticipantUpdate, at: datetime) -> dict[str, Any]:
+    return _fields(member) | {"at": at, "removed": True}
