@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretStr
 
 from shared import lifecycle
-from shared.clock import Clock, ScaledClock, SystemClock, VirtualClock
+from shared.clock import Clock, SystemClock, VirtualClock
 from shared.events import Message, RecordingReady
 from shared.http_server import serving
 from shared.logging import configure_logging, redact
@@ -42,7 +41,6 @@ from shared.settings import (
     ApiSettings,
     ConfigError,
     EndpointSettings,
-    PbxSettings,
     RecordingsSettings,
     Settings,
     load_settings,
@@ -55,8 +53,7 @@ from .monitor.drivers import Driver, SimulatorDriver, check_scenario
 from .monitor.scenario import Scenario, ScenarioError, load_scenario
 from .monitor.threecx.check import check as pbx_check
 from .monitor.threecx.client import PbxError
-from .monitor.threecx.driver import ThreeCxDriver
-from .monitor.threecx.fake import FakePbx
+from .monitor.threecx.playback import through_fake_3cx
 from .recordings import main as recordings_service
 from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
@@ -318,30 +315,8 @@ async def _via_fake_3cx(
 ) -> int:
     """The scenario played by a fake 3CX (HTTP and WebSocket on 127.0.0.1), watched by the 3CX
     driver as it would watch a real one; both on one clock, `--speed` times real time."""
-    clock = ScaledClock(scenario.start.replace(tzinfo=zone), args.speed)
-    fake = FakePbx(scenario.directory, calls=SimulatorDriver.for_scenario(scenario, clock, zone, pbx_dir))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    async with fake.serving(port) as url:
-        pbx = PbxSettings(
-            driver="3cx",
-            timezone=str(zone),
-            url=url,
-            client_id=fake.client_id,
-            client_secret=SecretStr(fake.client_secret),
-        )
-        driver = ThreeCxDriver(pbx, clock, grace=2.0)
-
-        async def finish_when_played() -> None:
-            await fake.played.wait()
-            driver.finish()
-
-        finishing = asyncio.create_task(finish_when_played())
-        try:
-            return await _play(driver, zone, "scenario", clock, args.webhook_url, recordings)
-        finally:
-            finishing.cancel()
+    async with through_fake_3cx(scenario, zone, speed=args.speed, recordings=pbx_dir) as (_, driver, clock):
+        return await _play(driver, zone, "scenario", clock, args.webhook_url, recordings)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,10 +26,12 @@ from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.pbx_state import PbxState
 from shared.rabbit_bus import RabbitBus
-from shared.settings import ConfigError, Settings
+from shared.settings import Settings
 
 from .drivers import Driver, SimulatorDriver, check_scenario
 from .scenario import Step, default_directory, load_directory, load_scenario
+from .threecx.check import check_pbx_settings
+from .threecx.driver import ThreeCxDriver
 from .tracker import CallTracker
 from .traffic import TrafficGenerator
 
@@ -96,10 +98,10 @@ def traffic_timeline(
 def build_driver(settings: Settings) -> tuple[Driver, Clock]:
     """The configured driver on its clock: a scenario keeps its own dates, traffic starts now."""
     simulator = settings.simulator
-    if settings.pbx.driver != "simulator":
-        raise ConfigError(
-            f"[pbx] driver = {settings.pbx.driver}: this driver is not available yet; use simulator"
-        )
+    if settings.pbx.driver == "3cx":
+        check_pbx_settings(settings.pbx)
+        system = SystemClock()
+        return ThreeCxDriver(settings.pbx, system), system
     recordings = simulator.recordings_dir if simulator.record else None
     if simulator.scenario is not None:
         scenario = load_scenario(simulator.scenario)

@@ -44,6 +44,15 @@ def test_example_scenario_matches_in_full(name: str, contracts: Path, tmp_path: 
     assert check_webhooks(name, result.stdout.splitlines(), tmp_path) == "", result.stdout
 
 
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_scenario_matches_through_a_fake_3cx(name: str, contracts: Path, tmp_path: Path) -> None:
+    """The same classic webhooks when a fake 3CX plays the scenario and the 3CX driver watches it
+    over HTTP and WebSocket (real time × 20) as when the simulator feeds the tracker directly."""
+    result = run_scenario(contracts / "scenarios" / f"{name}.yaml", "--via", "fake-3cx", "--speed", "20")
+    assert result.returncode == 0, result.stderr
+    assert check_webhooks(name, result.stdout.splitlines(), tmp_path) == "", result.stdout
+
+
 def test_recordings_are_written_as_3cx_does(contracts: Path, tmp_path: Path) -> None:
     result = run_scenario(contracts / "scenarios" / "queue-callback.yaml", "--recordings-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr

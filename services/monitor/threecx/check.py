@@ -14,10 +14,14 @@ def session(settings: PbxSettings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10))
 
 
-def connect(settings: PbxSettings, http: aiohttp.ClientSession) -> PbxClient:
+def check_pbx_settings(settings: PbxSettings) -> None:
     missing = [key for key in ("url", "client_id", "client_secret") if not getattr(settings, key)]
     if missing:
         raise ConfigError(f"[pbx] {', '.join(missing)}: needed to reach a 3CX (see callbridge.example.ini)")
+
+
+def connect(settings: PbxSettings, http: aiohttp.ClientSession) -> PbxClient:
+    check_pbx_settings(settings)
     assert settings.client_secret is not None
     tokens = TokenManager(http, settings.url, settings.client_id, settings.client_secret)
     return PbxClient(http, settings.url, tokens)
