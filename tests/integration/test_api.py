@@ -272,7 +272,17 @@ async def test_makecall_rings_the_first_party_then_dials_the_second(buses: tuple
         assert (await answer(stack, "ext.state.get", num="101"))["status"] == "Free"
 
         await stack.clock.advance(2)  # 101 picks up: the PBX dials out
-        dialling = await stack.call_state(number, direction="Outbound", state="Initiating")
+        dialling = await stack.until(  # the state after 101's own leg turned to Dialing (and busy)
+            lambda e: (
+                isinstance(e, CallState)
+                and e.call_number == number
+                and ("101", "Dialing") in [(leg.dn, leg.status) for leg in e.legs]
+            )
+        )
+        assert isinstance(dialling, CallState) and (dialling.direction, dialling.state) == (
+            "Outbound",
+            "Initiating",
+        )
         assert [p.number for p in dialling.routing_to] == ["420777123456"]
         assert (await answer(stack, "ext.state.get", num="101"))["status"] == "Busy"
 
@@ -282,6 +292,7 @@ async def test_makecall_rings_the_first_party_then_dials_the_second(buses: tuple
         assert info["owner"]["dnNum"] == "101" and info["talkTo"][0]["dnNum"] == "420777123456"
 
         await stack.clock.advance(30)  # 101 hangs up
+        await stack.call_state(number, ended=True)  # published after the call's own events
         ended = await stack.until(lambda e: isinstance(e, CallEnded) and e.call_number == number)
         assert await answer(stack, "pbx.calls.get") == {"result": 0}
         webhooks = [classic_payload(e) for e in stack.recorder.events if isinstance(e, CallEvent)]

@@ -138,6 +138,18 @@ async def test_pbx_check_prints_what_the_pbx_shows(
     assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
     assert "refused the API client" in capsys.readouterr().err
 
+    config.write_text(
+        f"[pbx]\nurl = {url}\nclient_id = {fake.client_id}\nclient_secret = {fake.client_secret}\n"
+    )
+    fake.switches.licensed = False
+    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
+    assert "check the licence" in capsys.readouterr().err
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    config.write_text(f"[pbx]\nurl = {closed}\nclient_id = x\nclient_secret = y\n")
+    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
+    assert "not reachable" in capsys.readouterr().err
+
     config.write_text("[pbx]\nurl = http://127.0.0.1:9\n")
     assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 2
     assert "[pbx] client_id, client_secret" in capsys.readouterr().err

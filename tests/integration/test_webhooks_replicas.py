@@ -46,7 +46,12 @@ async def start_replica(config: Path) -> asyncio.subprocess.Process:
     async with asyncio.timeout(30):
         while b"webhooks started" not in (line := await process.stderr.readline()):
             assert line, "the replica died before it started"
+    # keep reading its log: a full pipe would stop the replica at its next log line
+    DRAINS.add(asyncio.create_task(process.stderr.read()))
     return process
+
+
+DRAINS: set[asyncio.Task[bytes]] = set()
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
