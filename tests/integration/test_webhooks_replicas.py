@@ -5,6 +5,7 @@ chain must still arrive in order (counting first arrivals).
 """
 
 import asyncio
+import collections
 import json
 import signal
 import sys
@@ -47,11 +48,21 @@ async def start_replica(config: Path) -> asyncio.subprocess.Process:
         while b"webhooks started" not in (line := await process.stderr.readline()):
             assert line, "the replica died before it started"
     # keep reading its log: a full pipe would stop the replica at its next log line
-    DRAINS.add(asyncio.create_task(process.stderr.read()))
+    DRAINS.add(asyncio.create_task(_keep(process)))
     return process
 
 
-DRAINS: set[asyncio.Task[bytes]] = set()
+DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def _keep(process: asyncio.subprocess.Process) -> None:
+    """Read a replica's log line by line until it exits (the last lines stay for a failure)."""
+    assert process.stderr is not None
+    while line := await process.stderr.readline():
+        LAST_LINES.append(line)
+
+
+LAST_LINES: collections.deque[bytes] = collections.deque(maxlen=50)
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
