@@ -32,7 +32,9 @@ from .store import DeliveryStore
 
 logger = logging.getLogger(__name__)
 
-SWEEP_EVERY = timedelta(seconds=60)
+# how often abandoned blocks are looked for (a replica killed mid-release leaves one for at most
+# RELEASE_GRACE plus this)
+SWEEP_EVERY = timedelta(seconds=15)
 
 
 class Intake:
@@ -88,7 +90,7 @@ def build(
 
 
 async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
-    """Release abandoned blocks and prune the attempt log, every minute, for ever."""
+    """Release abandoned blocks and prune the attempt log, every SWEEP_EVERY, for ever."""
     while True:
         try:
             await dispatcher.sweep()
