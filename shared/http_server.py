@@ -7,10 +7,12 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
-def health_routes(ready: Callable[[], bool]) -> APIRouter:
-    """`/healthz` (the process answers) and `/readyz` (503 while `ready()` is false)."""
+def health_routes(ready: Callable[[], bool], unready: str = "not connected to RabbitMQ") -> APIRouter:
+    """`/healthz` (the process answers) and `/readyz` (503 with `unready` while `ready()` is false)."""
     router = APIRouter()
 
     @router.get("/healthz")
@@ -20,10 +22,15 @@ def health_routes(ready: Callable[[], bool]) -> APIRouter:
     @router.get("/readyz")
     async def readyz() -> dict[str, str]:
         if not ready():
-            raise HTTPException(503, "not connected to RabbitMQ")
+            raise HTTPException(503, unready)
         return {"status": "ready"}
 
     return router
+
+
+def metrics_response(registry: CollectorRegistry) -> PlainTextResponse:
+    """A service's Prometheus figures, in the text format."""
+    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 class EmbeddedServer(uvicorn.Server):

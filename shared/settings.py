@@ -124,6 +124,8 @@ class SimulatorSettings(_Section):
 
 class MonitorSettings(_Section):
     id: str = Field("", description="the monitor's id on its events; empty: the host name")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8081, ge=0, le=65535)
 
     @property
     def source(self) -> str:

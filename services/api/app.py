@@ -17,13 +17,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import commands
 from shared.bus import Bus, RpcUnavailable
 from shared.events import FORWARDING_PROFILES, Extension, ForwardingProfile
-from shared.http_server import health_routes
+from shared.http_server import health_routes, metrics_response
 from shared.pbx_state import PbxState
 from shared.settings import ApiSettings
 
@@ -392,7 +391,7 @@ def create_app(
         metrics.listeners.set(stream.listeners)
         metrics.cache_seq.set(cache.seq)
         metrics.snapshots.set(cache.snapshots)
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return metrics_response(metrics.registry)
 
     paths = frozenset(app.openapi()["paths"])
     reads = frozenset(

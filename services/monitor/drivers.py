@@ -40,6 +40,10 @@ class Driver(Protocol):
 
     async def execute(self, command: Command) -> CommandResult: ...
 
+    def ready(self) -> bool:
+        """Connected to the PBX (the simulator always is)."""
+        ...
+
 
 def check_scenario(scenario: Scenario) -> None:
     """Play the whole scenario on a scratch simulator: raises ScenarioError before anything is sent."""
@@ -144,6 +148,9 @@ class SimulatorDriver:
         for waiter in (sleeping, woken):
             waiter.cancel()
         return on_time
+
+    def ready(self) -> bool:
+        return True
 
     # --- commands ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from shared import commands
 from shared.bus import Bus
 from shared.clock import Clock, ScaledClock, SystemClock
 from shared.events import Directory
+from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.pbx_state import PbxState
@@ -29,6 +30,7 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 
 from .drivers import Driver, SimulatorDriver, check_scenario
+from .http import MonitorMetrics, create_app
 from .scenario import Step, default_directory, load_directory, load_scenario
 from .threecx.check import check_pbx_settings
 from .threecx.driver import ThreeCxDriver
@@ -44,7 +46,10 @@ def new_source(monitor_id: str) -> str:
     return f"{monitor_id}/{uuid4().hex[:8]}"
 
 
-async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallTracker:
+async def run(
+    driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str, metrics: MonitorMetrics | None = None
+) -> CallTracker:
+    figures = metrics or MonitorMetrics()
     tracker = CallTracker(Directory(), zone=zone, source=source)
     state = PbxState()
 
@@ -57,6 +62,7 @@ async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallT
         except ValidationError as error:
             return commands.CommandResult.failed("invalid", str(error).splitlines()[0]).model_dump()
         result = await driver.execute(request)
+        figures.commands.labels("done" if result.ok else result.failure or "refused").inc()
         logger.info("command %s: %s", request.command, "done" if result.ok else result.reason)
         return result.model_dump()
 
@@ -65,10 +71,14 @@ async def run(driver: Driver, bus: Bus, *, zone: ZoneInfo, source: str) -> CallT
     try:
         async for update in driver.updates():
             made = tracker.apply(update)
+            figures.updates.inc()
             for event in made:  # the state is complete up to tracker.seq before anything is sent
                 state.apply(event)
+            figures.seq.set(tracker.seq)
+            figures.calls.set(len(state.calls))
             for event in made:
                 await bus.publish(event)
+                figures.events.labels(event.type).inc()
     finally:
         await bus.flush()
     return tracker
@@ -118,9 +128,19 @@ async def main(settings: Settings) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
     driver, _ = build_driver(settings)
     source = new_source(settings.monitor.source)
-    async with RabbitBus.configured(settings.bus, f"monitor {source}") as bus:
+    metrics = MonitorMetrics()
+    async with (
+        RabbitBus.configured(settings.bus, f"monitor {source}") as bus,
+        serving(
+            create_app(metrics, lambda: bus.connected and driver.ready()),
+            settings.monitor.http_host,
+            settings.monitor.http_port,
+        ),
+    ):
         logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
-        monitor = asyncio.create_task(run(driver, bus, zone=settings.pbx.zone, source=source))
+        monitor = asyncio.create_task(
+            run(driver, bus, zone=settings.pbx.zone, source=source, metrics=metrics)
+        )
         shutdown = asyncio.create_task(wait_for_shutdown())
         done, _ = await asyncio.wait({monitor, shutdown}, return_when=asyncio.FIRST_COMPLETED)
         for task in (monitor, shutdown):

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.clock import Clock
-from shared.http_server import health_routes
+from shared.http_server import health_routes, metrics_response
 
 from .admin import parse_since, replay
 from .dispatcher import JobQueue
@@ -40,7 +39,7 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return metrics_response(metrics.registry)
 
     @app.get("/attempts")
     async def attempts(

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.integration.test_stack import stack_config, start
+from tests.integration.test_stack import log_of, stack_config, start
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -62,9 +62,8 @@ async def test_replicas_share_conversions_once_each(amqp_url: str, tmp_path: Pat
                 process.send_signal(signal.SIGTERM)
             logs = []
             for process in replicas:
-                assert process.stderr is not None
-                logs.append((await asyncio.wait_for(process.stderr.read(), 30)).decode())
-                await process.wait()
+                await asyncio.wait_for(process.wait(), 30)
+                logs.append(await log_of(process))
             await webhooks.wait()
     converted = [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]
     assert all(converted), "both replicas converted some"  # the work was shared

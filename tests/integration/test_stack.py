@@ -14,21 +14,59 @@ import httpx
 import pytest
 
 from tests.conftest import SHARED, check_webhooks, expected_webhooks, free_port
+from tests.integration.test_bus_contract import _close_connection as close_connection
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
+
+
+class Logs:
+    """Each started service's log, read line by line as it comes (a pipe left full would stop
+    the service at its next log line)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, list[bytes]] = {}
+        self.readers: dict[int, asyncio.Task[None]] = {}
+        self.news: dict[int, asyncio.Event] = {}  # set when a line arrives or the log ends
+
+    async def read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        try:
+            while line := await process.stderr.readline():
+                self.lines[process.pid].append(line)
+                self.news[process.pid].set()
+        finally:
+            self.news[process.pid].set()
+
+
+LOGS = Logs()
 
 
 async def start(config: Path, service: str, ready: bytes | None) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "--config", str(config), service, stderr=asyncio.subprocess.PIPE
     )
+    LOGS.lines[process.pid], LOGS.news[process.pid] = [], asyncio.Event()
+    LOGS.readers[process.pid] = asyncio.create_task(LOGS.read(process))
     if ready is not None:
-        assert process.stderr is not None
-        async with asyncio.timeout(30):
-            while ready not in (line := await process.stderr.readline()):
-                assert line, f"{service} died before it started"
+        await logged(process, ready, f"{service} died before it started")
     return process
+
+
+async def logged(process: asyncio.subprocess.Process, text: bytes, died: str = "the service died") -> None:
+    """Wait until the service's log has a line with `text`."""
+    news, reader = LOGS.news[process.pid], LOGS.readers[process.pid]
+    async with asyncio.timeout(30):
+        while not any(text in line for line in LOGS.lines[process.pid]):
+            assert not reader.done(), died
+            news.clear()
+            await news.wait()
+
+
+async def log_of(process: asyncio.subprocess.Process) -> str:
+    """The whole log of a service that has ended."""
+    await LOGS.readers[process.pid]
+    return b"".join(LOGS.lines[process.pid]).decode()
 
 
 def stack_config(
@@ -154,10 +192,7 @@ async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: st
     monitor = await start(config, "monitor", None)
     url = f"http://127.0.0.1:{port}"
     try:
-        assert api.stderr is not None
-        async with asyncio.timeout(30):
-            while b"loaded" not in (line := await api.stderr.readline()):
-                assert line, "the api died before it had the monitor's state"
+        await logged(api, b"loaded", "the api died before it had the monitor's state")
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=10) as client:
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.get("/all.ext.get")).json()["count"] == 6
@@ -182,3 +217,35 @@ async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: st
             process.send_signal(signal.SIGTERM)
         codes = [await asyncio.wait_for(process.wait(), 30) for process in (monitor, api)]
     assert codes == [0, 0]
+
+
+async def _until_status(client: httpx.AsyncClient, path: str, status: int) -> None:
+    """Ask `path` until it answers `status` (another process's state: nothing to await but it)."""
+    async with asyncio.timeout(40):
+        while (await client.get(path)).status_code != status:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def test_the_monitor_reports_health_and_turns_unready_without_rabbitmq(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    port, name = free_port(), f"health-{uuid4().hex[:8]}"
+    config = stack_config(
+        tmp_path, amqp_url, None, free_port(), endpoint="url = http://127.0.0.1:9/", recordings=""
+    )
+    config.write_text(config.read_text() + f"\n[monitor]\nid = {name}\nhttp_port = {port}\n")
+    monitor = await start(config, "monitor", b"started on the simulator driver")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            assert (await client.get("/healthz")).json() == {"status": "alive"}
+            await _until_status(client, "/readyz", 200)
+            metrics = (await client.get("/metrics")).text
+            assert 'callbridge_monitor_events_published_total{type="pbx.directory"} 1.0' in metrics
+            await asyncio.to_thread(close_connection, name)  # as a broker restart would
+            await _until_status(client, "/readyz", 503)
+            assert "RabbitMQ" in (await client.get("/readyz")).json()["detail"]
+            assert (await client.get("/healthz")).status_code == 200  # alive all the same
+            await _until_status(client, "/readyz", 200)  # reconnected
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(monitor.wait(), 30) == 0

@@ -70,6 +70,9 @@ class ThreeCxDriver:
         self.connected = asyncio.Event()  # the socket is open and the snapshot taken
         self.reconnects = 0
 
+    def ready(self) -> bool:
+        return self.connected.is_set()
+
     def finish(self) -> None:
         """End `updates()` once every open call has ended (a scenario played through a fake PBX)."""
         self._finishing = True
