@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry
 
 from shared.clock import Clock
-from shared.http_server import health_routes
+from shared.http_server import health_routes, metrics_response
 
 from .naming import archive_path, is_archive_name
 from .service import day_of
@@ -21,11 +22,21 @@ from .tokens import check
 
 
 def create_app(
-    archive: Path, secret: bytes, clock: Clock, ready: Callable[[], bool] = lambda: True
+    archive: Path,
+    secret: bytes,
+    clock: Clock,
+    ready: Callable[[], bool] = lambda: True,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     app = FastAPI(title="callbridge recordings", description="Downloads of converted call recordings")
+    registry = metrics or CollectorRegistry()
 
     app.include_router(health_routes(ready))
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus figures: conversions done and failed by this replica."""
+        return metrics_response(registry)
 
     @app.get(
         "/webapi/recording/{name}",

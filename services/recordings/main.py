@@ -7,6 +7,8 @@ import logging
 import secrets
 from concurrent.futures import ProcessPoolExecutor
 
+from prometheus_client import CollectorRegistry
+
 from shared.clock import SystemClock
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
@@ -17,7 +19,7 @@ from shared.topology import RECORDINGS_BINDINGS, Topology
 
 from .http import create_app
 from .retention import nightly
-from .service import Recordings
+from .service import Recordings, RecordingsMetrics
 from .work import QueuedConversions, Worker
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ async def main(settings: Settings) -> None:
             conversions = await QueuedConversions.declare(bus, names)
             await conversions.start(Worker(bus, executor, clock), config.workers)
             recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
-            app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected)
+            registry = CollectorRegistry()
+            registry.register(RecordingsMetrics(recordings))
+            app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected, metrics=registry)
             await stack.enter_async_context(
                 serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)
             )

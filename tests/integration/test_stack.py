@@ -4,6 +4,7 @@ full, recording POSTs included, and their links download an MP3 that decodes to 
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import sys
@@ -142,6 +143,7 @@ async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path)
                 link = str(json.loads(posts[0].body)["FILES"][0])
                 download = await client.get(link)
                 refused = await client.get(link.split("?")[0])
+                metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
         finally:
             for process in services:
                 process.send_signal(signal.SIGTERM)
@@ -154,6 +156,9 @@ async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path)
     assert body["event"] == "incoming" and "title" in body  # recording_call_info: the link's call-end fields
     assert (download.status_code, download.headers["content-type"]) == (200, "audio/mpeg")
     assert refused.status_code == 403  # no token, no file
+    converted = re.search(r"^callbridge_recordings_converted_total (\S+)$", metrics, re.M)
+    assert converted is not None and float(converted.group(1)) == len(posts)  # a file per recorded link here
+    assert "callbridge_recordings_failed_total 0.0" in metrics
     mp3 = tmp_path / "downloaded.mp3"
     mp3.write_bytes(download.content)
     decoder = await asyncio.create_subprocess_exec(
