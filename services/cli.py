@@ -12,7 +12,8 @@ scenario run FILE                      play a scenario through the services in o
                                        a virtual clock; print (or --webhook-url: deliver) each
                                        classic webhook; --via fake-3cx: through a fake 3CX and
                                        the 3CX driver instead of the simulator
-demo                                   the simulator's live traffic, classic webhooks printed,
+demo                                   the simulator's live traffic, its classic webhooks delivered
+                                       to a built-in receiver that prints them (or --webhook-url),
                                        the API on localhost (its key printed)
 """
 
@@ -47,6 +48,7 @@ from shared.settings import (
 )
 from shared.topology import RECORDINGS_BINDINGS, WEBHOOKS_BINDINGS
 
+from . import demo_receiver
 from .api import main as api_service
 from .monitor import main as monitor
 from .monitor.drivers import Driver, SimulatorDriver, check_scenario
@@ -342,9 +344,20 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 "keys": keys or (SecretStr(secrets.token_urlsafe(24)),),
             }
         )
-    play = _play(driver, settings.pbx.zone, monitor.new_source("demo"), clock, args.webhook_url, api=api)
+
+    async def demo() -> int:
+        source = monitor.new_source("demo")
+        if args.webhook_url:
+            return await _play(driver, settings.pbx.zone, source, clock, args.webhook_url, api=api)
+        async with demo_receiver.receiving() as url:  # the webhooks service delivers to it
+            print(
+                f"callbridge: classic webhooks delivered to the built-in receiver at {url}", file=sys.stderr
+            )
+            print(demo_receiver.header(), flush=True)
+            return await _play(driver, settings.pbx.zone, source, clock, url, api=api)
+
     try:
-        lifecycle.run(asyncio.wait_for(play, args.duration) if args.duration else play)
+        lifecycle.run(asyncio.wait_for(demo(), args.duration) if args.duration else demo())
     except (TimeoutError, KeyboardInterrupt):  # --duration ran out, or Ctrl-C: both are how a demo ends
         print("demo stopped", file=sys.stderr)
     return 0
