@@ -38,10 +38,12 @@ from services.monitor.scenario import Step, default_directory  # noqa: E402
 from shared import lifecycle  # noqa: E402
 from shared.clock import VirtualClock  # noqa: E402
 from shared.commands import SetForwarding  # noqa: E402
-from shared.http_server import serving  # noqa: E402
+from shared.http_server import (
+    free_port,  # noqa: E402
+    serving,  # noqa: E402
+)
 from shared.memory_bus import InMemoryBus  # noqa: E402
 from shared.settings import ApiSettings  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 

@@ -38,10 +38,10 @@ from services.webhooks.store import DeliveryStore  # noqa: E402
 from shared import lifecycle  # noqa: E402
 from shared.clock import SystemClock  # noqa: E402
 from shared.events import CallRinging  # noqa: E402
+from shared.http_server import free_port  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings  # noqa: E402
 from shared.topology import WEBHOOKS_BINDINGS, Topology  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

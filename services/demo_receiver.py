@@ -2,13 +2,14 @@
 service delivers the classic webhooks to, printing each one as a readable line."""
 
 import contextlib
-import socket
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TextIO
 
 from aiohttp import web
+
+from shared.http_server import free_port
 
 EVENTS = {
     "ringing": "ringing",
@@ -56,9 +57,7 @@ async def receiving(out: TextIO = sys.stdout) -> AsyncIterator[str]:
     app.router.add_route("*", "/{tail:.*}", webhook)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"http://127.0.0.1:{port}/webhook"

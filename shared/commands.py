@@ -52,6 +52,13 @@ class SetOptions(_Command):
 
 
 Command = Annotated[MakeCall | SetForwarding | SetQueueLogin | SetOptions, Field(discriminator="command")]
+
+
+def extension_of(command: Command) -> str:
+    """The extension a command is about (a makecall's: the one that rings first)."""
+    return command.first if isinstance(command, MakeCall) else command.extension
+
+
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 # why a command failed: something named does not exist; the request makes no sense; the PBX said no

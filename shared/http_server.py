@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,13 @@ def health_routes(ready: Callable[[], bool], unready: str = "not connected to Ra
         return {"status": "ready"}
 
     return router
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now (local servers, tests, benches)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def metrics_response(registry: CollectorRegistry) -> PlainTextResponse:

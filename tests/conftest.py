@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -38,13 +37,6 @@ class Recorder:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: any(map(wanted, self.events)))
         return next(e for e in self.events if wanted(e))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from shared.pbx_state import PbxState
 from shared.settings import ApiSettings
 
 from . import answers
-from .auth import Access, Keys
+from .auth import Access, Keys, bearer
 from .cache import StateCache
 from .metrics import ApiMetrics, Measured
 from .stream import EventStream
@@ -393,10 +393,9 @@ def create_app(
         metrics.snapshots.set(cache.snapshots)
         return metrics_response(metrics.registry)
 
-    paths = frozenset(app.openapi()["paths"])
-    reads = frozenset(
-        p for p, spec in app.openapi()["paths"].items() if set(spec["get"].get("tags", ())) & READ_TAGS
-    )
+    described = app.openapi()["paths"]
+    paths = frozenset(described)
+    reads = frozenset(p for p, spec in described.items() if set(spec["get"].get("tags", ())) & READ_TAGS)
     app.add_middleware(CachedReads, keys=keys, version=lambda: cache.version, paths=reads)
     app.add_middleware(Measured, metrics=metrics, paths=paths)
     app.add_middleware(ClassicPaths)  # outermost: the rewritten path is the one measured
@@ -485,8 +484,8 @@ class CachedReads:
         for name, value in scope["headers"]:
             if name == b"x-api-key":
                 offered.append(value.decode("latin-1"))
-            elif name == b"authorization" and value[:7].lower() == b"bearer ":
-                offered.append(value[7:].decode("latin-1").strip())
+            elif name == b"authorization" and (key := bearer(value.decode("latin-1"))):
+                offered.append(key)
         return any([self._keys.access(key) is not None for key in offered])
 
 

@@ -46,7 +46,7 @@ class Keys:
         async def check(
             key: KeyQuery = None, x_api_key: KeyHeader = None, authorization: BearerHeader = None
         ) -> None:
-            offered = [k for k in (key, x_api_key, _bearer(authorization)) if k]
+            offered = [k for k in (key, x_api_key, bearer(authorization)) if k]
             if not offered:
                 raise HTTPException(
                     401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer", CHALLENGE
@@ -61,7 +61,8 @@ class Keys:
         return check
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
+    """The key in an `Authorization: Bearer …` header."""
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip()
     return None

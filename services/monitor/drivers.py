@@ -18,7 +18,15 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from shared.clock import Clock
-from shared.commands import Command, CommandResult, MakeCall, SetForwarding, SetOptions, SetQueueLogin
+from shared.commands import (
+    Command,
+    CommandResult,
+    MakeCall,
+    SetForwarding,
+    SetOptions,
+    SetQueueLogin,
+    extension_of,
+)
 from shared.events import Directory
 
 from .recorder import WavRecorder
@@ -173,7 +181,7 @@ class SimulatorDriver:
         directory = self.simulator.directory
         extensions = {e.number for e in directory.extensions}
         queues = {q.number: q for q in directory.queues}
-        who = command.first if isinstance(command, MakeCall) else command.extension
+        who = extension_of(command)
         if who not in extensions:
             return CommandResult.failed("not_found", f"extension {who} does not exist")
         if isinstance(command, MakeCall):

@@ -12,10 +12,9 @@ from services.api.app import create_app
 from services.api.cache import StateCache
 from services.api.metrics import ApiMetrics
 from services.api.stream import EventStream
-from shared.http_server import serving
+from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from tests.api_stack import API_SETTINGS, KEY, READ_ONLY_KEY, Stack, api_stack
-from tests.conftest import free_port
 
 ROUTES = create_app(
     StateCache(InMemoryBus(), 1), EventStream(10), InMemoryBus(), API_SETTINGS, ApiMetrics()

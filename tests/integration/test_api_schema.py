@@ -20,10 +20,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.http_server import serving
+from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from tests.api_stack import KEY, api_stack
-from tests.conftest import free_port
 
 CHECKS = [
     not_a_server_error,

@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx
 
 from services.demo_receiver import readable
-from tests.conftest import free_port
+from shared.http_server import free_port
 
 
 def test_classic_webhooks_read_as_lines() -> None:

@@ -25,11 +25,11 @@ from services.recordings.transcode import CorruptRecording, transcode
 from services.recordings.work import LocalConversions, Worker
 from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
-from shared.http_server import serving
+from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings
 from shared.topology import RECORDINGS_BINDINGS
-from tests.conftest import Recorder, free_port
+from tests.conftest import Recorder
 from tests.factories import make_call_ended
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from shared.http_server import free_port
 from tests.integration.test_stack import log_of, stack_config, start
 from tests.receiver import Receiver
 

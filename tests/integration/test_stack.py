@@ -14,7 +14,8 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from tests.conftest import SHARED, check_webhooks, expected_webhooks, free_port
+from shared.http_server import free_port
+from tests.conftest import SHARED, check_webhooks, expected_webhooks
 from tests.integration.test_bus_contract import _close_connection as close_connection
 from tests.receiver import Receiver
 

@@ -29,8 +29,9 @@ from services.monitor.threecx.xapi import load_directory, profile_of
 from services.webhooks.classic import classic_payload
 from shared.commands import MakeCall, SetForwarding, SetOptions, SetQueueLogin
 from shared.events import CallEnded, CallEvent, CallState, Event
+from shared.http_server import free_port
 from shared.memory_bus import InMemoryBus
-from tests.conftest import SHARED, Recorder, check_webhooks, free_port
+from tests.conftest import SHARED, Recorder, check_webhooks
 
 
 class Clock:
@@ -88,7 +89,7 @@ async def test_a_revoked_token_is_minted_again_once_for_all_waiting_requests(
 
 async def test_the_directory_comes_from_xapi(pbx: tuple[FakePbx, str], http: aiohttp.ClientSession) -> None:
     fake, url = pbx
-    directory = await load_directory(PbxClient(http, url, tokens(fake, url, http)))
+    directory = (await load_directory(PbxClient(http, url, tokens(fake, url, http)))).directory
     assert directory == default_directory()  # names, agents, members, recording options, DIDs and their rules
 
 

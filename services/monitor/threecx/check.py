@@ -32,7 +32,7 @@ async def check(settings: PbxSettings) -> list[str]:
     async with session(settings) as http:
         client = connect(settings, http)
         status = await client.get("/xapi/v1/SystemStatus") or {}
-        directory = await load_directory(client)
+        directory = (await load_directory(client)).directory
         dns = await client.get("/callcontrol") or []
     extensions = directory.extensions
     calls = {p.get("callid") for dn in dns for p in dn.get("participants", [])}

@@ -20,14 +20,23 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from shared.clock import Clock
-from shared.commands import Command, CommandResult, MakeCall, SetForwarding, SetOptions, SetQueueLogin
+from shared.commands import (
+    Command,
+    CommandResult,
+    MakeCall,
+    SetForwarding,
+    SetOptions,
+    SetQueueLogin,
+    extension_of,
+)
 from shared.events import Directory, Extension
 from shared.settings import PbxSettings
 
@@ -44,7 +53,7 @@ from ..updates import (
 from .assembler import CallAssembler
 from .check import connect, session
 from .client import PbxClient, PbxError
-from .xapi import USERS, load_directory
+from .xapi import load_directory
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +204,7 @@ class ThreeCxDriver:
     def _remove(self, dn: str, number: int) -> None:
         member = self._assembler.members().get((dn, number))
         if member is not None:
-            self._emit(self._assembler.apply(ParticipantUpdate(**_removal(member, self._clock.now()))))
+            self._emit(self._assembler.apply(replace(member, at=self._clock.now(), removed=True)))
 
     def _emit(self, updates: list[PbxUpdate]) -> None:
         for update in updates:
@@ -207,7 +216,7 @@ class ThreeCxDriver:
         while True:
             for leg in self._assembler.expire(self._clock.now()):
                 if self._assembler.ended_waiting_in_a_queue(leg):
-                    leg = ParticipantUpdate(**(_fields(leg) | {"reason": await self._callback(leg)}))
+                    leg = replace(leg, reason=await self._callback(leg))
                 self._out.put_nowait(leg)
             due = self._assembler.next_expiry()
             if due is None and self._finishing and not self._assembler.members():
@@ -240,9 +249,8 @@ class ThreeCxDriver:
 
     async def _load_directory(self, first: bool = False) -> None:
         assert self._client is not None
-        directory = await load_directory(self._client)
-        users = (await self._client.get(USERS) or {}).get("value", [])
-        self._user_ids = {str(u["Number"]): int(u["Id"]) for u in users if "Id" in u and "Number" in u}
+        loaded = await load_directory(self._client)
+        directory, self._user_ids = loaded.directory, loaded.user_ids
         self._assembler.set_dids({line.number: line.dids[0].number for line in directory.lines if line.dids})
         if not first:
             self._state_changes(self._directory, directory)
@@ -292,7 +300,7 @@ class ThreeCxDriver:
         client = self._client
         if client is None:
             return CommandResult.failed("refused", "not connected to the 3CX yet")
-        who = command.first if isinstance(command, MakeCall) else command.extension
+        who = extension_of(command)
         if who not in self._user_ids:
             return CommandResult.failed("not_found", f"extension {who} does not exist")
         try:
@@ -316,7 +324,7 @@ class ThreeCxDriver:
         return CommandResult(ok=True, call_number=result.get("callid"))
 
     async def _configure(self, client: PbxClient, command: Command) -> CommandResult:
-        extension = next(e for e in self._directory.extensions if e.number == command_extension(command))
+        extension = next(e for e in self._directory.extensions if e.number == extension_of(command))
         now = self._clock.now()
         if isinstance(command, SetForwarding):
             await self._patch_user(client, extension, {"CurrentProfileName": command.profile})
@@ -368,10 +376,6 @@ class ThreeCxDriver:
         return changed
 
 
-def command_extension(command: Command) -> str:
-    return command.first if isinstance(command, MakeCall) else command.extension
-
-
 def _lower_keys(value: Any) -> Any:
     """3CX's frames and objects come in snake_case, PascalCase or camelCase: read them alike."""
     if not isinstance(value, dict):
@@ -381,11 +385,3 @@ def _lower_keys(value: Any) -> Any:
 
 def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
-
-
-def _fields(update: ParticipantUpdate) -> dict[str, Any]:
-    return {name: getattr(update, name) for name in ParticipantUpdate.__slots__}
-
-
-def _removal(member: ParticipantUpdate, at: datetime) -> dict[str, Any]:
-    return _fields(member) | {"at": at, "removed": True}

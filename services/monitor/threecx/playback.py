@@ -3,7 +3,6 @@
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,6 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretStr
 
 from shared.clock import ScaledClock
+from shared.http_server import free_port
 from shared.settings import PbxSettings
 
 from ..drivers import SimulatorDriver
@@ -37,10 +37,7 @@ async def through_fake_3cx(
         calls=SimulatorDriver.for_scenario(scenario, clock, zone, recordings),
         switches=switches or Switches(),
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    async with fake.serving(port) as url:
+    async with fake.serving(free_port()) as url:
         settings = PbxSettings(
             driver="3cx", url=url, client_id=fake.client_id, client_secret=SecretStr(fake.client_secret)
         )

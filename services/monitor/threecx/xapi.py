@@ -3,6 +3,7 @@ queues and their agents, ring groups and their members, IVRs (receptionists), tr
 DIDs, named after the inbound rule that routes each DID (../shared/reference/3cx.md §2.2)."""
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events import (
@@ -32,7 +33,13 @@ TRUNKS = "/xapi/v1/Trunks?$select=Id,Number,DidNumbers,Gateway"
 RULES = "/xapi/v1/InboundRules?$select=Id,RuleName,Data,TrunkDN"
 
 
-async def load_directory(client: PbxClient) -> Directory:
+@dataclass(frozen=True, slots=True)
+class PbxDirectory:
+    directory: Directory
+    user_ids: dict[str, int]  # extension number → XAPI user Id (what PATCH Users({Id}) needs)
+
+
+async def load_directory(client: PbxClient) -> PbxDirectory:
     users, queues, groups, ivrs = (
         _values(await client.get(USERS)),
         _values(await client.get(QUEUES)),
@@ -40,7 +47,7 @@ async def load_directory(client: PbxClient) -> Directory:
         _values(await client.get(IVRS)),
     )
     trunks, rules = _values(await client.get(TRUNKS)), _values(await client.get(RULES))
-    return Directory(
+    directory = Directory(
         extensions=tuple(_extension(u) for u in users if u.get("Number") and not u.get("Internal")),
         queues=tuple(
             Queue(number=q["Number"], name=q.get("Name") or "", agents=_numbers(q.get("Agents")))
@@ -53,6 +60,8 @@ async def load_directory(client: PbxClient) -> Directory:
         ivrs=tuple(Ivr(number=i["Number"], name=i.get("Name") or "") for i in ivrs),
         lines=tuple(_line(t, rules) for t in trunks if t.get("Number")),
     )
+    user_ids = {str(u["Number"]): int(u["Id"]) for u in users if "Id" in u and u.get("Number")}
+    return PbxDirectory(directory, user_ids)
 
 
 def _values(answer: Any) -> list[dict[str, Any]]:
