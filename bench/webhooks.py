@@ -205,9 +205,9 @@ async def service(
         store = DeliveryStore(Path(scratch) / "webhooks.db")
         async with RabbitBus.connect(amqp_url, names=names, connection_name="bench webhooks") as bus:
             session = new_session()
+            policy = RetryPolicy.configured(settings.webhooks)
+            queue = await RabbitJobQueue.declare(bus, names, shards, policy)
             try:
-                policy = RetryPolicy.configured(settings.webhooks)
-                queue = await RabbitJobQueue.declare(bus, names, shards, policy)
                 dispatcher, intake, _ = webhooks.build(
                     settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
                 )
@@ -228,6 +228,7 @@ async def service(
                 cpu_after, machine_after = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
             finally:
                 await session.close()
+                await queue.delete()
                 await bus.delete_topology()
     first = {}
     for webhook_id, at in arrivals:

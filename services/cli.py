@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 from pydantic import SecretStr
 
 from shared import lifecycle
@@ -155,6 +156,13 @@ def _parser() -> argparse.ArgumentParser:
     attempts.add_argument("--limit", type=int, default=50)
     attempts.set_defaults(run=_attempts)
 
+    health = commands.add_parser(
+        "health", help="ask a service on this host whether it is ready (exit 0) or not (exit 1)"
+    )
+    health.add_argument("service", choices=SERVED)
+    health.add_argument("--live", action="store_true", help="only whether it answers (/healthz)")
+    health.set_defaults(run=_health)
+
     demo = commands.add_parser("demo", help="live simulated traffic, classic webhooks printed")
     demo.add_argument("--directory", type=Path, help="a scenario directory file (default: the built-in one)")
     demo.add_argument("--calls-per-minute", type=float, default=6.0)
@@ -167,6 +175,30 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--api-key", help="the API key (default: [api] keys, else a fresh one, printed)")
     demo.set_defaults(run=_demo)
     return parser
+
+
+SERVED = ("monitor", "api", "webhooks", "recordings")
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    """GET the service's own /readyz (or /healthz) where the configuration says it listens:
+    the health check of the compose file and of anyone's monitoring script."""
+    section = getattr(settings, args.service)
+    if not section.http_port:
+        print(f"callbridge: error: [{args.service}] http_port is 0: no HTTP server to ask", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if section.http_host in ("", "0.0.0.0", "::") else section.http_host
+    scheme = "https" if getattr(section, "tls_cert", None) else "http"
+    url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{section.http_port}"
+    url += "/healthz" if args.live else "/readyz"
+    try:
+        # this host's own server, whose certificate may well be for its public name only
+        response = httpx.get(url, timeout=5, verify=False)
+    except httpx.HTTPError as error:
+        print(f"{args.service}: no answer from {url}: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.service}: {response.status_code} {response.text}")
+    return 0 if response.status_code == 200 else 1
 
 
 def _monitor(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,7 +17,9 @@ import collections
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -31,6 +33,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.patterns import JsonRPC
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from . import topology
@@ -42,6 +46,7 @@ from .settings import BusSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
 BATCH = 200  # messages handled before one settle() when consuming with a settle step
 SETTLES_IN_FLIGHT = 1  # batches whose confirms may be pending at once before the consumer waits
 
@@ -68,6 +73,7 @@ class RabbitBus:
         self._rpc: JsonRPC | None = None
         self._rpc_lock = asyncio.Lock()
         self._served: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {}
+        self._waiting: dict[str, int] = {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -112,11 +118,12 @@ class RabbitBus:
     def configured(
         cls, settings: BusSettings, connection_name: str
     ) -> contextlib.AbstractAsyncContextManager["RabbitBus"]:
-        """`connect` with the `[bus]` section of the configuration."""
+        """`connect` with the `[bus]` section of the configuration; the connection's name (in
+        RabbitMQ's management UI and `rabbitmqctl list_connections`) says which process it is."""
         return cls.connect(
             settings.amqp_url,
             names=topology.Topology(settings.exchange),
-            connection_name=connection_name,
+            connection_name=f"callbridge {connection_name} on {socket.gethostname()} pid {os.getpid()}",
             prefetch=settings.prefetch,
             confirm_window=settings.confirm_window,
         )
@@ -215,11 +222,23 @@ class RabbitBus:
         confirmed, while the next batch is handled already (confirms of persistent messages wait
         for the broker's disk, which must not hold up delivery). If the confirmation fails, the
         batch is requeued (at its place) rather than dead-lettered: the messages were fine."""
-        task = asyncio.create_task(
-            self._consume(queue, decode, handler, settle), name=f"consume {queue.name}"
-        )
-        self._consumers.add(task)
-        task.add_done_callback(self._consumers.discard)
+        for job in (self._consume(queue, decode, handler, settle), self._watch_waiting(queue)):
+            task = asyncio.create_task(job, name=f"consume {queue.name}")
+            self._consumers.add(task)
+            task.add_done_callback(self._consumers.discard)
+
+    async def _watch_waiting(self, queue: AbstractQueue) -> None:
+        """Keep how many messages wait in `queue` (its lag), asking the broker every WAITING_EVERY."""
+        while True:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, TimeoutError):
+                async with asyncio.timeout(WAITING_EVERY):
+                    declared = await queue.declare()  # the same arguments again: answers its counts
+                self._waiting[queue.name] = declared.message_count or 0
+            await asyncio.sleep(WAITING_EVERY)
+
+    def collector(self) -> Collector:
+        """This bus's figures for a service's Prometheus registry."""
+        return _BusCollector(self)
 
     async def _consume(
         self,
@@ -376,11 +395,22 @@ class RabbitBus:
         await asyncio.gather(*self._consumers, return_exceptions=True)
 
 
+class _Settled:
+    """This process's messages acked and dead-lettered, per queue (for `/metrics`)."""
+
+    acked: collections.Counter[str] = collections.Counter()
+    dead_lettered: collections.Counter[str] = collections.Counter()
+
+
 async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool, requeue: bool = False) -> None:
     """Ack, or reject (to the DLX unless `requeue`). A channel lost meanwhile is no crash: the
     broker delivers the unsettled message again after the reconnect."""
     try:
         await (message.ack() if ack else message.reject(requeue=requeue))
+        if ack:
+            _Settled.acked[queue] += 1
+        elif not requeue:
+            _Settled.dead_lettered[queue] += 1
     except (
         aiormq.exceptions.AMQPError,
         aiormq.exceptions.ChannelInvalidStateError,
@@ -392,6 +422,38 @@ async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool, re
             message.message_id,
             error,
         )
+
+
+class _BusCollector(Collector):
+    def __init__(self, bus: RabbitBus) -> None:
+        self._bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily("callbridge_bus_connected", "1 while connected to RabbitMQ")
+        connected.add_metric([], 1.0 if self._bus.connected else 0.0)
+        reconnects = CounterMetricFamily(
+            "callbridge_bus_reconnects", "Connections to RabbitMQ re-established"
+        )
+        reconnects.add_metric([], self._bus.reconnects)
+        acked = CounterMetricFamily(
+            "callbridge_bus_consumed", "Messages handled and acked, per queue", labels=["queue"]
+        )
+        dead = CounterMetricFamily(
+            "callbridge_bus_dead_lettered",
+            "Messages rejected to the dead-letter queue (unparsable, or their handler failed)",
+            labels=["queue"],
+        )
+        for family, counts in ((acked, _Settled.acked), (dead, _Settled.dead_lettered)):
+            for queue, count in counts.items():
+                family.add_metric([queue], count)
+        waiting = GaugeMetricFamily(
+            "callbridge_bus_queue_waiting",
+            f"Messages waiting in a consumed queue: its lag (asked every {WAITING_EVERY:g} s)",
+            labels=["queue"],
+        )
+        for queue, count in self._bus._waiting.items():
+            waiting.add_metric([queue], count)
+        yield from (connected, reconnects, acked, dead, waiting)
 
 
 def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:

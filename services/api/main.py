@@ -39,13 +39,16 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: ApiSettings, bus: Bus, connected: Callable[[], bool] = lambda: True
+    settings: ApiSettings,
+    bus: Bus,
+    connected: Callable[[], bool] = lambda: True,
+    metrics: ApiMetrics | None = None,
 ) -> AsyncIterator[Api]:
     """Subscribe the cache and the stream, ask for the first snapshot, and build the app (which
     the caller serves: on uvicorn, or in-process in tests)."""
     if not settings.keys and not settings.read_only_keys:
         raise ConfigError("[api] keys (or $CALLBRIDGE_API_KEYS): no API key is configured: nobody could call")
-    metrics = ApiMetrics()
+    metrics = metrics or ApiMetrics()
     cache = StateCache(bus, settings.command_timeout)
     stream = EventStream(settings.stream_buffer)
 
@@ -65,11 +68,13 @@ async def running(
 async def main(settings: Settings) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
     api = settings.api
+    metrics = ApiMetrics()
     async with (
         RabbitBus.configured(settings.bus, "api") as bus,
-        running(api, bus, lambda: bus.connected) as service,
+        running(api, bus, lambda: bus.connected, metrics) as service,
         serving(service.app, api.http_host, api.http_port, cert=api.tls_cert, key=api.tls_key),
     ):
+        metrics.registry.register(bus.collector())
         scheme = "https" if api.tls_cert else "http"
         logger.info("api started on %s://%s:%d", scheme, api.http_host, api.http_port)
         await wait_for_shutdown()

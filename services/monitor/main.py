@@ -137,6 +137,7 @@ async def main(settings: Settings) -> None:
             settings.monitor.http_port,
         ),
     ):
+        metrics.registry.register(bus.collector())
         logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
         monitor = asyncio.create_task(
             run(driver, bus, zone=settings.pbx.zone, source=source, metrics=metrics)

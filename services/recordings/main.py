@@ -46,6 +46,7 @@ async def main(settings: Settings) -> None:
             recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
             registry = CollectorRegistry()
             registry.register(RecordingsMetrics(recordings))
+            registry.register(bus.collector())
             app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected, metrics=registry)
             await stack.enter_async_context(
                 serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)

@@ -115,6 +115,7 @@ async def main(settings: Settings) -> None:
         dispatcher, intake, metrics = build(
             settings, bus, queue, store, AiohttpTransport(session), clock, policy
         )
+        metrics.registry.register(bus.collector())
         app = create_app(store, queue, metrics, clock, ready=lambda: bus.connected)
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)

@@ -89,6 +89,14 @@ class RabbitJobQueue:
             )
             self._bus.consume(queue, JobBatch.model_validate_json, handle)
 
+    async def delete(self) -> None:
+        """Remove the shard and retry queues and the shards exchange (tests' and benches' clean-up)."""
+        for shard in range(self._shards):
+            await self._channel.queue_delete(shard_queue(self._names, shard))
+        for tier in self._policy.tiers:
+            await self._channel.queue_delete(tier_queue(self._names, tier))
+        await self._channel.exchange_delete(self._shards_exchange.name)
+
     async def submit(self, job: Job) -> None:
         """Collect `job` for its shard; `flush` sends each shard's jobs as one message, in order."""
         self._pending.setdefault(shard_of(job.key, self._shards), []).append(job)

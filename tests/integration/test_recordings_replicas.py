@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from shared.http_server import free_port
+from tests.deployment import Deployment
 from tests.integration.test_stack import log_of, stack_config, start
 from tests.receiver import Receiver
 
@@ -39,7 +40,9 @@ def busy_scenario(path: Path) -> Path:
     return path
 
 
-async def test_replicas_share_conversions_once_each(amqp_url: str, tmp_path: Path) -> None:
+async def test_replicas_share_conversions_once_each(
+    amqp_url: str, tmp_path: Path, deployment: Deployment
+) -> None:
     port = free_port()
     async with Receiver() as receiver:
         config = stack_config(
@@ -51,10 +54,10 @@ async def test_replicas_share_conversions_once_each(amqp_url: str, tmp_path: Pat
             endpoint=f"url = {receiver.url}\nevents = recording.ready",
             recordings="workers = 2\nmax_wait = 30\nhttp_port = 0",
         )
-        webhooks = await start(config, "webhooks", b"webhooks started")
-        replicas = [await start(config, "recordings", b"recordings started") for _ in range(2)]
+        webhooks = await start(deployment, config, "webhooks", b"webhooks started")
+        replicas = [await start(deployment, config, "recordings", b"recordings started") for _ in range(2)]
         try:
-            monitor = await start(config, "monitor", None)
+            monitor = await start(deployment, config, "monitor", None)
             assert await asyncio.wait_for(monitor.wait(), 60) == 0
             await receiver.wait_for(lambda r: len(r.delivered()) >= CALLS, timeout=60)
         finally:

@@ -1,14 +1,19 @@
 """The services as separate processes on the real broker, started as the units and compose do
-(`callbridge --config FILE monitor|webhooks|recordings`): a scenario's classic webhooks arrive in
-full, recording POSTs included, and their links download an MP3 that decodes to the talk time."""
+(`callbridge monitor|api|webhooks|recordings`, installed by the install script): a scenario's
+classic webhooks arrive in full, recording POSTs included, and their links download an MP3 that
+decodes to the talk time; every service answers /healthz, /readyz and /metrics, and is unready
+while RabbitMQ is stopped."""
 
 import asyncio
 import json
 import re
 import shutil
 import signal
-import sys
+import subprocess
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 from uuid import uuid4
 
 import httpx
@@ -16,10 +21,13 @@ import pytest
 
 from shared.http_server import free_port
 from tests.conftest import SHARED, check_webhooks, expected_webhooks
-from tests.integration.test_bus_contract import _close_connection as close_connection
+from tests.deployment import SERVICES, Deployment
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+T = TypeVar("T")
+DEFAULT_MORE = "[webhooks]\nhttp_port = 0"
 
 
 class Logs:
@@ -44,9 +52,15 @@ class Logs:
 LOGS = Logs()
 
 
-async def start(config: Path, service: str, ready: bytes | None) -> asyncio.subprocess.Process:
+async def start(
+    deployment: Deployment, config: Path, service: str, ready: bytes | None
+) -> asyncio.subprocess.Process:
+    """Start `service` as its systemd unit does (the same command, installed by the install
+    script, with `config` as its configuration file), and wait for `ready` in its log."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "--config", str(config), service, stderr=asyncio.subprocess.PIPE
+        *deployment.argv(service),
+        env=deployment.environment(service, config),
+        stderr=asyncio.subprocess.PIPE,
     )
     LOGS.lines[process.pid], LOGS.news[process.pid] = [], asyncio.Event()
     LOGS.readers[process.pid] = asyncio.create_task(LOGS.read(process))
@@ -81,10 +95,12 @@ def stack_config(
     recordings: str,
     speed: int = 100,
     api: str = "",
+    more: str = "",
 ) -> Path:
     """A configuration for all services on a private prefix; `endpoint`, `recordings` and `api`
-    add to the `[webhook:crm]`, `[recordings]` and `[api]` sections. Without a scenario the
-    simulator generates traffic."""
+    add to the `[webhook:crm]`, `[recordings]` and `[api]` sections; `more` ends the file with
+    sections of its own, its last one `[webhooks]`. Without a scenario the simulator generates
+    traffic."""
     config = folder / "callbridge.ini"
     simulator = f"scenario = {scenario}" if scenario else "calls_per_minute = 30\nseed = 7"
     config.write_text(f"""
@@ -107,17 +123,18 @@ quiet = 0.5
 public_url = http://127.0.0.1:{port}
 token_secret = a-long-random-string-for-the-test
 {recordings}
-[webhooks]
-database = {folder / "webhooks.db"}
-shards = 4
-http_port = 0
 [webhook:crm]
 {endpoint}
+{more or DEFAULT_MORE}
+database = {folder / "webhooks.db"}
+shards = 4
 """)
     return config
 
 
-async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path) -> None:
+async def test_a_scenario_through_the_whole_stack(
+    amqp_url: str, tmp_path: Path, deployment: Deployment
+) -> None:
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg, "ffmpeg is needed to decode the MP3s: apt-get install ffmpeg"
     port = free_port()
@@ -131,11 +148,11 @@ async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path)
             recordings=f"max_wait = 20\nhttp_host = 127.0.0.1\nhttp_port = {port}",
         )
         services = [
-            await start(config, "webhooks", b"webhooks started"),
-            await start(config, "recordings", b"recordings started"),
+            await start(deployment, config, "webhooks", b"webhooks started"),
+            await start(deployment, config, "recordings", b"recordings started"),
         ]
         try:
-            monitor = await start(config, "monitor", None)
+            monitor = await start(deployment, config, "monitor", None)
             assert await asyncio.wait_for(monitor.wait(), 60) == 0
             expected = len(expected_webhooks("attended-transfer"))
             await receiver.wait_for(lambda r: len(r.delivered()) >= expected, timeout=60)
@@ -182,7 +199,9 @@ async def test_a_scenario_through_the_whole_stack(amqp_url: str, tmp_path: Path)
     assert 0 <= len(pcm) / 2 / 8000 - talk < 0.3
 
 
-async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: str, tmp_path: Path) -> None:
+async def test_the_api_as_a_process_answers_from_the_monitors_state(
+    amqp_url: str, tmp_path: Path, deployment: Deployment
+) -> None:
     port, key = free_port(), "process-test-key-0123456789"
     config = stack_config(
         tmp_path,
@@ -194,8 +213,10 @@ async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: st
         speed=1,
         api=f"http_port = {port}\nkeys = {key}",
     )
-    api = await start(config, "api", b"api started")  # before the monitor: it waits for a snapshot
-    monitor = await start(config, "monitor", None)
+    api = await start(
+        deployment, config, "api", b"api started"
+    )  # before the monitor: it waits for a snapshot
+    monitor = await start(deployment, config, "monitor", None)
     url = f"http://127.0.0.1:{port}"
     try:
         await logged(api, b"loaded", "the api died before it had the monitor's state")
@@ -226,32 +247,87 @@ async def test_the_api_as_a_process_answers_from_the_monitors_state(amqp_url: st
 
 
 async def _until_status(client: httpx.AsyncClient, path: str, status: int) -> None:
-    """Ask `path` until it answers `status` (another process's state: nothing to await but it)."""
-    async with asyncio.timeout(40):
-        while (await client.get(path)).status_code != status:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+    await _until(lambda: client.get(path), lambda response: response.status_code == status)
 
 
-async def test_the_monitor_reports_health_and_turns_unready_without_rabbitmq(
-    amqp_url: str, tmp_path: Path
+async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_stopped(
+    amqp_url: str, tmp_path: Path, deployment: Deployment
 ) -> None:
-    port, name = free_port(), f"health-{uuid4().hex[:8]}"
+    ports = {service: free_port() for service in SERVICES}
+    key, token, secret = "health-test-key-0123456789", "a-long-random-string-for-the-test", WEBHOOK_SECRET
     config = stack_config(
-        tmp_path, amqp_url, None, free_port(), endpoint="url = http://127.0.0.1:9/", recordings=""
+        tmp_path,
+        amqp_url,
+        None,
+        ports["recordings"],
+        speed=1,
+        endpoint=f"url = http://127.0.0.1:9/\nformat = json\nsecret = {secret}",
+        recordings=f"http_port = {ports['recordings']}\nhttp_host = 127.0.0.1",
+        api=f"http_port = {ports['api']}\nkeys = {key}",
+        more=f"[log]\njson_lines = true\n[monitor]\nhttp_port = {ports['monitor']}\n"
+        f"[webhooks]\nhttp_port = {ports['webhooks']}",
     )
-    config.write_text(config.read_text() + f"\n[monitor]\nid = {name}\nhttp_port = {port}\n")
-    monitor = await start(config, "monitor", b"started on the simulator driver")
+    started = {"monitor": b"started on the simulator driver", "api": b"api started"}
+    processes = {
+        s: await start(deployment, config, s, started.get(s, f"{s} started".encode())) for s in SERVICES
+    }
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            assert (await client.get("/healthz")).json() == {"status": "alive"}
-            await _until_status(client, "/readyz", 200)
-            metrics = (await client.get("/metrics")).text
-            assert 'callbridge_monitor_events_published_total{type="pbx.directory"} 1.0' in metrics
-            await asyncio.to_thread(close_connection, name)  # as a broker restart would
-            await _until_status(client, "/readyz", 503)
-            assert "RabbitMQ" in (await client.get("/readyz")).json()["detail"]
-            assert (await client.get("/healthz")).status_code == 200  # alive all the same
-            await _until_status(client, "/readyz", 200)  # reconnected
+        async with httpx.AsyncClient(timeout=5) as client:
+            urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+            for service, url in urls.items():
+                assert (await client.get(f"{url}/healthz")).json() == {"status": "alive"}, service
+                await _until_status(client, f"{url}/readyz", 200)
+                metrics = (await client.get(f"{url}/metrics")).text
+                assert "callbridge_bus_connected 1.0" in metrics, service
+            published = 'callbridge_monitor_events_published_total{type="pbx.directory"}'
+            assert await _samples(client, urls["monitor"], published) == [1.0]
+            # every consumer's lag: the messages waiting in its queues
+            await _until(lambda: _samples(client, urls["webhooks"], "callbridge_bus_queue_waiting"))
+            await _until(lambda: _samples(client, urls["api"], "callbridge_bus_consumed_total"))
+            await asyncio.to_thread(_rabbitmq, "stop_app")
+            try:
+                for service, url in urls.items():
+                    await _until_status(client, f"{url}/readyz", 503)
+                    assert "RabbitMQ" in (await client.get(f"{url}/readyz")).text, service
+                    assert (await client.get(f"{url}/healthz")).status_code == 200, (
+                        service
+                    )  # alive all the same
+            finally:
+                await asyncio.to_thread(_rabbitmq, "start_app")
+            for url in urls.values():
+                await _until_status(client, f"{url}/readyz", 200)  # reconnected, each of them
+                counted = partial(_samples, client, url, "callbridge_bus_reconnects_total")
+                await _until(counted, lambda found: found[0] >= 1)
     finally:
-        monitor.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(monitor.wait(), 30) == 0
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        codes = {s: await asyncio.wait_for(p.wait(), 30) for s, p in processes.items()}
+    assert codes == dict.fromkeys(SERVICES, 0)
+    for service, process in processes.items():
+        log = await log_of(process)
+        for line in log.splitlines():  # one format: JSON lines, as configured
+            entry = json.loads(line)
+            assert {"time", "level", "logger", "message"} <= set(entry), line
+        for secret_text in (key, token, secret, "guest:guest"):
+            assert secret_text not in log, (service, secret_text)
+
+
+def _rabbitmq(action: str) -> None:
+    """Stop or start RabbitMQ's application (the node stays up to be started again)."""
+    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
+    if action == "start_app":
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
+
+
+async def _samples(client: httpx.AsyncClient, url: str, name: str) -> list[float]:
+    """The values of `name` (a metric and its labels, or a metric with any labels) in /metrics."""
+    text = (await client.get(f"{url}/metrics")).text
+    pattern = re.escape(name) + (r"(?:\{[^}]*\})?" if "{" not in name else "")
+    return [float(value) for value in re.findall(rf"^{pattern} (\S+)$", text, re.M)]
+
+
+async def _until(ask: Callable[[], Awaitable[T]], good: Callable[[T], object] = bool) -> None:
+    """Ask until the answer is good (another process's state: nothing to await but it)."""
+    async with asyncio.timeout(40):
+        while not good(await ask()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)

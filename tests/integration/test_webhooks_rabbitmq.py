@@ -84,9 +84,9 @@ async def webhooks_service(
         RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus,
         new_session() as session,
     ):
+        policy = RetryPolicy(schedule, 0.2, random.Random(3))
+        queue = await RabbitJobQueue.declare(bus, names, 4, policy)
         try:
-            policy = RetryPolicy(schedule, 0.2, random.Random(3))
-            queue = await RabbitJobQueue.declare(bus, names, 4, policy)
             store = DeliveryStore(settings.webhooks.database)
             dispatcher, intake, _ = webhooks.build(
                 settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
@@ -95,6 +95,7 @@ async def webhooks_service(
             await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
             yield Service(bus, store, settings, connection_name)
         finally:
+            await queue.delete()
             await bus.delete_topology()
 
 

@@ -22,9 +22,12 @@ from services.monitor import main as monitor
 from services.monitor.drivers import SimulatorDriver
 from services.monitor.scenario import default_directory
 from services.monitor.traffic import TrafficGenerator
+from services.webhooks.policy import RetryPolicy
+from services.webhooks.queues import RabbitJobQueue
 from shared.clock import VirtualClock
 from shared.events import CallEvent
 from shared.rabbit_bus import RabbitBus
+from shared.settings import load_settings
 from shared.topology import Topology
 from tests.conftest import Recorder
 from tests.receiver import Received, Receiver
@@ -112,6 +115,9 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
             finally:
                 second.send_signal(signal.SIGTERM)
                 await second.wait()
+                settings = load_settings(config).webhooks
+                policy = RetryPolicy.configured(settings)
+                await (await RabbitJobQueue.declare(bus, Topology(prefix), settings.shards, policy)).delete()
                 await bus.delete_topology()
     assert first.returncode == -signal.SIGKILL
     # duplicates repeat their original exactly (same webhook-id, same body)
