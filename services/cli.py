@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import sys
 import tempfile
@@ -57,6 +58,7 @@ from .monitor.scenario import Scenario, ScenarioError, load_scenario
 from .monitor.threecx.check import check as pbx_check
 from .monitor.threecx.client import PbxError
 from .monitor.threecx.playback import through_fake_3cx
+from .recordings import http as recordings_http
 from .recordings import main as recordings_service
 from .recordings.backlog import convert_folder
 from .recordings.service import Recordings
@@ -173,6 +175,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--api-port", type=int, default=8080, help="the API's port on 127.0.0.1 (0: no API)")
     demo.add_argument("--api-key", help="the API key (default: [api] keys, else a fresh one, printed)")
+    demo.add_argument(
+        "--recordings-port",
+        type=int,
+        default=8090,
+        help="record the calls and serve the MP3s on this port of 127.0.0.1 (0: no recordings)",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -239,8 +247,9 @@ async def _play(
     """The services in one process on the in-memory bus. Classic webhooks go to stdout, or with
     `webhook_url` through the webhooks service's dispatcher to that URL; returns an exit status.
     With `recordings` (their settings and the executor to convert in), the recordings service
-    converts and announces the PBX's recordings once the calls are over. With `api`, the API
-    serves on its configured host and port meanwhile."""
+    converts and announces the PBX's recordings: as they come, serving the archive, when the
+    settings give an HTTP port; else once the calls are over. With `api`, the API serves on its
+    configured host and port meanwhile."""
     bus = InMemoryBus()
     async with contextlib.AsyncExitStack() as stack:
         if api is not None:
@@ -252,7 +261,7 @@ async def _play(
                 f"  try: curl 'http://{api.http_host}:{api.http_port}/pbx.callsinfo.get?key={key}'",
                 file=sys.stderr,
             )
-        return await _services(bus, driver, zone, source, clock, webhook_url, recordings)
+        return await _services(bus, driver, zone, source, clock, webhook_url, recordings, stack)
 
 
 async def _services(
@@ -263,23 +272,24 @@ async def _services(
     clock: Clock,
     webhook_url: str | None,
     recordings: tuple[RecordingsSettings, Executor] | None,
+    stack: contextlib.AsyncExitStack,
 ) -> int:
     service: Recordings | None = None
     if recordings is not None:
         config, executor = recordings
-        service = Recordings(
-            config,
-            bus,
-            clock,
-            LocalConversions(Worker(bus, executor, clock)),
-            zone=zone,
-            secret=secrets.token_bytes(32),
-        )  # the links of a one-off run
+        secret = secrets.token_bytes(32)  # the links of this run only
+        conversions = LocalConversions(Worker(bus, executor, clock))
+        service = Recordings(config, bus, clock, conversions, zone=zone, secret=secret)
         await bus.subscribe("recordings", service.on_event, bindings=RECORDINGS_BINDINGS)
+        if config.http_port:
+            app = recordings_http.create_app(config.archive_dir, secret, clock)
+            await stack.enter_async_context(serving(app, config.http_host, config.http_port))
+            live = asyncio.create_task(service.run())
+            stack.push_async_callback(_cancelled, live)
 
     async def play() -> None:
         await monitor.run(driver, bus, zone=zone, source=source)
-        if service is not None:
+        if service is not None and not (recordings and recordings[0].http_port):
             await service.scan()
             await service.drain()
             await service.announce()
@@ -316,6 +326,11 @@ async def _services(
     return 1 if store.dead() else 0
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging("WARNING")
     scenario = load_scenario(args.file)
@@ -332,6 +347,7 @@ def _scenario_run(args: argparse.Namespace, settings: Settings) -> int:
             "settle": 0,
             "quiet": 0,
             "max_wait": 86400.0,
+            "http_port": 0,  # one pass after the calls, nothing served
         }
         recordings = (settings.recordings.model_copy(update=options), executor)
         if args.via == "fake-3cx":
@@ -355,16 +371,42 @@ async def _via_fake_3cx(
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log.level)
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # the demo prints its own addresses
+    with (
+        tempfile.TemporaryDirectory(prefix="callbridge-demo-") as scratch,
+        ProcessPoolExecutor(1) as executor,
+    ):
+        return _demo_in(args, settings, Path(scratch), executor)
+
+
+def _demo_in(args: argparse.Namespace, settings: Settings, scratch: Path, executor: Executor) -> int:
     simulator = settings.simulator.model_copy(
         update={
             "calls_per_minute": args.calls_per_minute,
             "seed": args.seed,
             "directory": args.directory,
             "scenario": None,
-            "record": False,
+            "record": bool(args.recordings_port),
+            "recordings_dir": scratch / "pbx",
         }
     )
     driver, clock = monitor.build_driver(settings.model_copy(update={"simulator": simulator}))
+    recordings = None
+    if args.recordings_port:
+        served = {
+            "pbx_dir": scratch / "pbx",
+            "archive_dir": scratch / "archive",
+            "database": scratch / "recordings.db",
+            "http_host": "127.0.0.1",
+            "http_port": args.recordings_port,
+            "public_url": f"http://127.0.0.1:{args.recordings_port}",
+            "tls_cert": None,
+            "tls_key": None,
+            "scan_interval": 1.0,
+            "settle": 1.0,
+            "quiet": 2.0,
+        }
+        recordings = (settings.recordings.model_copy(update=served), executor)
     api = None
     if args.api_port:
         keys = (SecretStr(args.api_key),) if args.api_key else settings.api.keys
@@ -380,13 +422,19 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     async def demo() -> int:
         source = monitor.new_source("demo")
         if args.webhook_url:
-            return await _play(driver, settings.pbx.zone, source, clock, args.webhook_url, api=api)
+            return await _play(driver, settings.pbx.zone, source, clock, args.webhook_url, recordings, api)
         async with demo_receiver.receiving() as url:  # the webhooks service delivers to it
             print(
                 f"callbridge: classic webhooks delivered to the built-in receiver at {url}", file=sys.stderr
             )
+            if recordings:
+                print(
+                    f"callbridge: recordings (MP3) served on {recordings[0].public_url}/ "
+                    "(links in the recording webhooks)",
+                    file=sys.stderr,
+                )
             print(demo_receiver.header(), flush=True)
-            return await _play(driver, settings.pbx.zone, source, clock, url, api=api)
+            return await _play(driver, settings.pbx.zone, source, clock, url, recordings, api)
 
     try:
         lifecycle.run(asyncio.wait_for(demo(), args.duration) if args.duration else demo())

@@ -27,12 +27,28 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def wait_for_shutdown() -> None:
+    """Return at SIGTERM or SIGINT (Ctrl-C); on Windows, where the loop takes no signal
+    handlers, at SIGINT or SIGBREAK (what service wrappers such as NSSM send)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    except NotImplementedError:
+        await _wait_with_plain_handlers(stop, loop)
+        return
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _wait_with_plain_handlers(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    signals = [signal.SIGINT, getattr(signal, "SIGBREAK", signal.SIGTERM)]
+    previous = {sig: signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set)) for sig in signals}
+    try:
+        await stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,3 +70,43 @@ def check_webhooks(name: str, actual: list[str], scratch: Path, *, recordings: b
     check = [sys.executable, str(SHARED / "scenarios" / "check.py"), str(expected), str(got)]
     result = subprocess.run(check, capture_output=True, text=True, check=False)
     return "" if result.returncode == 0 else result.stdout
+
+
+# --- the compose tests (tests/compose/): run where a Docker engine answers, else deselected ------
+
+DOCKER_NOTICE = pytest.StashKey[str]()
+
+
+def _no_docker_engine() -> str | None:
+    """None when a Docker engine answers; otherwise why not."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return "no docker client"
+    try:
+        info = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return "docker info did not answer within 30 s"
+    if info.returncode == 0:
+        return None
+    lines = (info.stderr or info.stdout).strip().splitlines()
+    return lines[-1] if lines else f"docker info exited with {info.returncode}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    compose = [item for item in items if item.get_closest_marker("docker")]
+    if not compose or (why := _no_docker_engine()) is None:
+        return
+    config.hook.pytest_deselected(items=compose)
+    items[:] = [item for item in items if not item.get_closest_marker("docker")]
+    config.stash[DOCKER_NOTICE] = (
+        f"{len(compose)} compose test(s) deselected, not run: no Docker engine here ({why}); "
+        "they bring docker-compose.yml up wherever one runs"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    notice = config.stash.get(DOCKER_NOTICE, None)
+    if notice:
+        terminalreporter.write_sep("=", notice, yellow=True, bold=True)

@@ -1,7 +1,11 @@
 """`callbridge demo`: the simulator's traffic delivered by the webhooks service to the built-in
-receiver, printed readably; the first webhook within 5 s; the API served meanwhile."""
+receiver, printed readably; the first webhook within 5 s; the API served meanwhile; recordings
+converted and served; Ctrl-C stops it cleanly."""
 
 import asyncio
+import json
+import os
+import signal
 import sys
 import time
 from datetime import datetime
@@ -10,6 +14,7 @@ import httpx
 
 from services.demo_receiver import readable
 from shared.http_server import free_port
+from tests.receiver import Receiver
 
 
 def test_classic_webhooks_read_as_lines() -> None:
@@ -49,7 +54,7 @@ async def test_the_demo_prints_its_first_webhook_within_5_s_and_serves_the_api()
     port, key = free_port(), "demo-test-key-0123456789"
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "demo", "--duration", "15", "--calls-per-minute", "12",
-        "--api-port", str(port), "--api-key", key,
+        "--api-port", str(port), "--api-key", key, "--recordings-port", str(free_port()),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert demo.stdout is not None
@@ -66,3 +71,26 @@ async def test_the_demo_prints_its_first_webhook_within_5_s_and_serves_the_api()
     finally:
         demo.terminate()
         await demo.wait()
+
+
+async def test_the_demo_serves_its_recordings_and_stops_cleanly_on_ctrl_c() -> None:
+    async with Receiver() as receiver:
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "demo", "--calls-per-minute", "6", "--seed", "3",
+            "--api-port", "0", "--recordings-port", str(free_port()), "--webhook-url", receiver.url,
+            env={**os.environ, "CALLBRIDGE_SIMULATOR_SPEED": "30"},  # calls end within seconds
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await receiver.wait_for(lambda r: any(q.method == "POST" for q in r.delivered()), timeout=90)
+            post = next(q for q in receiver.delivered() if q.method == "POST")
+            link = str(json.loads(post.body)["FILES"][0])
+            async with httpx.AsyncClient() as client:
+                download = await client.get(link)
+            assert (download.status_code, download.headers["content-type"]) == (200, "audio/mpeg")
+            assert download.content[:3] == b"ID3" or download.content[0] == 0xFF  # an MP3 stream
+        finally:
+            demo.send_signal(signal.SIGINT)  # Ctrl-C
+            _, log = await asyncio.wait_for(demo.communicate(), 30)
+    assert demo.returncode == 0, log.decode()[-2000:]
+    assert b"demo stopped" in log

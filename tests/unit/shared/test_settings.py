@@ -1,7 +1,9 @@
 """Configuration: the .ini, environment overrides, and errors that name the key."""
 
+import importlib.util
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,22 @@ def test_bad_endpoints_name_the_key(tmp_path: Path, text: str, message: str) -> 
 def test_retry_schedule_units() -> None:
     settings = load_settings(None, environ={"CALLBRIDGE_WEBHOOKS_RETRY_SCHEDULE": "500ms, 5s, 5m, 2h, 1d"})
     assert settings.webhooks.retry_schedule == (0.5, 5, 300, 7200, 86400)
+
+
+def test_the_readme_reference_is_generated_from_the_example_and_names_every_key() -> None:
+    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "docs" / "config_reference.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    table = generator.reference((ROOT / "callbridge.example.ini").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert f"{generator.START}\n\n{table}\n{generator.END}" in readme, "run `make readme`"
+    listed = set(re.findall(r"^\| `(\w+)` \| .* \| `CALLBRIDGE_([\w<>]+?)_\1`", table.upper(), re.M))
+    settings = load_settings(None, environ={})
+    expected = {
+        (key.upper(), section.upper())
+        for section, model in settings
+        if section != "endpoints"
+        for key in type(model).model_fields
+    } | {(key.upper(), "WEBHOOK_<NAME>") for key in EndpointSettings.model_fields}
+    assert listed == expected
