@@ -82,6 +82,12 @@ class Deployment:
         command, _ = unit_command(service)
         return [str(self.root / command[0].lstrip("/")), *command[1:]]
 
+    def health(self, service: str) -> list[str]:
+        """The compose file's health check of `service`, with the staged program."""
+        test = compose_file()["services"][service]["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "callbridge"], test
+        return [self.argv(service)[0], *test[2:]]
+
     def environment(self, service: str, config: Path) -> dict[str, str]:
         """This process's environment with the unit's, its config file replaced by `config`."""
         _, environment = unit_command(service)

@@ -279,6 +279,7 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
                 await _until_status(client, f"{url}/readyz", 200)
                 metrics = (await client.get(f"{url}/metrics")).text
                 assert "callbridge_bus_connected 1.0" in metrics, service
+                assert await _health_check(deployment, config, service) == 0, service
             published = 'callbridge_monitor_events_published_total{type="pbx.directory"}'
             assert await _samples(client, urls["monitor"], published) == [1.0]
             # every consumer's lag: the messages waiting in its queues
@@ -289,9 +290,9 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
                 for service, url in urls.items():
                     await _until_status(client, f"{url}/readyz", 503)
                     assert "RabbitMQ" in (await client.get(f"{url}/readyz")).text, service
-                    assert (await client.get(f"{url}/healthz")).status_code == 200, (
-                        service
-                    )  # alive all the same
+                    alive = await client.get(f"{url}/healthz")
+                    assert alive.status_code == 200, service  # alive all the same
+                    assert await _health_check(deployment, config, service) == 1, service
             finally:
                 await asyncio.to_thread(_rabbitmq, "start_app")
             for url in urls.values():
@@ -310,6 +311,17 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
             assert {"time", "level", "logger", "message"} <= set(entry), line
         for secret_text in (key, token, secret, "guest:guest"):
             assert secret_text not in log, (service, secret_text)
+
+
+async def _health_check(deployment: Deployment, config: Path, service: str) -> int:
+    """The compose file's health check of `service` (`callbridge health SERVICE`): its exit status."""
+    check = await asyncio.create_subprocess_exec(
+        *deployment.health(service),
+        env=deployment.environment(service, config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await check.wait()
 
 
 def _rabbitmq(action: str) -> None:
