@@ -6,8 +6,8 @@ A local receiver (uvicorn, its own process) answers 200 and notes when each requ
 - Bare clients: one httpx AsyncClient, and the same load spread over 10 clients, posting signed
   JSON bodies at concurrency 1 and 50: requests/s and p50/p99 latency per request.
 - The webhooks service (this process, real RabbitMQ, JSON format with signatures): events
-  published as fast as the bus takes them, one call chain each, through intake, shard queues
-  and the dispatcher, with 1 and 50 shards (its concurrency): deliveries/s and p50/p99 latency
+  published as fast as the bus takes them, one call chain each, straight into the shard queues
+  (64: the service's concurrency) and through the dispatcher: deliveries/s and p50/p99 latency
   from publish to receipt. Then the same at a steady 100 and 500 events/s.
 """
 
@@ -31,6 +31,7 @@ from pydantic import SecretStr  # noqa: E402
 
 from services.webhooks import main as webhooks  # noqa: E402
 from services.webhooks.formats import WebhookRequest, build_request  # noqa: E402
+from services.webhooks.jobs import Intake  # noqa: E402
 from services.webhooks.policy import RetryPolicy  # noqa: E402
 from services.webhooks.queues import RabbitJobQueue  # noqa: E402
 from services.webhooks.sender import AiohttpTransport, new_session  # noqa: E402
@@ -40,8 +41,8 @@ from shared.clock import SystemClock  # noqa: E402
 from shared.events import CallRinging  # noqa: E402
 from shared.http_server import free_port  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
-from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings  # noqa: E402
-from shared.topology import WEBHOOKS_BINDINGS, Topology  # noqa: E402
+from shared.settings import BusSettings, EndpointSettings, Settings  # noqa: E402
+from shared.topology import Topology  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -193,26 +194,24 @@ def publisher_process(amqp_url: str, prefix: str, count: int, rate: float | None
 
 
 async def service(
-    amqp_url: str, url: str, stats_url: str, count: int, shards: int, rate: float | None
+    amqp_url: str, url: str, stats_url: str, count: int, rate: float | None
 ) -> tuple[float, float, float]:
     names = Topology(f"bench.webhooks.{uuid4().hex[:8]}")
     settings = Settings(
         bus=BusSettings(amqp_url=amqp_url, exchange=names.prefix),
         endpoints={"bench": EndpointSettings(url=url, format="json", secret=(SecretStr(SECRET),))},
-        webhooks=WebhooksSettings(shards=shards),
     )
     with tempfile.TemporaryDirectory() as scratch:
         store = DeliveryStore(Path(scratch) / "webhooks.db")
         async with RabbitBus.connect(amqp_url, names=names, connection_name="bench webhooks") as bus:
             session = new_session()
             policy = RetryPolicy.configured(settings.webhooks)
-            queue = await RabbitJobQueue.declare(bus, names, shards, policy)
+            queue = await RabbitJobQueue.declare(bus, names, policy)
             try:
-                dispatcher, intake, _ = webhooks.build(
+                dispatcher, _ = webhooks.build(
                     settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
                 )
-                await queue.consume(dispatcher)
-                await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
+                await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
                 # the events come from another process, as they come from the monitor
                 cpu_before, machine_before = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
                 loop = asyncio.get_running_loop()
@@ -281,15 +280,11 @@ async def main() -> None:
             await bare_aiohttp(url, args.events, concurrency),
         )
         await probe_reset(stats)
-    for shards in (1, 50):
-        row(
-            f"webhooks service, {shards} shard(s), flat out",
-            await service(args.amqp_url, url, stats, args.events, shards, None),
-        )
+    row("webhooks service, flat out", await service(args.amqp_url, url, stats, args.events, None))
     for rate in (100, 500):
         row(
-            f"webhooks service, 50 shards, steady {rate} events/s",
-            await service(args.amqp_url, url, stats, args.events, 50, float(rate)),
+            f"webhooks service, steady {rate} events/s",
+            await service(args.amqp_url, url, stats, args.events, float(rate)),
         )
     receiver.terminate()
 

@@ -66,6 +66,7 @@ from .recordings.work import LocalConversions, Worker
 from .webhooks import main as webhooks
 from .webhooks.admin import parse_since, replay_through_broker
 from .webhooks.classic import classic_payload, classic_recording
+from .webhooks.jobs import Intake
 from .webhooks.policy import RetryPolicy
 from .webhooks.queues import MemoryJobQueue
 from .webhooks.sender import AiohttpTransport, new_session
@@ -302,7 +303,7 @@ async def _services(
     store = DeliveryStore(Path(":memory:"))
     queue = MemoryJobQueue(clock)
     async with new_session() as session:
-        dispatcher, intake, _ = webhooks.build(
+        dispatcher, _ = webhooks.build(
             settings,
             bus,
             queue,
@@ -311,7 +312,8 @@ async def _services(
             clock,
             RetryPolicy.configured(settings.webhooks),
         )
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
+        intake = Intake(settings.endpoints, queue.submit)
+        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
         worker = asyncio.create_task(queue.run(dispatcher))
         try:
             await play()

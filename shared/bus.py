@@ -21,8 +21,6 @@ from typing import Any, Protocol
 from .events import Event, Message
 
 Handler = Callable[[Message], Awaitable[None]]
-# Hands off what handlers published and returns what to await for the broker's confirmation of it.
-Settle = Callable[[], Awaitable[Awaitable[None]]]
 RpcHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -69,13 +67,11 @@ class Bus(Protocol):
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Settle | None = None,
     ) -> str:
         """Consume `queue` (a service's role name) bound with topic `bindings`; return its full
         name. Handlers on one queue compete; every queue gets its own copy. `exclusive` makes a
         private queue for this process that disappears with it (the api's cache). A message that
-        cannot be parsed, or whose handler raises, is dead-lettered. With `settle`, a message is
-        acknowledged only once what its handler published is confirmed (`await await settle()`)."""
+        cannot be parsed, or whose handler raises, is dead-lettered."""
         ...
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:

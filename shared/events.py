@@ -343,3 +343,12 @@ def parse_event(body: bytes) -> Message:
 
 def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
+
+
+def ordering_scope(event: Event) -> str:
+    """What a receiver must see in order: a call chain, an extension's state, or the event type."""
+    if isinstance(event, CallEvent):
+        return event.chain_id
+    if isinstance(event, ExtensionEvent):
+        return f"extension:{event.extension}"
+    return event.type

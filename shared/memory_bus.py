@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .bus import DeadLetter, Handler, RpcHandler, RpcUnavailable, Settle
+from .bus import DeadLetter, Handler, RpcHandler, RpcUnavailable
 from .events import Event, encode_event, parse_event
 from .routing import topic_matches
 
@@ -30,7 +30,6 @@ class _Queue:
     bindings: set[str] = field(default_factory=set)
     handlers: list[Handler] = field(default_factory=list)
     turn: int = 0
-    settle: Settle | None = None
 
     def next_handler(self) -> Handler:
         handler = self.handlers[self.turn % len(self.handlers)]
@@ -64,13 +63,11 @@ class InMemoryBus:
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Settle | None = None,
     ) -> str:
         name = f"{queue}.{next(self._exclusive)}" if exclusive else queue
         target = self._queues.setdefault(name, _Queue(name))
         target.bindings.update(bindings)
         target.handlers.append(handler)
-        target.settle = settle
         return name
 
     async def serve(self, method: str, handler: RpcHandler) -> None:
@@ -108,8 +105,6 @@ class InMemoryBus:
             return
         try:
             await queue.next_handler()(message)
-            if queue.settle is not None:
-                await (await queue.settle())
         except Exception as error:
             if self._raise_errors:
                 raise

@@ -8,8 +8,10 @@
 - Consumers handle one queue's messages one at a time, in order, and ack each after its
   handler returns. A body that does not parse, or whose handler raises, is rejected without
   requeue and lands in the dead-letter exchange (`callbridge.dead`) and its durable queue.
-- The services' durable queues (webhooks, recordings) are declared by everyone who connects, so
-  events published before a consumer ever started are kept, not dropped.
+- An event the webhooks service wants also goes straight to its ordered shard queue: a second
+  routing key, `shard.<n>`, in the CC header (`shared/topology.py`).
+- The services' durable queues (the webhooks shards, recordings) are declared by everyone who
+  connects, so events published before a consumer ever started are kept, not dropped.
 """
 
 import asyncio
@@ -38,8 +40,8 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from . import topology
-from .bus import DeadLetter, Handler, PublishError, RpcHandler, RpcUnavailable, Settle
-from .events import Event, encode_event, parse_event
+from .bus import DeadLetter, Handler, PublishError, RpcHandler, RpcUnavailable
+from .events import Event, encode_event, ordering_scope, parse_event
 from .logging import redact_url
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
 from .settings import BusSettings
@@ -47,8 +49,6 @@ from .settings import BusSettings
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
-BATCH = 200  # messages handled before one settle() when consuming with a settle step
-SETTLES_IN_FLIGHT = 1  # batches whose confirms may be pending at once before the consumer waits
 
 
 class RabbitBus:
@@ -147,6 +147,26 @@ class RabbitBus:
         await self._dead_queue.bind(dead)
         for role, (bindings, _) in topology.SERVICE_QUEUES.items():
             await self._declare_queue(self._publish_channel, role, bindings, exclusive=False)
+        await self.declare_shards(self._publish_channel)
+
+    async def declare_shards(self, channel: AbstractChannel) -> list[AbstractQueue]:
+        """The webhooks shard queues, bound to the events exchange (`shard.<n>`, in publishers'
+        CC header) and to the shards exchange (header `shard` = n: the service's own jobs)."""
+        names = self._names
+        jobs = await channel.declare_exchange(
+            names.shards_exchange, aio_pika.ExchangeType.HEADERS, durable=True
+        )
+        queues = []
+        for shard in range(names.shards):
+            queue = await channel.declare_queue(
+                names.shard_queue(shard),
+                durable=True,
+                arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+            )
+            await queue.bind(names.events_exchange, routing_key=topology.shard_key(shard))
+            await queue.bind(jobs, arguments={"x-match": "all", "shard": str(shard)})
+            queues.append(queue)
+        return queues
 
     async def _declare_queue(
         self, channel: AbstractChannel, role: str, bindings: Sequence[str], *, exclusive: bool
@@ -168,8 +188,15 @@ class RabbitBus:
     # --- publishing ----------------------------------------------------------------------------
 
     async def publish(self, event: Event) -> None:
+        """Send `event` with its type as routing key; an event the webhooks service wants also
+        goes straight to its shard queue (a second routing key in the CC header)."""
         assert self._exchange is not None
-        message = persistent(encode_event(event), message_id=str(event.event_id), kind=event.type)
+        headers = None
+        if topology.wanted_by_webhooks(event.type):
+            headers = {"CC": [topology.shard_key(self._names.shard_of(ordering_scope(event)))]}
+        message = persistent(
+            encode_event(event), message_id=str(event.event_id), kind=event.type, headers=headers
+        )
         await self._publisher.send(self._exchange, event.type, message)
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:
@@ -201,10 +228,9 @@ class RabbitBus:
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
-        settle: Settle | None = None,
     ) -> str:
         declared = await self._declare_queue(self._consume_channel, queue, bindings, exclusive=exclusive)
-        self.consume(declared, parse_event, handler, settle)
+        self.consume(declared, parse_event, handler)
         return declared.name
 
     def consume(
@@ -212,17 +238,10 @@ class RabbitBus:
         queue: AbstractQueue,
         decode: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[None]],
-        settle: Settle | None = None,
     ) -> None:
         """Handle `queue`'s messages one at a time, in order, acking each after its handler; a
-        body `decode` refuses, or a handler that raises, dead-letters the message.
-
-        With `settle`, the messages already delivered are handled as a batch (up to BATCH); then
-        `settle()` hands off what the handlers published and the batch is acked once that is
-        confirmed, while the next batch is handled already (confirms of persistent messages wait
-        for the broker's disk, which must not hold up delivery). If the confirmation fails, the
-        batch is requeued (at its place) rather than dead-lettered: the messages were fine."""
-        for job in (self._consume(queue, decode, handler, settle), self._watch_waiting(queue)):
+        body `decode` refuses, or a handler that raises, dead-letters the message."""
+        for job in (self._consume(queue, decode, handler), self._watch_waiting(queue)):
             task = asyncio.create_task(job, name=f"consume {queue.name}")
             self._consumers.add(task)
             task.add_done_callback(self._consumers.discard)
@@ -245,45 +264,17 @@ class RabbitBus:
         queue: AbstractQueue,
         decode: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[None]],
-        settle: Settle | None,
     ) -> None:
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        unsettled: collections.deque[asyncio.Task[None]] = collections.deque()
         tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
         try:
             while True:
-                while len(unsettled) >= SETTLES_IN_FLIGHT:  # the broker is slow to confirm: let batches grow
-                    await asyncio.wait({unsettled.popleft()})
-                batch = [await inbox.get()]
-                while settle is not None and len(batch) < BATCH and not inbox.empty():
-                    batch.append(inbox.get_nowait())
-                handled = [m for m in batch if await self._handle(queue.name, m, decode, handler)]
-                if settle is not None and handled:
-                    confirmation = await settle()
-                    acking = asyncio.create_task(self._ack_when(queue.name, confirmation, handled))
-                    self._consumers.add(acking)
-                    acking.add_done_callback(self._consumers.discard)
-                    unsettled.append(acking)
-                    continue
-                for message in handled:
+                message = await inbox.get()
+                if await self._handle(queue.name, message, decode, handler):
                     await _settle(queue.name, message, ack=True)
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
-
-    @staticmethod
-    async def _ack_when(
-        queue: str, confirmation: Awaitable[None], handled: list[AbstractIncomingMessage]
-    ) -> None:
-        try:
-            await confirmation
-        except Exception:
-            logger.exception("queue %s: %d message(s) handled but not settled; requeued", queue, len(handled))
-            for message in handled:
-                await _settle(queue, message, ack=False, requeue=True)
-            return
-        for message in handled:
-            await _settle(queue, message, ack=True)
 
     @staticmethod
     async def _handle(
@@ -379,6 +370,9 @@ class RabbitBus:
         channel = await self._connection.channel()
         for role in topology.SERVICE_QUEUES:
             await channel.queue_delete(self._names.queue(role))
+        for shard in range(self._names.shards):
+            await channel.queue_delete(self._names.shard_queue(shard))
+        await channel.exchange_delete(self._names.shards_exchange)
         await channel.queue_delete(self._names.dead_queue)
         await channel.exchange_delete(self._names.events_exchange)
         await channel.exchange_delete(self._names.dead_exchange)

@@ -147,7 +147,6 @@ def parse_duration(text: str) -> float:
 class WebhooksSettings(_Section):
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     jitter: float = Field(0.2, ge=0, lt=1)
-    shards: int = Field(16, ge=1, le=1024)
     database: Path = Path("/var/lib/callbridge/webhooks.db")
     attempt_log_days: float = Field(30, gt=0)
     http_host: str = "127.0.0.1"
@@ -281,8 +280,19 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     return _validate({**sections, "endpoints": endpoints}, path)
 
 
+# keys earlier versions knew, and what became of them
+_REMOVED = {
+    (
+        "webhooks",
+        "shards",
+    ): "removed: call chains are spread over a fixed number of queues now; delete the line",
+}
+
+
 def _check_keys(where: str, section: str, values: Mapping[str, str], model: type[_Section]) -> None:
     for key in values:
+        if (section, key) in _REMOVED:
+            raise ConfigError(f"{where}[{section}] {key}: {_REMOVED[section, key]}")
         if key not in model.model_fields:
             known = ", ".join(model.model_fields)
             raise ConfigError(f"{where}unknown key {key!r} in [{section}] (known: {known})")

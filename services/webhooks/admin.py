@@ -50,7 +50,5 @@ async def replay_through_broker(
     async with RabbitBus.connect(
         settings.bus.amqp_url, names=names, connection_name="webhooks replay"
     ) as bus:
-        queue = await RabbitJobQueue.declare(
-            bus, names, settings.webhooks.shards, RetryPolicy.configured(settings.webhooks)
-        )
+        queue = await RabbitJobQueue.declare(bus, names, RetryPolicy.configured(settings.webhooks))
         await replay(store, queue, dead, clock)

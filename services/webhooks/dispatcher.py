@@ -16,7 +16,7 @@ replica) sends a release job through the key's own shard, so order still holds.
 """
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from shared.clock import Clock
@@ -48,10 +48,6 @@ class JobQueue(Protocol):
 
     async def flush(self) -> None:
         """Send what was submitted and wait until it is durable."""
-        ...
-
-    async def handed_off(self) -> Awaitable[None]:
-        """Send what was submitted; return what to await until it is durable (the intake's settle)."""
         ...
 
 
@@ -97,11 +93,12 @@ class Dispatcher:
         """Send a release job for every abandoned block; returns how many."""
         overdue = self._store.overdue(self._clock.now().timestamp())
         for key, blocker in overdue:
+            endpoint, scope = key.split("|", 1)
             logger.warning(
                 "delivery order for %s: blocker %s is overdue; releasing held deliveries", key, blocker
             )
             await self._queue.submit(
-                Job(kind="release", endpoint=key.split("|", 1)[0], key=key, blocker=blocker)
+                Job(kind="release", endpoint=endpoint, key=key, chain=scope, blocker=blocker)
             )
         if overdue:
             await self._queue.flush()

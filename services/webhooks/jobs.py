@@ -1,17 +1,16 @@
-"""Delivery jobs: one per (endpoint, event), ordered per (endpoint, call chain). Pure.
+"""Delivery jobs: one per (endpoint, event), ordered per (endpoint, call chain).
 
-A job travels as JSON through the webhooks service's own queues: from the intake to the shard
-queue of its ordering key, through retry queues, into the dead letters. `job_id` is stable
-across retries; `attempt` counts the attempts already made.
+A shard queue's event becomes its jobs (`Intake`); a job that must wait travels as JSON through
+the webhooks service's own queues: retry queues, back to its chain's shard queue, into the dead
+letters. `job_id` is stable across retries; `attempt` counts the attempts already made.
 """
 
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import CallEvent, Event, ExtensionEvent, Message, RecordingReady, parse_event
+from shared.events import Event, Message, RecordingReady, encode_event, ordering_scope, parse_event
 from shared.routing import topic_matches
 from shared.settings import EndpointSettings
 
@@ -27,7 +26,7 @@ class Job(BaseModel):
     event: str = ""  # the event's JSON, exactly as it came off the bus
     event_id: str = ""
     event_type: str = ""
-    chain: str = ""
+    chain: str = ""  # the ordering scope (shared.events.ordering_scope): it picks the shard
     attempt: int = 0
     blocker: str = ""  # release jobs: the blocker whose turn is over
 
@@ -45,20 +44,6 @@ class JobBatch(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     jobs: tuple[Job, ...]
-
-
-def ordering_scope(event: Event) -> str:
-    """What a receiver must see in order: a call chain, an extension's state, or the event type."""
-    if isinstance(event, CallEvent):
-        return event.chain_id
-    if isinstance(event, ExtensionEvent):
-        return f"extension:{event.extension}"
-    return event.type
-
-
-def shard_of(key: str, shards: int) -> int:
-    """A stable hash (not Python's per-process `hash`), so that every replica agrees."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % shards
 
 
 def wanted(endpoint: EndpointSettings, event: Event) -> bool:
@@ -85,3 +70,18 @@ def jobs_for(event: Message, body: str, endpoints: Mapping[str, EndpointSettings
         for name, endpoint in endpoints.items()
         if wanted(endpoint, event)
     ]
+
+
+class Intake:
+    """Events → their jobs, one per endpoint that wants the event, each handed in order to
+    `sink`: the dispatcher (a shard queue's consumer), or the in-memory job queue."""
+
+    def __init__(
+        self, endpoints: Mapping[str, EndpointSettings], sink: Callable[[Job], Awaitable[None]]
+    ) -> None:
+        self._endpoints = endpoints
+        self._sink = sink
+
+    async def __call__(self, event: Message) -> None:
+        for job in jobs_for(event, encode_event(event).decode(), self._endpoints):
+            await self._sink(job)

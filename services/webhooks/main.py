@@ -1,29 +1,30 @@
 """Webhooks service: call events → delivery jobs → ordered, retried, signed HTTP deliveries.
 
 `build()` is the composition root shared by `main()` (RabbitMQ), the scenario runner and the
-demo (memory): it takes the bus, the job queue, the HTTP transport and the clock.
+demo (memory): it takes the bus, the job queue, the HTTP transport and the clock. On RabbitMQ
+the events arrive in the shard queues (`queues.py`); in one process the bus hands them to an
+`Intake` that feeds the memory job queue.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from datetime import timedelta
 
 from shared.bus import Bus
 from shared.clock import Clock, SystemClock
-from shared.events import Message, WebhookEndpointDisabled, encode_event
+from shared.events import WebhookEndpointDisabled
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
-from shared.settings import EndpointSettings, Settings
+from shared.settings import Settings
 from shared.stamps import Stamper
-from shared.topology import WEBHOOKS_BINDINGS, Topology
+from shared.topology import Topology
 
 from .dispatcher import Dispatcher, JobQueue
 from .http import create_app
-from .jobs import jobs_for
+from .jobs import Intake
 from .metrics import WebhookMetrics
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
@@ -35,19 +36,6 @@ logger = logging.getLogger(__name__)
 # how often abandoned blocks are looked for (a replica killed mid-release leaves one for at most
 # RELEASE_GRACE plus this)
 SWEEP_EVERY = timedelta(seconds=15)
-
-
-class Intake:
-    """The intake queue's handler: one job per endpoint that wants the event. Subscribe it with
-    `settle=queue.handed_off`, so that the jobs are durable before the event is acked."""
-
-    def __init__(self, endpoints: Mapping[str, EndpointSettings], queue: JobQueue) -> None:
-        self._endpoints = endpoints
-        self._queue = queue
-
-    async def __call__(self, event: Message) -> None:
-        for job in jobs_for(event, encode_event(event).decode(), self._endpoints):
-            await self._queue.submit(job)
 
 
 class Notifier:
@@ -74,7 +62,7 @@ def build(
     transport: Transport,
     clock: Clock,
     policy: RetryPolicy,
-) -> tuple[Dispatcher, Intake, WebhookMetrics]:
+) -> tuple[Dispatcher, WebhookMetrics]:
     metrics = WebhookMetrics()
     dispatcher = Dispatcher(
         settings.endpoints,
@@ -86,7 +74,7 @@ def build(
         metrics=metrics,
         on_disabled=Notifier(bus, clock).endpoint_disabled,
     )
-    return dispatcher, Intake(settings.endpoints, queue), metrics
+    return dispatcher, metrics
 
 
 async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
@@ -111,20 +99,15 @@ async def main(settings: Settings) -> None:
         bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "webhooks"))
         session = await stack.enter_async_context(new_session())
         policy = RetryPolicy.configured(settings.webhooks)
-        queue = await RabbitJobQueue.declare(bus, names, settings.webhooks.shards, policy)
-        dispatcher, intake, metrics = build(
-            settings, bus, queue, store, AiohttpTransport(session), clock, policy
-        )
+        queue = await RabbitJobQueue.declare(bus, names, policy)
+        dispatcher, metrics = build(settings, bus, queue, store, AiohttpTransport(session), clock, policy)
         metrics.registry.register(bus.collector())
         app = create_app(store, queue, metrics, clock, ready=lambda: bus.connected)
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
-        await queue.consume(dispatcher)
-        await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
-        logger.info(
-            "webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), settings.webhooks.shards
-        )
+        await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
+        logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), names.shards)
         chores = asyncio.create_task(
             housekeeping(dispatcher, store, clock, settings.webhooks.attempt_log_days)
         )

@@ -1,39 +1,40 @@
 """Where delivery jobs wait: RabbitMQ in production, memory in one-process runs.
 
-RabbitMQ topology (prefix `callbridge`):
+RabbitMQ topology (prefix `callbridge`, `shared/topology.py`):
 
-    intake: callbridge.webhooks (single active consumer) ──jobs_for──▶
-      [callbridge.webhooks.shards] (headers exchange; header `shard` = hash(endpoint|chain) % N)
-          ├──▶ callbridge.webhooks.shard.0   (durable, single active consumer) ─┐
-          ├──▶ …                                                               ├─ Dispatcher.handle
-          └──▶ callbridge.webhooks.shard.N-1                                   ─┘
+    [callbridge.events] ──CC shard.<n>: the publisher's hash of the chain──┐
+    [callbridge.webhooks.shards] (headers; `shard` = n: retries, releases, replays) ──┤
+                                                                                  ▼
+          callbridge.webhooks.shard.0 … .63   (durable, single active consumer) ──▶ Dispatcher
       a failed attempt ──▶ callbridge.webhooks.retry.<delay>s (durable, per-message TTL = the
           jittered delay) ──expired, dead-lettered──▶ [callbridge.webhooks.shards] ──▶ its shard
 
-The intake sends each batch of events as one message per shard holding that shard's jobs in
-order (`JobBatch`): one message instead of one per delivery under load. Each shard has one
-active consumer across all replicas (RabbitMQ's single-active-consumer);
-the others stand by and take over when it goes. A job is acked only after `Dispatcher.handle`
-returned, i.e. once it was delivered, held in the store, scheduled for retry (confirmed by the
-broker) or dead-lettered. No process sleeps on an unacked message and no timer lives in memory.
+A shard queue holds the events of its chains, as published (each becomes one job per endpoint
+that wants it, handled in order), and job batches the service sent itself. Each shard has one
+active consumer across all replicas (RabbitMQ's single-active-consumer); the others stand by
+and take over when it goes. A message is acked only after its jobs were handled, i.e. delivered,
+held in the store, scheduled for retry (confirmed by the broker) or dead-lettered. No process
+sleeps on an unacked message and no timer lives in memory.
 """
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pydantic import ValidationError
 
 from shared.clock import Clock
+from shared.events import Message, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
-from shared.topology import Topology
+from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
 
 from .dispatcher import Dispatcher
-from .jobs import Job, JobBatch, shard_of
+from .jobs import Intake, Job, JobBatch
 from .policy import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -45,76 +46,92 @@ class RabbitJobQueue:
         bus: RabbitBus,
         channel: AbstractChannel,
         shards_exchange: AbstractExchange,
+        shard_queues: list[AbstractQueue],
         names: Topology,
-        shards: int,
         policy: RetryPolicy,
     ) -> None:
         self._bus = bus
         self._policy = policy
         self._channel = channel
         self._shards_exchange = shards_exchange
+        self._shard_queues = shard_queues
         self._names = names
-        self._shards = shards
         self._publisher: ConfirmedPublisher = bus.publisher()
         self._pending: dict[int, list[Job]] = {}
 
     @classmethod
     async def declare(
-        cls, bus: RabbitBus, names: Topology, shards: int, policy: RetryPolicy, prefetch: int = 50
+        cls, bus: RabbitBus, names: Topology, policy: RetryPolicy, prefetch: int = 50
     ) -> "RabbitJobQueue":
         channel = await bus.open_channel(prefetch=prefetch)
-        exchange = await channel.declare_exchange(
-            names.queue("webhooks.shards"), aio_pika.ExchangeType.HEADERS, durable=True
-        )
-        for shard in range(shards):
-            queue = await channel.declare_queue(
-                shard_queue(names, shard), durable=True, arguments=shard_arguments(names)
-            )
-            await queue.bind(exchange, arguments={"x-match": "all", "shard": str(shard)})
+        # declared on this channel (not just looked up), so that it restores their consumers
+        shard_queues = await bus.declare_shards(channel)
+        exchange = await channel.get_exchange(names.shards_exchange)
         for tier in policy.tiers:
             await channel.declare_queue(
                 tier_queue(names, tier), durable=True, arguments={"x-dead-letter-exchange": exchange.name}
             )
-        return cls(bus, channel, exchange, names, shards, policy)
+        return cls(bus, channel, exchange, shard_queues, names, policy)
 
-    async def consume(self, dispatcher: Dispatcher) -> None:
-        async def handle(batch: JobBatch) -> None:
-            for job in batch.jobs:
-                await dispatcher.handle(job)
+    async def consume(self, dispatcher: Dispatcher, intake: Intake) -> None:
+        """Handle every shard's events (through `intake`) and job batches (the dispatcher)."""
 
-        for shard in range(self._shards):
-            # declared (not just looked up), so that the robust channel restores its consumer
-            queue = await self._channel.declare_queue(
-                shard_queue(self._names, shard), durable=True, arguments=shard_arguments(self._names)
-            )
-            self._bus.consume(queue, JobBatch.model_validate_json, handle)
+        async def handle(message: Message | JobBatch) -> None:
+            if isinstance(message, JobBatch):
+                for job in message.jobs:
+                    await dispatcher.handle(job)
+            else:
+                await intake(message)
+
+        for queue in self._shard_queues:
+            self._bus.consume(queue, shard_message, handle)
+        await self._adopt_legacy_intake(intake)
+
+    async def _adopt_legacy_intake(self, intake: Intake) -> None:
+        """Before the events went straight to the shards they waited in one intake queue: unbind
+        it, so that it takes nothing more; deliver what it holds; delete it once it is empty."""
+        name = self._names.queue(LEGACY_WEBHOOKS_QUEUE)
+        probe = await self._bus.open_channel()
+        try:
+            legacy = await probe.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:  # a broker that never had it
+            return
+        for pattern in WEBHOOKS_BINDINGS:
+            await legacy.unbind(self._names.events_exchange, pattern)
+        waiting = legacy.declaration_result.message_count or 0
+        if not waiting:
+            await legacy.delete(if_unused=False, if_empty=True)
+            await probe.close()
+            logger.info("deleted %s, the empty intake queue of an earlier version", name)
+            return
+        logger.warning(
+            "%s, the intake queue of an earlier version, holds %d event(s): delivering them; "
+            "it is deleted at a later start, once empty",
+            name,
+            waiting,
+        )
+        self._bus.consume(legacy, parse_event, intake)
 
     async def delete(self) -> None:
-        """Remove the shard and retry queues and the shards exchange (tests' and benches' clean-up)."""
-        for shard in range(self._shards):
-            await self._channel.queue_delete(shard_queue(self._names, shard))
+        """Remove the retry queues (tests' and benches' clean-up; `delete_topology` the rest)."""
         for tier in self._policy.tiers:
             await self._channel.queue_delete(tier_queue(self._names, tier))
-        await self._channel.exchange_delete(self._shards_exchange.name)
 
     async def submit(self, job: Job) -> None:
         """Collect `job` for its shard; `flush` sends each shard's jobs as one message, in order."""
-        self._pending.setdefault(shard_of(job.key, self._shards), []).append(job)
+        self._pending.setdefault(self._names.shard_of(job.chain), []).append(job)
 
     async def retry(self, job: Job, delay: float) -> None:
         tier = self._policy.tier(delay)
-        message = self._message(shard_of(job.key, self._shards), [job], expiration=timedelta(seconds=delay))
+        message = self._message(self._names.shard_of(job.chain), [job], expiration=timedelta(seconds=delay))
         await self._publisher.send(self._channel.default_exchange, tier_queue(self._names, tier), message)
         await self._publisher.flush()
 
     async def flush(self) -> None:
-        await (await self.handed_off())
-
-    async def handed_off(self) -> Awaitable[None]:
         pending, self._pending = self._pending, {}
         for shard, jobs in pending.items():
             await self._publisher.send(self._shards_exchange, "", self._message(shard, jobs))
-        return self._publisher.confirmation()
+        await self._publisher.flush()
 
     @staticmethod
     def _message(shard: int, jobs: list[Job], **properties: Any) -> aio_pika.Message:
@@ -128,12 +145,13 @@ class RabbitJobQueue:
         )
 
 
-def shard_arguments(names: Topology) -> dict[str, Any]:
-    return {"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange}
-
-
-def shard_queue(names: Topology, shard: int) -> str:
-    return names.queue(f"webhooks.shard.{shard}")
+def shard_message(body: bytes) -> Message | JobBatch:
+    """A shard queue's message: an event as published, or a batch of the service's own jobs.
+    Raises ValidationError for anything else (the message is dead-lettered)."""
+    try:
+        return parse_event(body)
+    except ValidationError:
+        return JobBatch.model_validate_json(body)
 
 
 def tier_queue(names: Topology, tier: float) -> str:
@@ -163,10 +181,7 @@ class MemoryJobQueue:
         await self.submit(job)
 
     async def flush(self) -> None:
-        return None
-
-    async def handed_off(self) -> Awaitable[None]:
-        return asyncio.sleep(0)  # nothing to wait for: the jobs are in this process's queue
+        return None  # nothing to wait for: the jobs are in this process's queue
 
     async def run(self, dispatcher: Dispatcher) -> None:
         while True:

@@ -11,10 +11,10 @@ from uuid import uuid4
 import pytest
 
 from services.webhooks.classic import classic_payload
-from shared.events import CallEvent
+from shared.events import CallEvent, Message, parse_event
 from shared.rabbit_bus import RabbitBus
-from shared.topology import WEBHOOKS_BINDINGS, Topology
-from tests.conftest import Recorder, check_webhooks
+from shared.topology import Topology
+from tests.conftest import check_webhooks
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -32,7 +32,7 @@ def monitor_env(amqp_url: str, prefix: str, scenario: Path, recordings: Path) ->
 
 
 async def test_monitor_publishes_a_scenario_durably_and_in_order(
-    amqp_url: str, contracts: Path, tmp_path: Path, recorder: Recorder
+    amqp_url: str, contracts: Path, tmp_path: Path
 ) -> None:
     prefix = f"test.{uuid4().hex[:12]}"
     scenario = contracts / "scenarios" / "attended-transfer.yaml"
@@ -48,17 +48,26 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
     assert process.returncode == 0, stderr.decode()
     assert b"guest:guest" not in stderr  # the broker password is never logged
 
-    # The monitor has exited: its events wait in the durable webhooks queue it declared.
-    async with RabbitBus.connect(amqp_url, names=Topology(prefix), connection_name="test consumer") as bus:
+    # The monitor has exited: its call events wait in the durable shard queues it declared.
+    names = Topology(prefix)
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="test consumer") as bus:
         try:
-            await bus.subscribe("webhooks", recorder, bindings=WEBHOOKS_BINDINGS)
-            events = list(await recorder.wait_for(9))
+            channel = await bus.open_channel()
+            shards: list[list[Message]] = []
+            for shard in range(names.shards):
+                queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+                shards.append([])
+                while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                    shards[-1].append(parse_event(message.body))
         finally:
             await bus.delete_topology()
+    events = sorted((e for queue in shards for e in queue), key=lambda e: e.seq)
     call_events = [e for e in events if isinstance(e, CallEvent)]
     assert len(call_events) == len(events) == 9  # two chain starts and the seven classic call events
-    seqs = [e.seq for e in events]
-    assert seqs == sorted(seqs)  # in publish order
+    for queue in shards:  # in publish order
+        assert [e.seq for e in queue] == sorted(e.seq for e in queue)
+    for chain in {e.chain_id for e in call_events}:  # a chain's events all in its one queue
+        assert sum(any(isinstance(e, CallEvent) and e.chain_id == chain for e in q) for q in shards) == 1
     assert len({e.source for e in events}) == 1 and events[0].source.startswith("it/")
 
     actual = [json.dumps(p) for p in map(classic_payload, events) if p is not None]

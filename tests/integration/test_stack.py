@@ -127,7 +127,6 @@ token_secret = a-long-random-string-for-the-test
 {endpoint}
 {more or DEFAULT_MORE}
 database = {folder / "webhooks.db"}
-shards = 4
 """)
     return config
 

@@ -12,22 +12,25 @@ from pathlib import Path
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
+import aiormq
 import pytest
 
 from services.monitor import main as monitor
 from services.monitor.drivers import SimulatorDriver
 from services.monitor.scenario import load_scenario
 from services.webhooks import main as webhooks
+from services.webhooks.jobs import Intake
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
 from services.webhooks.store import DeliveryStore
 from shared.clock import SystemClock, VirtualClock
-from shared.events import WebhookEndpointDisabled
+from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_event
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
-from shared.topology import WEBHOOKS_BINDINGS, Topology
+from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
 from tests.conftest import SHARED, Recorder, check_webhooks
+from tests.factories import AT, make_call_ended, make_call_ringing
 from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -70,33 +73,33 @@ async def webhooks_service(
     endpoints: dict[str, EndpointSettings],
     schedule: tuple[float, ...] = (0.3, 0.6, 1.2),
     connection_name: str = "webhooks it",
+    names: Topology | None = None,
+    keep_topology: bool = False,
 ) -> AsyncIterator[Service]:
     """The webhooks service in this process on the real broker, under a private prefix."""
-    names = Topology(f"test.{uuid4().hex[:12]}")
+    names = names or Topology(f"test.{uuid4().hex[:12]}")
     settings = Settings(
         endpoints=endpoints,
         bus=BusSettings(amqp_url=amqp_url, exchange=names.prefix),
-        webhooks=WebhooksSettings(
-            retry_schedule=schedule, jitter=0.2, shards=4, database=tmp_path / "webhooks.db"
-        ),
+        webhooks=WebhooksSettings(retry_schedule=schedule, jitter=0.2, database=tmp_path / "webhooks.db"),
     )
     async with (
         RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus,
         new_session() as session,
     ):
         policy = RetryPolicy(schedule, 0.2, random.Random(3))
-        queue = await RabbitJobQueue.declare(bus, names, 4, policy)
+        queue = await RabbitJobQueue.declare(bus, names, policy)
         try:
             store = DeliveryStore(settings.webhooks.database)
-            dispatcher, intake, _ = webhooks.build(
+            dispatcher, _ = webhooks.build(
                 settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
             )
-            await queue.consume(dispatcher)
-            await bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS, settle=queue.handed_off)
+            await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
             yield Service(bus, store, settings, connection_name)
         finally:
-            await queue.delete()
-            await bus.delete_topology()
+            if not keep_topology:
+                await queue.delete()
+                await bus.delete_topology()
 
 
 async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, tmp_path: Path) -> None:
@@ -171,7 +174,7 @@ async def test_gone_disables_and_replay_sends_again(
         config = tmp_path / "callbridge.ini"
         config.write_text(
             f"[bus]\namqp_url = {amqp_url}\nexchange = {service.settings.bus.exchange}\n"
-            f"[webhooks]\nshards = 4\ndatabase = {service.settings.webhooks.database}\n"
+            f"[webhooks]\ndatabase = {service.settings.webhooks.database}\n"
             f"[webhook:crm]\nurl = {receiver.url}\n"
         )
         listing = await run_cli("--config", str(config), "webhooks", "dead", "list", "--endpoint", "crm")
@@ -219,3 +222,71 @@ async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_pa
             await service.bus.wait_reconnected(before)
         await play(service.bus, "queue-blind-transfer")  # through restored consumers, or not at all
         await receiver.wait_for(lambda r: len({json.dumps(x.query) for x in r.delivered()}) == 10, timeout=30)
+
+
+async def test_events_go_straight_to_their_chains_shard_queue(amqp_url: str) -> None:
+    names = Topology(f"test.{uuid4().hex[:12]}")
+    chains = [f"211230100614_{n}" for n in range(40)]
+    sent = [make_call_ringing(chain_id=c, call_number=n) for n, c in enumerate(chains)]
+    sent += [make_call_ended(chain_id=c, call_number=n) for n, c in enumerate(chains)]
+    presence = ExtensionPresence(occurred_at=AT, source="test/1", seq=1, extension="101", busy=True)
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="shard routing it") as bus:
+        try:
+            for event in [*sent, presence]:
+                await bus.publish(event)
+            await bus.flush()
+            channel = await bus.open_channel()
+            found: dict[int, list[str]] = {}
+            for shard in range(names.shards):
+                queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+                while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                    found.setdefault(shard, []).append(str(message.message_id))
+        finally:
+            await bus.delete_topology()
+    wanted = {str(e.event_id): names.shard_of(e.chain_id) for e in sent}
+    assert sorted(i for ids in found.values() for i in ids) == sorted(wanted)  # each once; no presence
+    assert all(wanted[i] == shard for shard, ids in found.items() for i in ids)  # in its chain's shard
+    order = [str(e.event_id) for e in sent]
+    assert all(ids == sorted(ids, key=order.index) for ids in found.values())  # in publish order
+    assert len(found) > 10  # spread over the shards
+
+
+async def test_an_earlier_versions_intake_queue_is_delivered_then_retired(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    names = Topology(f"test.{uuid4().hex[:12]}")
+    earlier = [make_call_ringing(link=n, extension=str(101 + n)) for n in range(3)]
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="legacy it") as bus:
+        channel = await bus.open_channel()
+        legacy = await channel.declare_queue(  # as an earlier version left it, holding 3 events
+            names.queue(LEGACY_WEBHOOKS_QUEUE),
+            durable=True,
+            arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+        )
+        for pattern in WEBHOOKS_BINDINGS:
+            await legacy.bind(names.events_exchange, pattern)
+        for event in earlier:  # published as that version did: no CC, no shard
+            await bus.publish_raw(event.type, encode_event(event))
+        await bus.flush()
+    async with Receiver() as receiver:
+        endpoint = {"crm": EndpointSettings(url=receiver.url)}
+        async with webhooks_service(amqp_url, tmp_path, endpoint, names=names, keep_topology=True) as service:
+            await receiver.wait_for(lambda r: len(r.delivered()) == 3)
+            await service.bus.publish_raw("call.ringing", encode_event(make_call_ringing(link=9)))
+            await service.bus.flush()
+            kept = await channel_probe(service.bus, names.queue(LEGACY_WEBHOOKS_QUEUE))
+            assert kept == 0  # unbound: it takes nothing more
+        assert [r.query["id"] for r in receiver.delivered()] == [e.call_id for e in earlier]
+        async with webhooks_service(amqp_url, tmp_path, endpoint, names=names) as service:
+            assert await channel_probe(service.bus, names.queue(LEGACY_WEBHOOKS_QUEUE)) is None  # deleted
+
+
+async def channel_probe(bus: RabbitBus, queue: str) -> int | None:
+    """How many messages wait in `queue`; None when there is no such queue."""
+    channel = await bus.open_channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return None
+    await channel.close()
+    return declared.declaration_result.message_count

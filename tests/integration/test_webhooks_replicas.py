@@ -85,7 +85,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
         config = tmp_path / "callbridge.ini"
         config.write_text(
             f"[bus]\namqp_url = {amqp_url}\nexchange = {prefix}\n"
-            f"[webhooks]\nshards = 8\nretry_schedule = 300ms, 600ms, 1s, 2s, 5s\n"
+            f"[webhooks]\nretry_schedule = 300ms, 600ms, 1s, 2s, 5s\n"
             f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
             f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\n"
         )
@@ -117,7 +117,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
                 await second.wait()
                 settings = load_settings(config).webhooks
                 policy = RetryPolicy.configured(settings)
-                await (await RabbitJobQueue.declare(bus, Topology(prefix), settings.shards, policy)).delete()
+                await (await RabbitJobQueue.declare(bus, Topology(prefix), policy)).delete()
                 await bus.delete_topology()
     assert first.returncode == -signal.SIGKILL
     # duplicates repeat their original exactly (same webhook-id, same body)

@@ -64,6 +64,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("", {"CALLBRIDGE_BUS_PREFETCH": "lots"}, "[bus] prefetch (or $CALLBRIDGE_BUS_PREFETCH)"),
         ("[bus]\namqp_url = http://x\n", {}, "[bus] amqp_url"),
         ("[pbx]\ndrivr = 3cx\n", {}, "unknown key 'drivr' in [pbx]"),
+        ("[webhooks]\nshards = 16\n", {}, "[webhooks] shards: removed"),
         ("[pbxx]\n", {}, "unknown section [pbxx]"),
         ("not an ini", {}, "not a valid .ini file"),
     ],
