@@ -147,15 +147,25 @@ class RabbitBus:
         await self._dead_queue.bind(dead)
         for role, (bindings, _) in topology.SERVICE_QUEUES.items():
             await self._declare_queue(self._publish_channel, role, bindings, exclusive=False)
-        await self.declare_shards(self._publish_channel)
+        await self._ensure_shards()
+
+    async def _ensure_shards(self) -> None:
+        """Declare the webhooks shard queues unless they are there (one look, not 200 round trips
+        at every connection): the shards exchange is declared after every queue and its events
+        binding, so its presence says they are complete. The webhooks service itself declares
+        them in full at every start (`declare_shards`)."""
+        probe = await self._connection.channel()
+        try:
+            await probe.declare_exchange(self._names.shards_exchange, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            await self.declare_shards(self._publish_channel)
+            return
+        await probe.close()
 
     async def declare_shards(self, channel: AbstractChannel) -> list[AbstractQueue]:
         """The webhooks shard queues, bound to the events exchange (`shard.<n>`, in publishers'
         CC header) and to the shards exchange (header `shard` = n: the service's own jobs)."""
         names = self._names
-        jobs = await channel.declare_exchange(
-            names.shards_exchange, aio_pika.ExchangeType.HEADERS, durable=True
-        )
         queues = []
         for shard in range(names.shards):
             queue = await channel.declare_queue(
@@ -164,8 +174,12 @@ class RabbitBus:
                 arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
             )
             await queue.bind(names.events_exchange, routing_key=topology.shard_key(shard))
-            await queue.bind(jobs, arguments={"x-match": "all", "shard": str(shard)})
             queues.append(queue)
+        jobs = await channel.declare_exchange(
+            names.shards_exchange, aio_pika.ExchangeType.HEADERS, durable=True
+        )
+        for shard, queue in enumerate(queues):
+            await queue.bind(jobs, arguments={"x-match": "all", "shard": str(shard)})
         return queues
 
     async def _declare_queue(

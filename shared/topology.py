@@ -17,7 +17,7 @@
 Everyone who connects declares the shard queues and the recordings queue, so that events
 published before a consumer ever started are kept. The exchange name is configurable (`[bus]
 exchange`); every other name derives from it, so a test can run a whole private topology under
-a unique prefix (and with fewer shards).
+a unique prefix.
 """
 
 import hashlib

@@ -91,7 +91,7 @@ class RabbitJobQueue:
         """Before the events went straight to the shards they waited in one intake queue: unbind
         it, so that it takes nothing more; deliver what it holds; delete it once it is empty."""
         name = self._names.queue(LEGACY_WEBHOOKS_QUEUE)
-        probe = await self._bus.open_channel()
+        probe = await self._bus.open_channel(prefetch=50)
         try:
             legacy = await probe.declare_queue(name, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:  # a broker that never had it
