@@ -185,7 +185,7 @@ class RabbitBus:
     async def _declare_queue(
         self, channel: AbstractChannel, role: str, bindings: Sequence[str], *, exclusive: bool
     ) -> AbstractQueue:
-        """A role's queue (`webhooks` → `callbridge.webhooks`), dead-lettering to the DLX; an
+        """A role's queue (`recordings` → `callbridge.recordings`), dead-lettering to the DLX; an
         exclusive one gets a unique name, a service queue the arguments of SERVICE_QUEUES."""
         extra = {} if exclusive else topology.SERVICE_QUEUES.get(role, ((), {}))[1]
         queue = await channel.declare_queue(
