@@ -381,12 +381,12 @@ class CallTracker:
                 extensions.append(p)
         chain = call.chain
         caller = self._caller(call, external, extensions)
-        talking = [p for p in extensions if p.status == "Connected" and p.dn != caller.number]
+        others = [p for p in extensions if p.dn != caller.number]
         if external and caller.type != "external" and external[0].status == "Connected":
             talk_to = [self._party(external[0].party_caller_id, "external")]
         else:
-            talk_to = [self._party(p.dn) for p in talking]
-        routing = [self._party(p.dn) for p in extensions if p.status == "Ringing" and p.dn != caller.number]
+            talk_to = [self._party(p.dn) for p in others if p.status == "Connected"]
+        routing = [self._party(p.dn) for p in others if p.status == "Ringing"]
         if not routing and not talk_to:
             if external and caller.type != "external":
                 routing = [self._party(external[0].party_caller_id, "external")]
@@ -395,7 +395,7 @@ class CallTracker:
         if talk_to and call.answered is None:
             call.answered = at
         leg_views = tuple(call.views.values())
-        direction = self._direction(external, extensions, caller, routing, talk_to)
+        direction = self._direction(len(external), bool(others), caller)
         state = self._state_name(chain, caller, bool(talk_to), bool(external))
         seen = (
             direction,
@@ -465,19 +465,13 @@ class CallTracker:
         return party
 
     @staticmethod
-    def _direction(
-        external: list[ParticipantUpdate],
-        extensions: list[ParticipantUpdate],
-        caller: CallParty,
-        routing: list[CallParty],
-        talk_to: list[CallParty],
-    ) -> CallDirection:
-        if len(external) > 1:
+    def _direction(externals: int, reached: bool, caller: CallParty) -> CallDirection:
+        """`reached`: an extension other than the caller's is in the call."""
+        if externals > 1:
             return "External"
-        reached = any(p.dn != caller.number for p in extensions)
         if caller.type == "external":
             return "Inbound" if reached else "FromExternal"
-        if external:
+        if externals:
             return "Outbound"
         return "Internal" if reached else "FromInternal"
 
