@@ -86,6 +86,16 @@ def test_the_compose_file_validates(tmp_path: Path) -> None:
         check=True,
     )
     assert sorted(listed.stdout.split()) == sorted(["rabbitmq", *SERVICES])
+    with_tests = [
+        *command,
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+        "-f",
+        str(ROOT / "tests/compose/compose.test.yml"),
+    ]
+    merged = subprocess.run([*with_tests, "config"], capture_output=True, text=True, check=False)
+    assert merged.returncode == 0, merged.stderr  # what tests/compose brings up, where an engine runs
+    assert "receiver" in merged.stdout and "callbridge.test.ini" in merged.stdout
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(
         (ROOT / "docker-compose.yml").read_text().replace('    command: ["api"]', '    comand: ["api"]')
