@@ -3,7 +3,7 @@
     .venv/bin/python bench/bus.py [--messages 20000] [--amqp-url URL]
 
 Persistent messages of ~300 bytes (a real `call.ringing` event), each routed to two durable
-queues as RabbitBus routes call events (webhooks and recordings):
+queues as RabbitBus routes call events (a webhooks shard and recordings):
 - bare aio-pika, awaiting each publisher confirm before the next publish;
 - bare aio-pika, up to 1,000 confirms in flight (a semaphore and gather);
 - RabbitBus.publish (pipelined confirms, order kept), then flush();
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.events import Message, encode_event  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
-from shared.topology import WEBHOOKS_BINDINGS, Topology  # noqa: E402
+from shared.topology import RECORDINGS_BINDINGS, Topology  # noqa: E402
 from tests.factories import make_call_ringing  # noqa: E402
 
 
@@ -78,7 +78,8 @@ async def ours(url: str, count: int) -> tuple[float, float]:
             await bus.flush()
             publish = count / (time.perf_counter() - began)
             began = time.perf_counter()
-            await bus.subscribe("webhooks", count_one, bindings=WEBHOOKS_BINDINGS)
+            # the events wait in the queues every connection declares (recordings, their shard)
+            await bus.subscribe("recordings", count_one, bindings=RECORDINGS_BINDINGS)
             await done.wait()
             consume = count / (time.perf_counter() - began)
         finally:
