@@ -276,6 +276,7 @@ async def _services(
     stack: contextlib.AsyncExitStack,
 ) -> int:
     service: Recordings | None = None
+    served = False  # the recordings served as they come (the demo), or converted once at the end
     if recordings is not None:
         config, executor = recordings
         secret = secrets.token_bytes(32)  # the links of this run only
@@ -285,12 +286,12 @@ async def _services(
         if config.http_port:
             app = recordings_http.create_app(config.archive_dir, secret, clock)
             await stack.enter_async_context(serving(app, config.http_host, config.http_port))
-            live = asyncio.create_task(service.run())
-            stack.push_async_callback(_cancelled, live)
+            stack.push_async_callback(_cancelled, asyncio.create_task(service.run()))
+            served = True
 
     async def play() -> None:
         await monitor.run(driver, bus, zone=zone, source=source)
-        if service is not None and not (recordings and recordings[0].http_port):
+        if service is not None and not served:
             await service.scan()
             await service.drain()
             await service.announce()

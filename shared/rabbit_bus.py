@@ -255,8 +255,9 @@ class RabbitBus:
     ) -> None:
         """Handle `queue`'s messages one at a time, in order, acking each after its handler; a
         body `decode` refuses, or a handler that raises, dead-letters the message."""
-        for job in (self._consume(queue, decode, handler), self._watch_waiting(queue)):
-            task = asyncio.create_task(job, name=f"consume {queue.name}")
+        jobs = {"consume": self._consume(queue, decode, handler), "watch": self._watch_waiting(queue)}
+        for name, job in jobs.items():
+            task = asyncio.create_task(job, name=f"{name} {queue.name}")
             self._consumers.add(task)
             task.add_done_callback(self._consumers.discard)
 
@@ -410,15 +411,12 @@ class _Settled:
     dead_lettered: collections.Counter[str] = collections.Counter()
 
 
-async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool, requeue: bool = False) -> None:
-    """Ack, or reject (to the DLX unless `requeue`). A channel lost meanwhile is no crash: the
-    broker delivers the unsettled message again after the reconnect."""
+async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool) -> None:
+    """Ack, or reject to the DLX. A channel lost meanwhile is no crash: the broker delivers the
+    unsettled message again after the reconnect."""
     try:
-        await (message.ack() if ack else message.reject(requeue=requeue))
-        if ack:
-            _Settled.acked[queue] += 1
-        elif not requeue:
-            _Settled.dead_lettered[queue] += 1
+        await (message.ack() if ack else message.reject(requeue=False))
+        (_Settled.acked if ack else _Settled.dead_lettered)[queue] += 1
     except (
         aiormq.exceptions.AMQPError,
         aiormq.exceptions.ChannelInvalidStateError,
