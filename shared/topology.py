@@ -35,7 +35,10 @@ SHARDS = 64
 @dataclass(frozen=True, slots=True)
 class Topology:
     prefix: str = DEFAULT_EXCHANGE
-    shards: int = SHARDS
+
+    @property
+    def shards(self) -> int:
+        return SHARDS
 
     @property
     def events_exchange(self) -> str:
