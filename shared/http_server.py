@@ -64,16 +64,35 @@ async def serving(
         ssl_certfile=str(cert) if cert else None,
         ssl_keyfile=str(key) if key else None,
     )
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"HTTPS for {host}:{port}: no such file {path}")
     server = EmbeddedServer(config)
-    task = asyncio.create_task(server.serve())
+    listening = _bind(host, port)  # ours, so that a port taken is an OSError here (uvicorn would exit)
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     async with asyncio.timeout(30):  # uvicorn signals nothing when it listens: watch its flag
         while not server.started:
             if task.done():
-                task.result()  # it failed to start (port taken, bad certificate): say why
-                raise RuntimeError(f"HTTP server on {host}:{port} stopped while starting")
+                _startup_failure(task, host, port)
             await asyncio.sleep(0.01)
     try:
         yield server
     finally:
         server.should_exit = True
         await task
+
+
+def _startup_failure(task: "asyncio.Task[None]", host: str, port: int) -> None:
+    task.result()  # it failed to start (a bad certificate): say why
+    raise OSError(f"the HTTP server on {host}:{port} stopped while starting")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(family, kind, protocol)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError as error:
+        raise OSError(f"cannot serve HTTP on {host}:{port}: {error.strerror or error}") from None
+    return listening

@@ -8,18 +8,14 @@ import json
 import logging
 import re
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@", re.I)
+# a password runs to the last @ before the next blank: one with an unencoded / or @ is hidden whole
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):\S*@", re.I)
 
 
 def redact_url(url: str) -> str:
     """`amqp://guest:secret@host/` → `amqp://guest:***@host/`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(url)
 
 
 def redact(text: str) -> str:

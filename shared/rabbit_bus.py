@@ -91,8 +91,10 @@ class RabbitBus:
             connection = await aio_pika.connect_robust(
                 url, client_properties={"connection_name": connection_name}
             )
-        except (OSError, aio_pika.exceptions.AMQPConnectionError) as error:
+        except (OSError, aiormq.exceptions.AMQPError) as error:
             raise ConnectionError(f"RabbitMQ not reachable at {redact_url(url)}: {error}") from None
+        except ValueError:  # a URL the settings let through: never show it, it holds the password
+            raise ConnectionError("RabbitMQ: [bus] amqp_url is not a valid URL") from None
         async with connection:
             publish_channel = await connection.channel(publisher_confirms=True)
             consume_channel = await connection.channel(publisher_confirms=False)

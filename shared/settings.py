@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from yarl import URL
 
 DEFAULT_CONFIG_PATH = Path("/etc/callbridge/callbridge.ini")
 ENV_PREFIX = "CALLBRIDGE_"
@@ -35,8 +37,43 @@ class ConfigError(Exception):
     pass
 
 
+MIN_KEY_LENGTH = 16  # an API key's or a link signing secret's: guessing one must be hopeless
+MAX_RETRY_DELAY = 7 * 86400.0  # longer than RabbitMQ's per-message TTL tiers were meant for
+
+
+def check_zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; ValueError saying so when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Prague)") from None
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.:_-]*$")  # a name, an IPv4 or an IPv6 address, without brackets
+
+
+def check_url(value: str, schemes: tuple[str, ...]) -> str:
+    """`value` if it is a URL of one of `schemes` with a host and a valid port; else ValueError
+    that names the problem without repeating the URL (it may hold a password)."""
+    try:
+        url = URL(value)
+        port = url.port  # parsing the port can fail on its own
+    except (ValueError, TypeError):
+        raise ValueError(
+            "not a valid URL (characters such as / # ? @ in a user name or password must be "
+            "percent-encoded, e.g. / as %2F)"
+        ) from None
+    if url.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    if not url.host:
+        raise ValueError("has no host name")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    return value
 
 
 def _split_words(value: Any) -> Any:
@@ -44,6 +81,13 @@ def _split_words(value: Any) -> Any:
     return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
 
 
+def _host(value: str) -> str:
+    if not _HOST.match(value):
+        raise ValueError(f"{value!r} is not a host name or an IP address (an IPv6 address without brackets)")
+    return value
+
+
+Host = Annotated[str, AfterValidator(_host)]
 Words = Annotated[tuple[str, ...], BeforeValidator(_split_words)]
 SecretWords = Annotated[tuple[SecretStr, ...], BeforeValidator(_split_words)]
 
@@ -70,9 +114,7 @@ class BusSettings(_Section):
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
-        return value
+        return check_url(value, ("amqp", "amqps"))
 
 
 class LogSettings(_Section):
@@ -98,13 +140,13 @@ class PbxSettings(_Section):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r} (use an IANA name such as Europe/Prague)"
-            ) from None
+        check_zone(value)
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value, ("http", "https")) if value else value
 
     @property
     def zone(self) -> ZoneInfo:
@@ -117,14 +159,14 @@ class SimulatorSettings(_Section):
     recordings_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     record: bool = True
     speed: float = Field(1.0, gt=0, description="how much faster than real time the simulator runs")
-    calls_per_minute: float = Field(6.0, gt=0)
+    calls_per_minute: float = Field(6.0, ge=0)
     max_concurrent: int = Field(20, ge=1)
     seed: int | None = None
 
 
 class MonitorSettings(_Section):
     id: str = Field("", description="the monitor's id on its events; empty: the host name")
-    http_host: str = "127.0.0.1"
+    http_host: Host = "127.0.0.1"
     http_port: int = Field(8081, ge=0, le=65535)
 
     @property
@@ -149,7 +191,7 @@ class WebhooksSettings(_Section):
     jitter: float = Field(0.2, ge=0, lt=1)
     database: Path = Path("/var/lib/callbridge/webhooks.db")
     attempt_log_days: float = Field(30, gt=0)
-    http_host: str = "127.0.0.1"
+    http_host: Host = "127.0.0.1"
     http_port: int = Field(8082, ge=0, le=65535)
 
     @field_validator("retry_schedule", mode="before")
@@ -157,6 +199,15 @@ class WebhooksSettings(_Section):
     def _schedule(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(parse_duration(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _delays(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("give at least one delay, e.g. 5s, 5m, 30m")
+        if any(not 0 < delay <= MAX_RETRY_DELAY for delay in value):
+            raise ValueError(f"each delay must be more than 0 and at most {MAX_RETRY_DELAY / 86400:g} days")
         return value
 
 
@@ -175,16 +226,30 @@ class RecordingsSettings(_Served):
     retention_days: float = Field(90.0, gt=0)
     cleanup_hour: int = Field(3, ge=0, le=23)
     public_url: str = "https://localhost:8443"
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str) -> str:
+        return check_url(value, ("http", "https"))
+
     token_secret: SecretStr | None = None
     token_ttl: float = Field(7 * 86400.0, gt=0)
-    http_host: str = "0.0.0.0"
+
+    @field_validator("token_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters (any long random string)")
+        return value
+
+    http_host: Host = "0.0.0.0"
     http_port: int = Field(8443, ge=0, le=65535)
 
 
 class ApiSettings(_Served):
     """The REST API: where it listens, who may use it, how long it waits for the monitor."""
 
-    http_host: str = "127.0.0.1"
+    http_host: Host = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     keys: SecretWords = Field((), description="keys that may read and send commands")
     read_only_keys: SecretWords = Field((), description="keys that may only read")
@@ -194,8 +259,10 @@ class ApiSettings(_Served):
     @field_validator("keys", "read_only_keys")
     @classmethod
     def _long_enough(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        if any(len(key.get_secret_value()) < 16 for key in value):
-            raise ValueError("each key must be at least 16 characters (callbridge demo prints a fresh one)")
+        if any(len(key.get_secret_value()) < MIN_KEY_LENGTH for key in value):
+            raise ValueError(
+                f"each key must be at least {MIN_KEY_LENGTH} characters (callbridge demo prints a fresh one)"
+            )
         return value
 
 
@@ -213,9 +280,7 @@ class EndpointSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return check_url(value, ("http", "https"))
 
     @field_validator("secret")
     @classmethod
@@ -262,7 +327,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     endpoints: dict[str, dict[str, str]] = {}
     for section, values in raw.items():
         if section.startswith(ENDPOINT_PREFIX):
-            name = section[len(ENDPOINT_PREFIX) :].strip()
+            name = section[len(ENDPOINT_PREFIX) :]
             if not _ENDPOINT_NAME.match(name):
                 raise ConfigError(f"{where}[{section}]: an endpoint name is letters, digits, - and _")
             _check_keys(where, section, values, EndpointSettings)
@@ -312,15 +377,29 @@ def _default_path(environ: Mapping[str, str]) -> Path | None:
 
 
 def _read_ini(path: Path) -> dict[str, dict[str, str]]:
-    parser = configparser.ConfigParser(interpolation=None)
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no default section")
     try:
-        with path.open(encoding="utf-8") as stream:
+        with path.open(encoding="utf-8-sig") as stream:  # a BOM, as Windows editors write it, is fine
             parser.read_file(stream)
     except OSError as error:
         raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (UTF-8)") from None
     except configparser.Error as error:
-        raise ConfigError(f"{path}: not a valid .ini file: {error}") from None
+        raise ConfigError(f"{path}: not a valid .ini file: {_ini_problem(error)}") from None
     return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def _ini_problem(error: configparser.Error) -> str:
+    """configparser's complaint on one line."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"line {error.lineno}: a [section] must come first"
+    if isinstance(error, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in error.errors[:5])
+        return f"line(s) {lines}: neither a [section], a key = value, nor a comment"
+    if isinstance(error, configparser.DuplicateSectionError | configparser.DuplicateOptionError):
+        return str(error).replace("\n", " ")
+    return str(error).splitlines()[0]
 
 
 def _section_model(section: str) -> type[_Section]:

@@ -1,19 +1,24 @@
-"""Shared fixtures: the contracts folder, a recorder that waits for events without sleeping."""
+"""Shared fixtures: the example scenarios and their check, a recorder that waits for events
+without sleeping, notices of what this machine cannot run."""
 
 import asyncio
-import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from services.monitor.compare import Webhook, compare, read_webhooks
 from shared.events import Message
+from tests.broker import left_on_broker
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+EXAMPLES = ROOT / "examples" / "scenarios"  # callbridge's own examples, each with its expected webhooks
+# The contract's scenarios, where a folder `shared` lies beside the checkout (CI has one): one
+# more test runs them (tests/scenarios/test_contracts.py); without it the run says so at the end.
+CONTRACTS = ROOT.parent / "shared" / "scenarios"
+NOTICES: list[str] = []  # one line each at the end of the run: what was not run here, and why
 
 
 class Recorder:
@@ -45,36 +50,23 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture(scope="session")
-def contracts() -> Path:
-    """../shared beside the checkout: the spec, the example scenarios and check.py."""
-    if not (SHARED / "scenarios" / "check.py").exists():
-        pytest.fail(f"the contracts folder {SHARED} is missing: it must lie beside the checkout")
-    return SHARED
-
-
-def expected_webhooks(name: str, *, recordings: bool = True) -> list[str]:
+def expected_webhooks(name: str, *, recordings: bool = True, folder: Path = EXAMPLES) -> list[Webhook]:
     """An example's expected webhooks; without `recordings`, only its call events (for tests
     that run no recordings service)."""
-    lines = [
-        line for line in (SHARED / "scenarios" / f"{name}.expected.jsonl").read_text().splitlines() if line
-    ]
-    return lines if recordings else [line for line in lines if "FILES" not in json.loads(line)]
+    lines = (folder / f"{name}.expected.jsonl").read_text().splitlines()
+    expected = read_webhooks(lines, f"{name}.expected.jsonl")
+    return expected if recordings else [w for w in expected if "FILES" not in w]
 
 
-def check_webhooks(name: str, actual: list[str], scratch: Path, *, recordings: bool = True) -> str:
-    """Run the contract's check.py on `actual` JSON lines; return its complaint, or "" on a match."""
-    expected, got = scratch / f"{name}.expected.jsonl", scratch / f"{name}.actual.jsonl"
-    expected.write_text("\n".join(expected_webhooks(name, recordings=recordings)) + "\n")
-    got.write_text("".join(line + "\n" for line in actual))
-    check = [sys.executable, str(SHARED / "scenarios" / "check.py"), str(expected), str(got)]
-    result = subprocess.run(check, capture_output=True, text=True, check=False)
-    return "" if result.returncode == 0 else result.stdout
+def check_webhooks(name: str, actual: list[str], *, recordings: bool = True, folder: Path = EXAMPLES) -> str:
+    """Compare `actual` JSON lines with example `name`'s expected webhooks (`callbridge scenario
+    check`'s comparison); "" on a match, else the report."""
+    expected = expected_webhooks(name, recordings=recordings, folder=folder)
+    comparison = compare(expected, read_webhooks(actual, "actual"))
+    return "" if comparison.matched else comparison.report()
 
 
 # --- the compose tests (tests/compose/): run where a Docker engine answers, else deselected ------
-
-DOCKER_NOTICE = pytest.StashKey[str]()
 
 
 def _no_docker_engine() -> str | None:
@@ -95,18 +87,37 @@ def _no_docker_engine() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not CONTRACTS.is_dir():
+        NOTICES.append(f"contract scenarios not run: no folder {CONTRACTS} beside the checkout")
     compose = [item for item in items if item.get_closest_marker("docker")]
     if not compose or (why := _no_docker_engine()) is None:
         return
     config.hook.pytest_deselected(items=compose)
     items[:] = [item for item in items if not item.get_closest_marker("docker")]
-    config.stash[DOCKER_NOTICE] = (
+    NOTICES.append(
         f"{len(compose)} compose test(s) deselected, not run: no Docker engine here ({why}); "
         "they bring docker-compose.yml up wherever one runs"
     )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    notice = config.stash.get(DOCKER_NOTICE, None)
-    if notice:
-        terminalreporter.write_sep("=", notice, yellow=True, bold=True)
+    for notice in dict.fromkeys(NOTICES):
+        terminalreporter.write_line(notice, yellow=True, bold=True)
+    left = config.stash.get(LEFT_ON_BROKER, None)
+    if left:
+        terminalreporter.write_sep("=", f"the tests left {len(left)} name(s) on the broker", red=True)
+        terminalreporter.write_line(", ".join(left[:20]) + (" …" if len(left) > 20 else ""), red=True)
+
+
+LEFT_ON_BROKER = pytest.StashKey[list[str]]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that used the broker fails if anything named `test.` is left on it (tests/broker.py)."""
+    if not any(item.get_closest_marker("rabbitmq") for item in session.items):
+        return
+    queues, exchanges = left_on_broker()
+    if queues or exchanges:
+        session.config.stash[LEFT_ON_BROKER] = [*queues, *exchanges]
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -77,7 +77,7 @@ class Receiver:
                 request = Received(
                     method,
                     parts.path,
-                    dict(parse_qsl(parts.query)),
+                    dict(parse_qsl(parts.query, keep_blank_values=True)),
                     headers,
                     body,
                     asyncio.get_running_loop().time(),

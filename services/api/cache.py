@@ -18,17 +18,21 @@ from shared.pbx_state import STATE_EVENTS, PbxState, StateSnapshot
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST, RETRY_MAX = 0.5, 15.0  # seconds between snapshot attempts while the monitor is away
+# The API and the monitor often start together (the demo, compose, the units): a monitor that
+# answers within this many seconds is no news; one that stays silent longer is worth a warning.
+QUIET_START = 10.0
 PENDING_LIMIT = 100_000  # events kept while a snapshot is on its way
 
 
 class StateCache:
-    def __init__(self, bus: Bus, answer_within: float) -> None:
+    def __init__(self, bus: Bus, answer_within: float, *, quiet_start: float = QUIET_START) -> None:
         self.state = PbxState()
         self.source = ""
         self.seq = 0
         self.snapshots = 0  # how many snapshots were loaded (the first, then one per gap or restart)
         self._bus = bus
         self._answer_within = answer_within
+        self._quiet_start = quiet_start
         self._pending: list[Event] = []
         self._syncing: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -92,14 +96,21 @@ class StateCache:
 
     async def _load(self) -> None:
         delay = RETRY_FIRST
+        loop = asyncio.get_running_loop()
+        since = loop.time()
         try:
             while True:
                 try:
                     answer = await self._bus.call(SNAPSHOT, {}, self._answer_within)
                     snapshot = StateSnapshot.model_validate(answer)
                 except RpcUnavailable as error:
-                    logger.warning(
-                        "state cache: no snapshot from the monitor (%s); retrying in %gs", error, delay
+                    silent = loop.time() - since
+                    logger.log(
+                        logging.WARNING if silent >= self._quiet_start else logging.INFO,
+                        "state cache: no snapshot from the monitor for %.0f s (%s); retrying in %gs",
+                        silent,
+                        error,
+                        delay,
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)

@@ -46,8 +46,7 @@ async def running(
 ) -> AsyncIterator[Api]:
     """Subscribe the cache and the stream, ask for the first snapshot, and build the app (which
     the caller serves: on uvicorn, or in-process in tests)."""
-    if not settings.keys and not settings.read_only_keys:
-        raise ConfigError("[api] keys (or $CALLBRIDGE_API_KEYS): no API key is configured: nobody could call")
+    check_keys(settings)
     metrics = metrics or ApiMetrics()
     cache = StateCache(bus, settings.command_timeout)
     stream = EventStream(settings.stream_buffer)
@@ -65,7 +64,13 @@ async def running(
         await cache.close()
 
 
+def check_keys(settings: ApiSettings) -> None:
+    if not settings.keys and not settings.read_only_keys:
+        raise ConfigError("[api] keys (or $CALLBRIDGE_API_KEYS): no API key is configured: nobody could call")
+
+
 async def main(settings: Settings) -> None:
+    check_keys(settings.api)  # before the broker: the missing key is the news, not a broker away
     configure_logging(settings.log.level, settings.log.json_lines)
     api = settings.api
     metrics = ApiMetrics()

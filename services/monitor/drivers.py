@@ -30,7 +30,7 @@ from shared.commands import (
 from shared.events import Directory
 
 from .recorder import WavRecorder
-from .scenario import Scenario, ScenarioError, Step
+from .scenario import Scenario, ScenarioError, Step, load_scenario
 from .simulator import PbxSimulator
 from .updates import DirectoryUpdate, PbxUpdate
 
@@ -53,12 +53,18 @@ class Driver(Protocol):
         ...
 
 
-def check_scenario(scenario: Scenario) -> None:
-    """Play the whole scenario on a scratch simulator: raises ScenarioError before anything is sent."""
+def playable_scenario(path: Path) -> Scenario:
+    """The scenario file at `path`, played through once on a scratch simulator: ScenarioError
+    (naming the file and the step) before anything is sent when it is malformed or impossible."""
+    scenario = load_scenario(path)
     simulator = PbxSimulator(scenario.directory, first_call_number=scenario.first_call_number)
     start = scenario.start.replace(tzinfo=ZoneInfo("UTC"))
-    for step in scenario.steps:
-        simulator.apply(step, start + timedelta(seconds=step.t))
+    try:
+        for step in scenario.steps:
+            simulator.apply(step, start + timedelta(seconds=step.t))
+    except ScenarioError as error:
+        raise ScenarioError(f"{path}: {error}") from None
+    return scenario
 
 
 class SimulatorDriver:
@@ -159,6 +165,10 @@ class SimulatorDriver:
 
     def ready(self) -> bool:
         return True
+
+    def now(self) -> datetime:
+        """The simulated PBX's time."""
+        return self._clock.now()
 
     # --- commands ------------------------------------------------------------------------------
 

@@ -29,9 +29,9 @@ from shared.pbx_state import PbxState
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 
-from .drivers import Driver, SimulatorDriver, check_scenario
+from .drivers import Driver, SimulatorDriver, playable_scenario
 from .http import MonitorMetrics, create_app
-from .scenario import Step, default_directory, load_directory, load_scenario
+from .scenario import Step, default_directory, load_directory
 from .threecx.check import check_pbx_settings
 from .threecx.driver import ThreeCxDriver
 from .tracker import CallTracker
@@ -114,14 +114,13 @@ def build_driver(settings: Settings) -> tuple[Driver, Clock]:
         return ThreeCxDriver(settings.pbx, system), system
     recordings = simulator.recordings_dir if simulator.record else None
     if simulator.scenario is not None:
-        scenario = load_scenario(simulator.scenario)
-        check_scenario(scenario)
+        scenario = playable_scenario(simulator.scenario)
         clock = ScaledClock(scenario.start.replace(tzinfo=settings.pbx.zone), simulator.speed)
         return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings), clock
     directory = load_directory(simulator.directory) if simulator.directory else default_directory()
     clock = ScaledClock(SystemClock().now(), simulator.speed)
     timeline = traffic_timeline(settings, directory, clock)
-    return SimulatorDriver(directory, timeline, clock, recordings=recordings), clock
+    return SimulatorDriver(directory, timeline, clock, recordings=recordings, live=True), clock
 
 
 async def main(settings: Settings) -> None:

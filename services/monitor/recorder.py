@@ -1,7 +1,7 @@
 """The simulator's call recorder: WAV files laid out as 3CX lays them out.
 
 3CX keeps recordings in `<root>/<extension>/` named
-`[<remote name>]_<from>-<to>_<YYYYMMDDhhmmss>(<n>).wav` (../shared/reference/3cx.md §4): the
+`[<remote name>]_<from>-<to>_<YYYYMMDDhhmmss>(<n>).wav` (docs/3cx.md §3): the
 time is the PBX-local start of the recording and `<n>` here is the PBX call number. One file per
 recorded stretch of a link: a media reconnect closes one stretch and opens the next. The audio is
 8 kHz mono 16-bit PCM, as long as the stretch (a quiet tone, so a decoder has something to decode).

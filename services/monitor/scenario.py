@@ -1,13 +1,13 @@
-"""Scenario files (../shared/spec/scenarios.md): YAML in, a validated `Scenario` out.
+"""Scenario files (docs/scenarios.md): YAML in, a validated `Scenario` out.
 
 This module checks the form of a file: required fields, types, non-decreasing `t`, a directory
 that holds together. Whether a step makes sense at its moment (answering a phone that is not
 ringing) is the simulator's check. Every error is a `ScenarioError` naming the file and step.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -76,13 +76,28 @@ class Scenario:
     steps: tuple[Step, ...]
 
 
-def load_scenario(path: Path) -> Scenario:
+MAX_T = 366 * 86400.0  # a scenario spans at most a year
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content; ScenarioError in one line when it cannot be read."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except OSError as error:
-        raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
+        raise ScenarioError(f"{what}{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{what}{path}: not a text file (UTF-8)") from None
     except yaml.YAMLError as error:
-        raise ScenarioError(f"{path}: not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ScenarioError(f"{what}{path}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ScenarioError(f"{what}{path}: nested too deeply") from None
+
+
+def load_scenario(path: Path) -> Scenario:
+    document = read_yaml(path, "")
     try:
         return parse_scenario(document, base=path.parent)
     except ScenarioError as error:
@@ -95,7 +110,7 @@ def parse_scenario(document: Any, base: Path) -> Scenario:
     unknown = set(document) - {"name", "start", "first_call_number", "directory", "steps"}
     if unknown:
         raise ScenarioError(f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
-    start = _start(document.get("start"))
+    start = parse_start(document.get("start"))
     first = document.get("first_call_number", 1)
     if not isinstance(first, int) or isinstance(first, bool) or first < 1:
         raise ScenarioError(f"first_call_number must be a positive whole number, not {first!r}")
@@ -106,11 +121,55 @@ def parse_scenario(document: Any, base: Path) -> Scenario:
     for earlier, later in zip(steps, steps[1:], strict=False):
         if later.t < earlier.t:
             raise ScenarioError(f"{later.describe()}: t goes backwards (after t={earlier.t:g})")
+    try:
+        start + timedelta(seconds=steps[-1].t)
+    except OverflowError:
+        raise ScenarioError(f"start {start.isoformat()}: the steps would run past the year 9999") from None
     directory = load_directory_source(document.get("directory"), base)
     return Scenario(str(document.get("name", "")), start, first, directory, steps)
 
 
-def _start(value: Any) -> datetime:
+def scenario_document(
+    steps: Iterable[Step], *, name: str, start: datetime, first_call_number: int = 1, directory: Any = None
+) -> dict[str, Any]:
+    """A scenario as the YAML mapping `parse_scenario` reads (the traffic generator's, written out);
+    times to the millisecond. `directory`: a file name, a mapping, or None for the built-in one."""
+    document: dict[str, Any] = {
+        "name": name,
+        "start": start.replace(microsecond=0).isoformat(),
+        "first_call_number": first_call_number,
+    }
+    if directory is not None:
+        document["directory"] = directory
+    document["steps"] = [
+        {"t": round(step.t, 3), "do": step.do}
+        | {key: list(value) if isinstance(value, tuple) else value for key, value in step.fields.items()}
+        for step in steps
+    ]
+    return document
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes each step on a line of its own, as the example files are written."""
+
+
+class _OneLine(dict[str, Any]):
+    pass
+
+
+_Dumper.add_representer(
+    _OneLine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
+)
+
+
+def dump_scenario(document: dict[str, Any]) -> str:
+    """`scenario_document`'s mapping as YAML."""
+    steps = [_OneLine(step) for step in document.get("steps", [])]
+    return yaml.dump({**document, "steps": steps}, Dumper=_Dumper, sort_keys=False, width=200)
+
+
+def parse_start(value: Any) -> datetime:
+    """A scenario's `start`: naive PBX local time."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -135,8 +194,10 @@ def _step(index: int, raw: Any) -> Step:
     if do not in STEP_FIELDS:
         raise ScenarioError(f"{where}: unknown or missing 'do' {do!r} (one of {', '.join(STEP_FIELDS)})")
     t = raw.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool) or t < 0:
-        raise ScenarioError(f"{where} ({do}): t must be a number of seconds >= 0, not {t!r}")
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 <= t <= MAX_T:
+        raise ScenarioError(
+            f"{where} ({do}): t must be a number of seconds from 0 to {MAX_T:g} (a year), not {t!r}"
+        )
     where = f"step {index} (t={t:g}, {do})"
     required, phone_fields = STEP_FIELDS[do]
     given = set(raw) - {"t", "do"}
@@ -193,13 +254,7 @@ def load_directory_source(source: Any, base: Path) -> Directory:
 
 
 def load_directory(path: Path) -> Directory:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ScenarioError(f"directory {path}: cannot read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ScenarioError(f"directory {path}: not valid YAML: {error}") from None
-    return parse_directory(document, f"directory {path}")
+    return parse_directory(read_yaml(path, "directory "), f"directory {path}")
 
 
 def default_directory() -> Directory:

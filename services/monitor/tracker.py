@@ -1,6 +1,6 @@
 """The call tracker: PBX updates in, normalized bus events out. Pure: no I/O, no clock.
 
-It implements the classic contract (../shared/spec/classic-webhooks.md) over the updates of
+It implements the classic contract (docs/classic-webhooks.md) over the updates of
 `updates.py`:
 
 - A call is keyed by its PBX call number (3CX `callid`). A call with an external-party leg is a

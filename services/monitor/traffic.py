@@ -72,7 +72,9 @@ class TrafficGenerator:
 
     def steps(self, until: float | None = None) -> Iterator[tuple[float, Step]]:
         """(seconds after start, step), in time order: for ever, or with no arrivals after `until`
-        seconds and ending once the calls in progress have ended."""
+        seconds and ending once the calls in progress have ended. At 0 calls a minute: none."""
+        if self._rate <= 0:
+            return
         arrival = min(self._rng.expovariate(self._rate), 1.0)  # a fresh start shows a call at once:
         self._arrive(arrival, self._queue_answered)  # a phone rings within seconds
         arrival += self._rng.expovariate(self._rate)
@@ -136,12 +138,15 @@ class TrafficGenerator:
         ]
 
     def _answered_in(
-        self, label: str, to: str, phones: list[str], at: float = 0.0
+        self, label: str, to: str, phones: list[str], at: float = 0.0, *, waits: bool = True
     ) -> tuple[Script, str, float]:
-        """An incoming call to `to` that rings `phones` and is answered; returns (script, talker, time)."""
+        """An incoming call to `to` that rings `phones` and is answered; returns (script, talker, time).
+        `waits`: the caller waits a moment first (a queue's greeting); else the phones ring at once,
+        as a PBX rings an extension or a ring group the moment a call is routed there (and as 3CX's
+        Call Control shows such a call: from its first ring)."""
         rng = self._rng
         script = self._incoming(label, to) if at == 0.0 else []
-        ring_at = at + rng.uniform(0.3, 3)
+        ring_at = at + rng.uniform(0.3, 3) if waits else at
         ringing = rng.sample(phones, rng.randint(1, len(phones)))
         talker = rng.choice(ringing)
         answer_at = ring_at + rng.uniform(3, 20)
@@ -157,7 +162,7 @@ class TrafficGenerator:
             queue, agents = self._rng.choice(self._queues)
             return self._answered_in(label, queue, agents)
         extension = self._rng.choice(self._extensions)
-        return self._answered_in(label, extension, [extension])
+        return self._answered_in(label, extension, [extension], waits=False)
 
     # --- flows -------------------------------------------------------------------------------------
 
@@ -193,19 +198,17 @@ class TrafficGenerator:
         if rng.random() < 0.15:
             script = self._incoming(label, extension)
             script += [
-                (0.2, "ring", {"call": label, "dn": (extension,)}),
+                (0.0, "ring", {"call": label, "dn": (extension,)}),
                 (rng.uniform(10, 30), "hangup", {"call": label, "by": "external"}),
             ]
             return script
-        script, talker, at = self._answered_in(label, extension, [extension])
+        script, talker, at = self._answered_in(label, extension, [extension], waits=False)
         self._talk(script, label, at, talker)
         return script
 
     def _ring_group(self, label: str) -> Script:
         group, members = self._rng.choice(self._groups)
-        script = self._incoming(label, group)
-        more, talker, at = self._answered_in(label, group, members, at=0.1)
-        script += more
+        script, talker, at = self._answered_in(label, group, members, waits=False)
         self._talk(script, label, at, talker)
         return script
 

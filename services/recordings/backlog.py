@@ -47,6 +47,8 @@ def convert_folder(
                 summary.converted.append(job.result())
             except CorruptRecording as error:
                 summary.failed.append((jobs[job], str(error)))
+            except OSError as error:  # a file that cannot be read or written: that file failed
+                summary.failed.append((jobs[job], error.strerror or str(error)))
             _progress(out, done, len(wavs))
     summary.seconds = time.perf_counter() - began
     if wavs:

@@ -17,13 +17,13 @@ claimed by exactly one replica (its path is a primary key), and a chain is annou
 one (an update that only one transaction can win).
 """
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from shared.events import CallAnswered, CallEnded, DirectorySnapshot, Event
+from shared.sqlite import open_database
 
 from .naming import PbxRecording, archive_name
 
@@ -62,11 +62,7 @@ class Announcement:
 class RecordingLedger:
     def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
         self._zone = zone
-        if str(database) != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(database), isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(Path(database), SCHEMA, "the recordings ledger")
 
     def apply(self, event: Event, received: datetime) -> None:
         """Take in a bus event; `received` is when this service got it (its own clock: waiting

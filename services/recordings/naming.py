@@ -1,7 +1,7 @@
 """File names: the PBX's WAVs in, the classic contract's MP3s out. Pure.
 
 3CX writes `<root>/<extension>/[<remote name>]_<from>-<to>_<YYYYMMDDhhmmss>(<n>).wav`
-(../shared/reference/3cx.md §4), the time being the PBX-local start of the recording. The
+(docs/3cx.md §3), the time being the PBX-local start of the recording. The
 simulator writes the same, with the PBX call number as `<n>`. The archive keeps
 `{link id}-{n}.mp3` (`211230100614_665-1-2.mp3`: the link's second file), one folder per day.
 """

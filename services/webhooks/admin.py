@@ -20,7 +20,10 @@ def parse_since(text: str | None, clock: Clock) -> float:
     if not text:
         return 0.0
     if re.match(r"^\s*\d+(\.\d+)?\s*(ms|s|min|m|h|d)?\s*$", text):
-        return (clock.now() - timedelta(seconds=parse_duration(text))).timestamp()
+        try:
+            return (clock.now() - timedelta(seconds=parse_duration(text))).timestamp()
+        except OverflowError:
+            raise ValueError(f"--since {text!r}: that is before any delivery could have been made") from None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -1,4 +1,4 @@
-"""Events → the classic webhook wire format (../shared/spec/classic-webhooks.md). Pure.
+"""Events → the classic webhook wire format (docs/classic-webhooks.md). Pure.
 
 `classic_payload(event)` gives the query parameters of a call event's GET as a flat mapping of
 strings, or None for events that send no classic call-event webhook (chain start, PBX state,

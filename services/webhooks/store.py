@@ -11,9 +11,10 @@ Every change is its own transaction, so a crash leaves a consistent state; the d
 its steps so that a crash at any point costs at most a repeated attempt (same webhook-id).
 """
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.sqlite import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -60,12 +61,7 @@ class DeadDelivery:
 
 class DeliveryStore:
     def __init__(self, path: Path) -> None:
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA, "the delivery store", synchronous="NORMAL")
 
     def close(self) -> None:
         self._db.close()

@@ -5,12 +5,12 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
-from uuid import uuid4
 
 import pytest
 
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
+from tests.broker import new_prefix, purge
 from tests.deployment import Deployment, stage
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -38,15 +38,25 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     return Deployment(root)
 
 
+@pytest.fixture
+async def broker_prefix(amqp_url: str) -> AsyncIterator[str]:
+    """A prefix of this test's own on the broker; whatever is under it is deleted afterwards."""
+    prefix = new_prefix()
+    try:
+        yield prefix
+    finally:
+        await purge(amqp_url, prefix)
+
+
 @contextlib.asynccontextmanager
 async def private_rabbit_bus(amqp_url: str, connection_name: str) -> AsyncIterator[RabbitBus]:
     """A RabbitBus under a unique exchange prefix, its queues and exchanges deleted afterwards."""
-    names = Topology(f"test.{uuid4().hex[:12]}")
-    async with RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus:
-        try:
+    names = Topology(new_prefix())
+    try:
+        async with RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus:
             yield bus
-        finally:
-            await bus.delete_topology()
+    finally:
+        await purge(amqp_url, names.prefix)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
 from tests.api_stack import API_SETTINGS, KEY, Stack, api_stack
+from tests.broker import new_prefix, purge
 
 # An inbound queue call answered by 102, an internal call 103 → 104, 105 unregisters, 106 goes Away.
 SCENARIO = """
@@ -41,15 +41,15 @@ async def buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus]
         yield bus, bus
         return
     amqp_url = request.getfixturevalue("amqp_url")
-    names = Topology(f"test.{uuid4().hex[:12]}")
-    async with (
-        RabbitBus.connect(amqp_url, names=names, connection_name="test api") as api_bus,
-        RabbitBus.connect(amqp_url, names=names, connection_name="test monitor") as monitor_bus,
-    ):
-        try:
+    names = Topology(new_prefix())
+    try:
+        async with (
+            RabbitBus.connect(amqp_url, names=names, connection_name="test api") as api_bus,
+            RabbitBus.connect(amqp_url, names=names, connection_name="test monitor") as monitor_bus,
+        ):
             yield api_bus, monitor_bus
-        finally:
-            await api_bus.delete_topology()
+    finally:
+        await purge(amqp_url, names.prefix)
 
 
 @contextlib.asynccontextmanager
@@ -296,7 +296,7 @@ async def test_makecall_rings_the_first_party_then_dials_the_second(buses: tuple
         ended = await stack.until(lambda e: isinstance(e, CallEnded) and e.call_number == number)
         assert await answer(stack, "pbx.calls.get") == {"result": 0}
         webhooks = [classic_payload(e) for e in stack.recorder.events if isinstance(e, CallEvent)]
-        # like any outgoing call (../shared/scenarios/outgoing.yaml): answered, then ended Ok
+        # like any outgoing call (docs/classic-webhooks.md): answered, then ended Ok
         assert [(w["event"], w["user"], w["callerid"]) for w in webhooks if w] == [
             ("hangupoutgoing", "101", "420777123456"),
             ("outgoing", "101", "420777123456"),

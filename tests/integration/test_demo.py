@@ -3,7 +3,6 @@ receiver, printed readably; the first webhook within 5 s; the API served meanwhi
 converted and served; Ctrl-C stops it cleanly."""
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -14,7 +13,6 @@ import httpx
 
 from services.demo_receiver import readable
 from shared.http_server import free_port
-from tests.receiver import Receiver
 
 
 def test_classic_webhooks_read_as_lines() -> None:
@@ -46,8 +44,12 @@ def test_classic_webhooks_read_as_lines() -> None:
         "id": "y_2-0",
     }
     assert "102 → 420608" in readable(ended, at) and readable(ended, at).endswith("Missed call")
-    recording = {"FILES": ["https://h/webapi/recording/x_1-1-1.mp3?expires=1&token=t"], "id": "x_1-1"}
-    assert readable(recording, at).split()[1:] == ["recording", "x_1-1", "x_1-1-1.mp3"]  # no token printed
+    links = [
+        "https://h/webapi/recording/x_1-1-1.mp3?expires=1&token=t",
+        "https://h/webapi/recording/x_1-1-2.mp3",
+    ]
+    recording = {"FILES": links, "id": "x_1-1"}
+    assert readable(recording, at).split()[1:] == ["recording", "x_1-1", *links]  # each link downloads it
 
 
 async def test_the_demo_prints_its_first_webhook_within_5_s_and_serves_the_api() -> None:
@@ -73,24 +75,55 @@ async def test_the_demo_prints_its_first_webhook_within_5_s_and_serves_the_api()
         await demo.wait()
 
 
-async def test_the_demo_serves_its_recordings_and_stops_cleanly_on_ctrl_c() -> None:
-    async with Receiver() as receiver:
-        demo = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "demo", "--calls-per-minute", "6", "--seed", "3",
-            "--api-port", "0", "--recordings-port", str(free_port()), "--webhook-url", receiver.url,
-            env={**os.environ, "CALLBRIDGE_SIMULATOR_SPEED": "30"},  # calls end within seconds
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            await receiver.wait_for(lambda r: any(q.method == "POST" for q in r.delivered()), timeout=90)
-            post = next(q for q in receiver.delivered() if q.method == "POST")
-            link = str(json.loads(post.body)["FILES"][0])
-            async with httpx.AsyncClient() as client:
-                download = await client.get(link)
-            assert (download.status_code, download.headers["content-type"]) == (200, "audio/mpeg")
-            assert download.content[:3] == b"ID3" or download.content[0] == 0xFF  # an MP3 stream
-        finally:
-            demo.send_signal(signal.SIGINT)  # Ctrl-C
-            _, log = await asyncio.wait_for(demo.communicate(), 30)
+async def test_the_demo_prints_download_links_warns_of_nothing_and_stops_cleanly_on_ctrl_c() -> None:
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "demo", "--calls-per-minute", "6", "--seed", "3",
+        "--api-port", str(free_port()), "--recordings-port", str(free_port()),
+        env={**os.environ, "CALLBRIDGE_SIMULATOR_SPEED": "30"},  # calls end within seconds
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None and demo.stderr is not None
+    try:
+        async with asyncio.timeout(90):
+            while b" recording " not in (line := await demo.stdout.readline()):
+                assert line, "the demo ended before a recording was announced"
+        link = line.decode().split()[-1]
+        async with httpx.AsyncClient() as client:
+            download = await client.get(link)
+        assert (download.status_code, download.headers["content-type"]) == (200, "audio/mpeg")
+        assert download.content[:3] == b"ID3" or download.content[0] == 0xFF  # an MP3 stream
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        _, log = await asyncio.wait_for(demo.communicate(), 30)
     assert demo.returncode == 0, log.decode()[-2000:]
     assert b"demo stopped" in log
+    assert b"WARNING" not in log and b"Traceback" not in log, log.decode()[-2000:]  # a normal run
+
+
+async def test_the_demo_without_traffic_still_serves_the_api_and_makes_calls() -> None:
+    port, key = free_port(), "demo-test-key-0123456789"
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "demo", "--calls-per-minute", "0",
+        "--api-port", str(port), "--api-key", key, "--recordings-port", "0",
+        env={**os.environ, "CALLBRIDGE_SIMULATOR_SPEED": "30"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert demo.stdout is not None and demo.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"callbridge: API on" not in await demo.stderr.readline():  # it serves
+                pass
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", params={"key": key}) as client:
+            async with asyncio.timeout(30):  # another process: its readiness is asked, not awaited
+                while (await client.get("/readyz")).status_code != 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert (await client.get("/pbx.calls.get")).json()["result"] == 0  # no traffic of its own
+            made = await client.get("/makecall", params={"first": "101", "second": "420777000111"})
+            assert made.status_code == 200, made.text
+        async with asyncio.timeout(30):
+            assert (await demo.stdout.readline()).startswith(b"time")
+            first = (await demo.stdout.readline()).decode()  # the first webhook is our call's
+        assert " answered " in first and "420777000111" in first, first
+    finally:
+        demo.terminate()
+        await demo.wait()

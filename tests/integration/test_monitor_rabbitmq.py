@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
@@ -14,7 +13,7 @@ from services.webhooks.classic import classic_payload
 from shared.events import CallEvent, Message, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
-from tests.conftest import check_webhooks
+from tests.conftest import EXAMPLES, check_webhooks
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -32,10 +31,10 @@ def monitor_env(amqp_url: str, prefix: str, scenario: Path, recordings: Path) ->
 
 
 async def test_monitor_publishes_a_scenario_durably_and_in_order(
-    amqp_url: str, contracts: Path, tmp_path: Path
+    amqp_url: str, tmp_path: Path, broker_prefix: str
 ) -> None:
-    prefix = f"test.{uuid4().hex[:12]}"
-    scenario = contracts / "scenarios" / "attended-transfer.yaml"
+    prefix = broker_prefix
+    scenario = EXAMPLES / "attended-transfer-hold.yaml"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -51,19 +50,16 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
     # The monitor has exited: its call events wait in the durable shard queues it declared.
     names = Topology(prefix)
     async with RabbitBus.connect(amqp_url, names=names, connection_name="test consumer") as bus:
-        try:
-            channel = await bus.open_channel()
-            shards: list[list[Message]] = []
-            for shard in range(names.shards):
-                queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
-                shards.append([])
-                while (message := await queue.get(no_ack=True, fail=False)) is not None:
-                    shards[-1].append(parse_event(message.body))
-        finally:
-            await bus.delete_topology()
+        channel = await bus.open_channel()
+        shards: list[list[Message]] = []
+        for shard in range(names.shards):
+            queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+            shards.append([])
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                shards[-1].append(parse_event(message.body))
     events = sorted((e for queue in shards for e in queue), key=lambda e: e.seq)
     call_events = [e for e in events if isinstance(e, CallEvent)]
-    assert len(call_events) == len(events) == 9  # two chain starts and the seven classic call events
+    assert len(call_events) == len(events) == 11  # two chain starts and the nine classic call events
     for queue in shards:  # in publish order
         assert [e.seq for e in queue] == sorted(e.seq for e in queue)
     for chain in {e.chain_id for e in call_events}:  # a chain's events all in its one queue
@@ -71,14 +67,14 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
     assert len({e.source for e in events}) == 1 and events[0].source.startswith("it/")
 
     actual = [json.dumps(p) for p in map(classic_payload, events) if p is not None]
-    assert check_webhooks("attended-transfer", actual, tmp_path, recordings=False) == ""
+    assert check_webhooks("attended-transfer-hold", actual, recordings=False) == ""
     recorded = [p.parent.name for p in tmp_path.glob("*/*.wav")]  # noqa: ASYNC240 (a test's scratch folder)
-    assert sorted(recorded) == ["103", "106"]
+    assert sorted(recorded) == ["201", "205"]  # 204, who took the second call, records nothing
 
 
-def test_monitor_without_a_broker_says_so(tmp_path: Path, contracts: Path) -> None:
+def test_monitor_without_a_broker_says_so(tmp_path: Path) -> None:
     env = monitor_env(
-        "amqp://guest:hunter2@127.0.0.1:1/", "test.none", contracts / "scenarios" / "outgoing.yaml", tmp_path
+        "amqp://guest:hunter2@127.0.0.1:1/", "test.none", EXAMPLES / "outgoing-transfer.yaml", tmp_path
     )
     result = subprocess.run(
         [sys.executable, "-m", "services.cli", "monitor"],

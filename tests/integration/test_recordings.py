@@ -1,6 +1,5 @@
-"""Recordings against real files: MP3s decoded by ffmpeg, HTTP downloads, scanning, retention."""
+"""Recordings against real files: MP3s decoded (tests/mp3.py), HTTP downloads, scanning, retention."""
 
-import json
 import os
 import shutil
 import ssl
@@ -29,16 +28,9 @@ from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings
 from shared.topology import RECORDINGS_BINDINGS
+from tests import mp3
 from tests.conftest import Recorder
 from tests.factories import make_call_ended
-
-
-@pytest.fixture(scope="module")
-def ffprobe() -> str:
-    found = shutil.which("ffprobe")
-    if found is None:
-        pytest.fail("ffprobe (ffmpeg) is needed to decode the MP3s: apt-get install ffmpeg")
-    return found
 
 
 def write_wav(path: Path, seconds: float, rate: int = 8000, channels: int = 1, width: int = 2) -> Path:
@@ -56,39 +48,21 @@ def write_wav(path: Path, seconds: float, rate: int = 8000, channels: int = 1, w
     return path
 
 
-def probe(ffprobe: str, path: Path) -> dict[str, object]:
-    result = subprocess.run(
-        [ffprobe, "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    data = json.loads(result.stdout)
-    stream = data["streams"][0]
-    return {
-        "codec": stream["codec_name"],
-        "channels": stream["channels"],
-        "rate": int(stream["sample_rate"]),
-        "seconds": float(data["format"]["duration"]),
-        "bitrate": int(data["format"]["bit_rate"]),
-    }
-
-
 @pytest.mark.parametrize(
     ("seconds", "rate", "channels", "width"),
     [(37.3, 8000, 1, 2), (5.0, 44100, 2, 2), (3.0, 8000, 1, 1), (0.5, 16000, 1, 2)],
 )
 def test_mp3_decodes_to_the_wav_duration(
-    ffprobe: str, tmp_path: Path, seconds: float, rate: int, channels: int, width: int
+    tmp_path: Path, seconds: float, rate: int, channels: int, width: int
 ) -> None:
     source = write_wav(tmp_path / "in.wav", seconds, rate, channels, width)
     result = transcode(source, tmp_path / "out" / "x-1-1.mp3", bitrate=32, quality=7)
-    info = probe(ffprobe, result.target)
-    assert (info["codec"], info["channels"]) == ("mp3", 1)
+    decoded = mp3.decode(result.target)
+    assert decoded.channels == 1
     # plus LAME's encoder delay and the padding of the last frame, which a file without a LAME
     # tag cannot ask the decoder to trim: a few 576-sample frames, well under 0.3 s at 8 kHz
-    assert 0 <= float(info["seconds"]) - seconds < 0.3, info  # type: ignore[arg-type]
-    assert info["bitrate"] == 32000
+    assert 0 <= decoded.seconds - seconds < 0.3, decoded
+    assert decoded.bitrate == 32000
     assert result.seconds == pytest.approx(seconds, abs=0.001)
     assert not list((tmp_path / "out").glob(".*"))  # no partial file left behind
 

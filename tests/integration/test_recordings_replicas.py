@@ -41,13 +41,14 @@ def busy_scenario(path: Path) -> Path:
 
 
 async def test_replicas_share_conversions_once_each(
-    amqp_url: str, tmp_path: Path, deployment: Deployment
+    amqp_url: str, broker_prefix: str, tmp_path: Path, deployment: Deployment
 ) -> None:
     port = free_port()
     async with Receiver() as receiver:
         config = stack_config(
             tmp_path,
             amqp_url,
+            broker_prefix,
             busy_scenario(tmp_path / "busy.yaml"),
             port,
             speed=50,

@@ -15,12 +15,14 @@ about their other party (`party_dn_type == "Wexternalline"`):
 - the DID: `party_did`, or when 3CX leaves it empty (it does on v20), the trunk's DID from XAPI.
 
 When no visible participant shows the outside party any more, the external leg is not removed at
-once: a blind transfer or a queue's next round of phones fills the call again within a moment.
-`expire(now)` removes the legs whose call stayed empty for `grace` seconds, stamped with the
-moment the last participant left. Order follows the simulator's: the leg comes before the
-participant that opens the chain, and before a transfer target that starts ringing (the transfer
-re-points it); any other participant passes before the leg changes (an attended transfer's new
-talker connects, then the leg follows it).
+once: a blind transfer or a queue's next round of phones fills the call again within a moment,
+and the leg that follows it is stamped with the moment the call emptied (the transfer), not the
+moment the new phone rang. `expire(now)` removes the legs whose call stayed empty for `grace`
+seconds, stamped with the moment the last participant left. Order follows the simulator's: the
+leg comes before the participant that opens the chain, and before any phone that starts ringing
+(the call was routed or transferred there first, which re-points it); any other participant
+passes before the leg changes (an attended transfer's new talker connects, then the leg follows
+it).
 """
 
 from dataclasses import dataclass, field, replace
@@ -68,8 +70,8 @@ class CallAssembler:
         passed: list[PbxUpdate] = [p] if p.dn_type == EXTENSION else []
         opens = call.leg is None  # the chain starts with this participant: its leg comes first
         relinked = self._relink(call, p.callid, p.at)
-        transfer_target = p.status == "Ringing" and bool(p.referred_by_dn) and prior is None
-        return relinked + passed if opens or transfer_target else passed + relinked
+        starts_ringing = p.status == "Ringing" and prior is None  # the call was sent here, then it rang
+        return relinked + passed if opens or starts_ringing else passed + relinked
 
     def expire(self, now: datetime) -> list[ParticipantUpdate]:
         """The external legs of calls empty for `grace`: removed, as of when they emptied."""
@@ -106,11 +108,12 @@ class CallAssembler:
             elif call.leg is None and not call.members:
                 del self._calls[callid]
             return []
-        call.empty_since = None
+        # filled again within the grace period: handed on (a blind transfer) when it emptied
+        handed_on, call.empty_since = call.empty_since, None
         if call.outbound is None:
             first = carriers[0]
             call.outbound = first.dn_type == EXTENSION and first.status == "Dialing"
-        leg = self._leg(call, callid, carriers, at)
+        leg = self._leg(call, callid, carriers, handed_on or at)
         if call.leg is not None and call.leg.same_entity(leg):
             return []
         call.leg = leg

@@ -4,7 +4,7 @@ import aiohttp
 
 from shared.settings import ConfigError, PbxSettings
 
-from .client import PbxClient, TokenManager
+from .client import PbxClient, PbxError, TokenManager
 from .xapi import load_directory
 
 
@@ -34,10 +34,12 @@ async def check(settings: PbxSettings) -> list[str]:
         status = await client.get("/xapi/v1/SystemStatus") or {}
         directory = (await load_directory(client)).directory
         dns = await client.get("/callcontrol") or []
+    if not isinstance(dns, list) or not all(isinstance(dn, dict) for dn in dns):
+        raise PbxError("3CX's /callcontrol did not answer a list of DNs: is [pbx] url a 3CX v20?")
     extensions = directory.extensions
     calls = {p.get("callid") for dn in dns for p in dn.get("participants", [])}
     report = [
-        f"3CX {client.version or status.get('Version', '?')} at {client.url} ({status.get('FQDN', '')})",
+        f"3CX {client.version or status.get('Version', '?')} at {client.where} ({status.get('FQDN', '')})",
         f"extensions: {len(extensions)} ({sum(e.registered for e in extensions)} registered)",
     ]
     report += [f"queue {q.number} {q.name}: agents {', '.join(q.agents) or 'none'}" for q in directory.queues]

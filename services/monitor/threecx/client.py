@@ -5,7 +5,7 @@
 it before it expires, and mints a fresh one when the PBX answers 401 to the token in use (only
 once, however many requests saw the 401 at the same time). `expires_in` is in seconds from
 20.0.9 and was in minutes before (`60`): values under 300 are read as minutes
-(../shared/reference/3cx.md §1.2).
+(docs/3cx.md §1.2).
 
 Errors say what to do in plain words (`PbxError` and its kinds); the client secret and tokens
 never appear in them or in the log.
@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
+
+from shared.logging import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class TokenManager:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session, self._url = session, url.rstrip("/")
+        self._where = redact_url(self._url)  # for messages: a URL may carry a password
         self._client_id, self._secret = client_id, secret
         self._monotonic = monotonic
         self._token: str | None = None
@@ -88,23 +91,35 @@ class TokenManager:
             async with self._session.post(f"{self._url}/connect/token", data=form) as response:
                 if response.status in (400, 401):
                     raise PbxCredentialsRefused(
-                        f"3CX at {self._url} refused the API client {self._client_id!r}: check [pbx] "
+                        f"3CX at {self._where} refused the API client {self._client_id!r}: check [pbx] "
                         "client_id and client_secret (Admin Console → Integrations → API), and the Console "
                         "Restrictions IP allow-list"
                     )
                 if response.status == 404:
                     raise PbxError(
-                        f"{self._url} has no /connect/token: is it a 3CX v20 (earlier versions have no "
+                        f"{self._where} has no /connect/token: is it a 3CX v20 (earlier versions have no "
                         "such API)? check [pbx] url"
                     )
                 if response.status >= 400:
-                    raise PbxError(f"3CX at {self._url} answered {response.status} when asked for a token")
+                    raise PbxError(f"3CX at {self._where} answered {response.status} when asked for a token")
                 answer = await response.json(content_type=None)
-        except aiohttp.ClientError as error:
-            raise PbxUnreachable(f"3CX not reachable at {self._url}: {error}") from None
-        lifetime = float(answer.get("expires_in") or 0)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise PbxUnreachable(
+                f"3CX not reachable at {self._where}: {error or 'no answer in time'}"
+            ) from None
+        except ValueError:
+            raise PbxError(
+                f"{self._where} answered the token request with something that is not JSON"
+            ) from None
+        try:
+            lifetime = float(answer.get("expires_in") or 0)
+            token = str(answer["access_token"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise PbxError(
+                f"{self._where} gave no access_token and lifetime for the API client: is [pbx] url a 3CX v20?"
+            ) from None
         seconds = lifetime * 60 if 0 < lifetime < MINUTES_BELOW else lifetime
-        self._token = str(answer["access_token"])
+        self._token = token
         self._renew_at = self._monotonic() + max(seconds * (1 - RENEW_AHEAD), 1.0)
         self.minted += 1
         logger.info("3CX: access token %d minted, valid %.0f s", self.minted, seconds)
@@ -115,11 +130,17 @@ class PbxClient:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, tokens: TokenManager) -> None:
         self._session, self._url, self._tokens = session, url.rstrip("/"), tokens
+        self._where = redact_url(self._url)  # for messages: a URL may carry a password
         self.version = ""  # from the X-3CX-Version header, once the PBX has said it
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def where(self) -> str:
+        """The PBX's address for messages: a password the URL holds, masked."""
+        return self._where
 
     @property
     def tokens(self) -> TokenManager:
@@ -153,6 +174,10 @@ class PbxClient:
                     if response.status == 204:
                         return {}
                     return await response.json(content_type=None)
-            except aiohttp.ClientError as error:
-                raise PbxUnreachable(f"3CX not reachable at {self._url}: {error}") from None
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise PbxUnreachable(
+                    f"3CX not reachable at {self._where}: {error or 'no answer in time'}"
+                ) from None
+            except ValueError:
+                raise PbxError(f"3CX answered {method} {path} with something that is not JSON") from None
         raise PbxCredentialsRefused(f"3CX refused a fresh token for {path}: the API client may be disabled")

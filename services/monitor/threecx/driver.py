@@ -1,5 +1,5 @@
 """The monitor's driver for a real 3CX v20: Call Control for calls, XAPI for the directory and
-the commands (../shared/reference/3cx.md).
+the commands (docs/3cx.md §1, §2).
 
 - The WebSocket `/callcontrol/ws` is opened first, then the snapshot `GET /callcontrol` is taken,
   so nothing falls between them; every change notice is handled in order, with a GET of the
@@ -16,10 +16,11 @@ the commands (../shared/reference/3cx.md).
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -78,6 +79,22 @@ class ThreeCxDriver:
         self._finishing = False
         self.connected = asyncio.Event()  # the socket is open and the snapshot taken
         self.reconnects = 0
+        self.frames_handled = 0  # Call Control notices read off the socket, each one done with
+        self._busy = 0  # pieces of work in hand (a notice, a snapshot, an expiry, a command)
+        self._tried = False  # the first connection attempt has succeeded or failed
+
+    def caught_up(self, frames_sent: int) -> bool:
+        """Every one of `frames_sent` notices handled and nothing else in hand or still queued: a
+        fake PBX's lockstep clock (`shared.clock.LockstepClock`) moves on only then."""
+        return self._tried and not self._busy and self.frames_handled >= frames_sent and self._out.empty()
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
 
     def ready(self) -> bool:
         return self.connected.is_set()
@@ -124,31 +141,50 @@ class ThreeCxDriver:
         url = re.sub(r"^http", "ws", client.url) + "/callcontrol/ws"
         backoff = BACKOFF_FIRST
         while True:
-            token = await client.tokens.token()
             try:
-                async with http.ws_connect(
-                    url, headers={"Authorization": f"Bearer {token}"}, heartbeat=5
-                ) as ws:
+                async with await self._open(http, url) as ws:
                     backoff = BACKOFF_FIRST
-                    await self._reconcile()
-                    self.connected.set()
                     async for message in ws:
                         if message.type == aiohttp.WSMsgType.TEXT:
-                            await self._frame(message.data)
+                            with self._working():
+                                await self._frame(message.data)
+                                self.frames_handled += 1
                         elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                             break
             except aiohttp.WSServerHandshakeError as error:
                 if error.status == 401:
-                    await client.tokens.refused(token)
-                    continue
+                    continue  # the token was refused: minted again
                 logger.warning("3CX: the Call Control socket was refused (%s)", error.status)
             except (aiohttp.ClientError, PbxError, OSError) as error:
                 logger.warning("3CX: Call Control socket lost (%s)", error)
             self.connected.clear()
             self.reconnects += 1
             logger.warning("3CX: reconnecting to the Call Control socket in %g s", backoff)
-            await asyncio.sleep(backoff)
+            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=backoff))
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _open(self, http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+        """The socket first, then the snapshot, so that nothing falls between them."""
+        client = self._client
+        assert client is not None
+        with self._working():
+            try:
+                token = await client.tokens.token()
+                try:
+                    ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, heartbeat=5)
+                except aiohttp.WSServerHandshakeError as error:
+                    if error.status == 401:
+                        await client.tokens.refused(token)
+                    raise
+                try:
+                    await self._reconcile()
+                except BaseException:
+                    await ws.close()
+                    raise
+                self.connected.set()
+                return ws
+            finally:
+                self._tried = True
 
     async def _frame(self, text: str) -> None:
         try:
@@ -214,14 +250,15 @@ class ThreeCxDriver:
     async def _expire(self) -> None:
         """Remove the external legs of calls that stayed empty through their grace period."""
         while True:
-            for leg in self._assembler.expire(self._clock.now()):
-                if self._assembler.ended_waiting_in_a_queue(leg):
-                    leg = replace(leg, reason=await self._callback(leg))
-                self._out.put_nowait(leg)
-            due = self._assembler.next_expiry()
-            if due is None and self._finishing and not self._assembler.members():
-                return
-            self._changed.clear()
+            with self._working():
+                for leg in self._assembler.expire(self._clock.now()):
+                    if self._assembler.ended_waiting_in_a_queue(leg):
+                        leg = replace(leg, reason=await self._callback(leg))
+                    self._out.put_nowait(leg)
+                due = self._assembler.next_expiry()
+                if due is None and self._finishing and not self._assembler.members():
+                    return
+                self._changed.clear()
             waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
             if due is not None:
                 waiting.append(asyncio.ensure_future(self._clock.sleep_until(due)))
@@ -288,15 +325,20 @@ class ThreeCxDriver:
 
     async def _every(self, seconds: float, chore: Any) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=seconds))
             try:
-                await chore()
+                with self._working():
+                    await chore()
             except PbxError as error:
                 logger.warning("3CX: %s", error)
 
     # --- commands ----------------------------------------------------------------------------------
 
     async def execute(self, command: Command) -> CommandResult:
+        with self._working():
+            return await self._carry_out(command)
+
+    async def _carry_out(self, command: Command) -> CommandResult:
         client = self._client
         if client is None:
             return CommandResult.failed("refused", "not connected to the 3CX yet")

@@ -1,6 +1,6 @@
 """A fake 3CX v20 for tests and `callbridge pbx check` demonstrations, on 127.0.0.1.
 
-It serves what the driver uses, shaped as ../shared/reference/3cx.md describes: the OAuth2 token
+It serves what the driver uses, shaped as docs/3cx.md describes: the OAuth2 token
 endpoint (one valid token at a time: minting ends the previous one), XAPI collections built from
 a scenario directory (`Users`, `Queues`, `RingGroups`, `Receptionists`, `Trunks`,
 `InboundRules`, `SystemStatus`, with the `X-3CX-Version` header) and the Call Control snapshot
@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ WAITING = frozenset({QUEUE, IVR})  # DNs whose waiting callers 3CX shows (when m
 class CallControlView:
     """What 3CX Call Control shows of the simulator's participants: the extensions' own, and a
     caller waiting in a queue or IVR as a participant of that DN. The trunk, and so the external
-    party's own leg, is never shown (../shared/reference/3cx.md §1.1, §1.8)."""
+    party's own leg, is never shown (docs/3cx.md §1.6, §4)."""
 
     def __init__(self, *, empty_did: bool = False) -> None:
         self._empty_did = empty_did
@@ -87,6 +87,7 @@ class Switches:
     duplicate_upserts: bool = False  # every Upsert frame is sent twice
     get_races_remove: bool = False  # a participant's Remove comes as an Upsert whose GET finds it gone (404)
     drop_socket_at: float | None = None  # PBX seconds into the scenario: the sockets close; frames are lost
+    socket_outage: float = 0.0  # and for this many PBX seconds after the drop, new sockets are refused (503)
     empty_did: bool = False  # party_did empty, as v20 sends it on inbound calls
 
 
@@ -103,12 +104,14 @@ class FakePbx:
     minted: int = 0
     entity_gets: int = 0
     played: asyncio.Event = field(default_factory=asyncio.Event)
+    frames_sent: int = 0  # Call Control notices written to a socket
     _token: str = ""
     _counter: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _entities: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _sequence: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _dropped: bool = False
+    _refuse_until: datetime | None = None
     _view: CallControlView | None = None
 
     def app(self) -> web.Application:
@@ -164,6 +167,7 @@ class FakePbx:
             drop = self.switches.drop_socket_at
             if drop is not None and not self._dropped and (update.at - start).total_seconds() >= drop:
                 self._dropped = True
+                self._refuse_until = update.at + timedelta(seconds=self.switches.socket_outage)
                 for ws in list(self._sockets):
                     await ws.close()  # the driver reconnects; what happens meanwhile it must repair
             for shown in self.view.show(update):
@@ -188,9 +192,14 @@ class FakePbx:
         }
         for _ in range(2 if kind == 0 and self.switches.duplicate_upserts else 1):
             for ws in list(self._sockets):
+                if ws.closed:
+                    continue
                 frame["sequence"] = next(self._sequence)
-                with contextlib.suppress(ConnectionError, RuntimeError):
+                self.frames_sent += 1
+                try:
                     await ws.send_json(frame)
+                except (ConnectionError, RuntimeError):
+                    self.frames_sent -= 1  # never left
 
     def _monitored(self) -> list[tuple[str, str]]:
         directory = self._directory_now()
@@ -246,7 +255,10 @@ class FakePbx:
             ]
         )
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        refused = self._refuse_until
+        if refused is not None and self.calls is not None and self.calls.now() < refused:
+            return web.json_response({"error": "service unavailable"}, status=503)
         ws = web.WebSocketResponse(heartbeat=5)
         await ws.prepare(request)
         self._sockets.add(ws)

@@ -1,5 +1,9 @@
 """A scenario played by the fake 3CX and watched by the 3CX driver, both on one clock: what
-`callbridge scenario run --via fake-3cx` and the driver's tests run."""
+`callbridge scenario run --via fake-3cx` and the driver's tests run.
+
+The clock is a `LockstepClock`: PBX time moves on only once the driver has read every notice the
+fake sent and has nothing in hand, so each update is stamped with the very moment the fake made
+it, whatever the machine's load. A playback gives the same webhooks as the simulator alone."""
 
 import asyncio
 import contextlib
@@ -9,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
-from shared.clock import ScaledClock
+from shared.clock import LockstepClock
 from shared.http_server import free_port
 from shared.settings import PbxSettings
 
@@ -24,14 +28,21 @@ async def through_fake_3cx(
     scenario: Scenario,
     zone: ZoneInfo,
     *,
-    speed: float,
+    speed: float | None = None,
     recordings: Path | None = None,
     switches: Switches | None = None,
     grace: float = 2.0,
-) -> AsyncIterator[tuple[FakePbx, ThreeCxDriver, ScaledClock]]:
-    """The fake PBX plays `scenario` in real time × `speed`; the driver's updates end once the
-    scenario has been played and every call it saw has ended."""
-    clock = ScaledClock(scenario.start.replace(tzinfo=zone), speed)
+) -> AsyncIterator[tuple[FakePbx, ThreeCxDriver, LockstepClock]]:
+    """The fake PBX plays `scenario` as fast as the driver keeps up (with `speed`: no faster than
+    that many times real time); the driver's updates end once the scenario has been played and
+    every call it saw has ended."""
+    fake: FakePbx | None = None
+    driver: ThreeCxDriver | None = None
+
+    def settled() -> bool:
+        return fake is not None and driver is not None and driver.caught_up(fake.frames_sent)
+
+    clock = LockstepClock(scenario.start.replace(tzinfo=zone), settled, speed=speed)
     fake = FakePbx(
         scenario.directory,
         calls=SimulatorDriver.for_scenario(scenario, clock, zone, recordings),
@@ -47,8 +58,10 @@ async def through_fake_3cx(
             await fake.played.wait()
             driver.finish()
 
-        finishing = asyncio.create_task(finish_when_played())
+        chores = [asyncio.create_task(finish_when_played()), asyncio.create_task(clock.run())]
         try:
             yield fake, driver, clock
         finally:
-            finishing.cancel()
+            for chore in chores:
+                chore.cancel()
+            await asyncio.gather(*chores, return_exceptions=True)

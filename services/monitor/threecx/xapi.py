@@ -1,6 +1,6 @@
 """The PBX's directory from XAPI (the v20 configuration API, OData): users with their state,
 queues and their agents, ring groups and their members, IVRs (receptionists), trunks with their
-DIDs, named after the inbound rule that routes each DID (../shared/reference/3cx.md §2.2)."""
+DIDs, named after the inbound rule that routes each DID (docs/3cx.md §2.2)."""
 
 import logging
 from dataclasses import dataclass

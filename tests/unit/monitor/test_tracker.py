@@ -1,4 +1,4 @@
-"""The call tracker, rule by rule (../shared/spec/classic-webhooks.md)."""
+"""The call tracker, rule by rule (docs/classic-webhooks.md)."""
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta

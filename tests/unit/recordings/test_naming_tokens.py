@@ -14,7 +14,7 @@ ROOT = Path("/pbx")
 
 @pytest.mark.parametrize(
     ("name", "extension", "caller", "callee", "started", "number"),
-    [  # names seen on real 3CX systems (../shared/reference/3cx.md §4), and the simulator's
+    [  # names seen on real 3CX systems (docs/3cx.md §3), and the simulator's
         ("[]_100-0836826436_20190211124709(2).wav", "100", "100", "0836826436", "2019-02-11 12:47:09", 2),
         (
             "[27836826436]_27836826436-100_20190211124743(3).wav",

@@ -1,0 +1,52 @@
+"""The machine's RabbitMQ as the suite uses it: every test that declares anything does it under a
+prefix of its own (`test.<12 hex digits>`), and afterwards everything under that prefix is
+deleted, whatever declared it (the test, a service it started as a process, a retry tier made
+on the way), also when the test failed. At the end of the run nothing named `test.` may remain
+(tests/conftest.py fails the run otherwise). The names are listed with `rabbitmqctl`, as the
+reconnect tests already need the broker on this machine."""
+
+import shutil
+import subprocess
+from uuid import uuid4
+
+import aio_pika
+
+PREFIX = "test."
+
+
+def new_prefix() -> str:
+    return f"{PREFIX}{uuid4().hex[:12]}"
+
+
+def _listed(what: str) -> list[str]:
+    ctl = shutil.which("rabbitmqctl")
+    assert ctl, "rabbitmqctl is needed to list what the tests left on the broker"
+    listing = subprocess.run(
+        [ctl, "-q", what, "--no-table-headers", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+
+
+def left_on_broker(prefix: str = PREFIX) -> tuple[list[str], list[str]]:
+    """The queues and the exchanges whose names start with `prefix`."""
+    queues = [name for name in _listed("list_queues") if name.startswith(prefix)]
+    exchanges = [name for name in _listed("list_exchanges") if name.startswith(prefix)]
+    return queues, exchanges
+
+
+async def purge(amqp_url: str, prefix: str) -> None:
+    """Delete every queue and exchange under `prefix` (`prefix.…`)."""
+    queues, exchanges = left_on_broker(prefix + ".")
+    if not queues and not exchanges:
+        return
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": f"purge {prefix}"})
+    async with connection:
+        channel = await connection.channel()
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
