@@ -38,7 +38,8 @@ class ConfigError(Exception):
 
 
 MIN_KEY_LENGTH = 16  # an API key's or a link signing secret's: guessing one must be hopeless
-MAX_RETRY_DELAY = 7 * 86400.0  # longer than RabbitMQ's per-message TTL tiers were meant for
+DAY = 86400.0
+MAX_RETRY_DELAY = 7 * DAY  # longer than RabbitMQ's per-message TTL tiers were meant for
 
 
 def check_zone(name: str) -> ZoneInfo:
@@ -109,7 +110,7 @@ class BusSettings(_Section):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     exchange: str = Field("callbridge", pattern=r"^[A-Za-z0-9_.-]+$")
     prefetch: int = Field(1000, ge=1, le=65535)
-    confirm_window: int = Field(1000, ge=1)
+    confirm_window: int = Field(1000, ge=1, le=1_000_000)
 
     @field_validator("amqp_url")
     @classmethod
@@ -134,8 +135,8 @@ class PbxSettings(_Section):
     client_id: str = Field("", description="the API client's Client ID (its route point DN)")
     client_secret: SecretStr | None = Field(None, description="the API client's key, shown once by 3CX")
     verify_tls: bool = True
-    directory_refresh: float = Field(300.0, gt=0, description="seconds between directory reloads")
-    snapshot_interval: float = Field(45.0, gt=0, description="seconds between full call snapshots")
+    directory_refresh: float = Field(300.0, gt=0, le=DAY, description="seconds between directory reloads")
+    snapshot_interval: float = Field(45.0, gt=0, le=DAY, description="seconds between full call snapshots")
 
     @field_validator("timezone")
     @classmethod
@@ -158,9 +159,9 @@ class SimulatorSettings(_Section):
     scenario: Path | None = None
     recordings_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     record: bool = True
-    speed: float = Field(1.0, gt=0, description="how much faster than real time the simulator runs")
-    calls_per_minute: float = Field(6.0, ge=0)
-    max_concurrent: int = Field(20, ge=1)
+    speed: float = Field(1.0, gt=0, le=1e6, description="how much faster than real time the simulator runs")
+    calls_per_minute: float = Field(6.0, ge=0, le=600)
+    max_concurrent: int = Field(20, ge=1, le=100_000)
     seed: int | None = None
 
 
@@ -190,7 +191,7 @@ class WebhooksSettings(_Section):
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     jitter: float = Field(0.2, ge=0, lt=1)
     database: Path = Path("/var/lib/callbridge/webhooks.db")
-    attempt_log_days: float = Field(30, gt=0)
+    attempt_log_days: float = Field(30, gt=0, le=3650)
     http_host: Host = "127.0.0.1"
     http_port: int = Field(8082, ge=0, le=65535)
 
@@ -219,11 +220,13 @@ class RecordingsSettings(_Served):
     quality: int = Field(7, ge=0, le=9, description="LAME quality, 0 best and slowest")
     keep_wav: bool = True
     workers: int = Field(2, ge=1, le=64)
-    scan_interval: float = Field(5.0, gt=0)
-    settle: float = Field(10.0, ge=0, description="seconds a WAV must be unchanged to count as complete")
-    quiet: float = Field(5.0, ge=0)
-    max_wait: float = Field(120.0, ge=0)
-    retention_days: float = Field(90.0, gt=0)
+    scan_interval: float = Field(5.0, gt=0, le=3600)
+    settle: float = Field(
+        10.0, ge=0, le=DAY, description="seconds a WAV must be unchanged to count as complete"
+    )
+    quiet: float = Field(5.0, ge=0, le=DAY)
+    max_wait: float = Field(120.0, ge=0, le=7 * DAY)
+    retention_days: float = Field(90.0, gt=0, le=36500)
     cleanup_hour: int = Field(3, ge=0, le=23)
     public_url: str = "https://localhost:8443"
 
@@ -233,7 +236,7 @@ class RecordingsSettings(_Served):
         return check_url(value, ("http", "https"))
 
     token_secret: SecretStr | None = None
-    token_ttl: float = Field(7 * 86400.0, gt=0)
+    token_ttl: float = Field(7 * DAY, gt=0, le=3650 * DAY)
 
     @field_validator("token_secret")
     @classmethod
@@ -254,7 +257,9 @@ class ApiSettings(_Served):
     keys: SecretWords = Field((), description="keys that may read and send commands")
     read_only_keys: SecretWords = Field((), description="keys that may only read")
     command_timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for the monitor")
-    stream_buffer: int = Field(1000, ge=10, description="events a slow /events client may lag behind")
+    stream_buffer: int = Field(
+        1000, ge=10, le=1_000_000, description="events a slow /events client may lag behind"
+    )
 
     @field_validator("keys", "read_only_keys")
     @classmethod
@@ -339,6 +344,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             known = ", ".join([*fixed, "webhook:NAME"])
             raise ConfigError(f"{where}unknown section [{section}] (known: {known})")
     for section in fixed:
+        _check_environment(section, environ)
         _overlay(sections.setdefault(section, {}), _section_model(section), f"{section}_", environ)
     for name, values in endpoints.items():
         _overlay(values, EndpointSettings, f"webhook_{name.replace('-', '_')}_", environ)
@@ -361,6 +367,16 @@ def _check_keys(where: str, section: str, values: Mapping[str, str], model: type
         if key not in model.model_fields:
             known = ", ".join(model.model_fields)
             raise ConfigError(f"{where}unknown key {key!r} in [{section}] (known: {known})")
+
+
+def _check_environment(section: str, environ: Mapping[str, str]) -> None:
+    """A misspelt CALLBRIDGE_<SECTION>_<KEY> is an error, as a misspelt key in the file is."""
+    prefix, known = f"{ENV_PREFIX}{section}_".upper(), _section_model(section).model_fields
+    for variable in environ:
+        if variable.startswith(prefix) and variable[len(prefix) :].lower() not in known:
+            raise ConfigError(
+                f"unknown environment variable {variable} (the keys of [{section}]: {', '.join(known)})"
+            )
 
 
 def _overlay(values: dict[str, str], model: type[_Section], prefix: str, environ: Mapping[str, str]) -> None:

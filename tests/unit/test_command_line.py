@@ -141,6 +141,14 @@ CASES: dict[str, Case] = {
     "config: unknown key": Case(
         ("monitor",), "unknown key 'colour' in [log]", config="[log]\ncolour = red\n"
     ),
+    "config: misspelt variable": Case(
+        ("monitor",),
+        "unknown environment variable CALLBRIDGE_BUS_AMQPURL",
+        env={"CALLBRIDGE_BUS_AMQPURL": "x"},
+    ),
+    "config: huge speed": Case(
+        ("monitor",), "[simulator] speed", env={"CALLBRIDGE_SIMULATOR_SPEED": "1e300"}
+    ),
 }
 
 
