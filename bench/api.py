@@ -24,17 +24,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import SecretStr  # noqa: E402
 
 from services.api import main as api_main  # noqa: E402
-from services.api.app import CachedReads  # noqa: E402
+from services.api.middleware import CachedReads  # noqa: E402
 from services.monitor import main as monitor  # noqa: E402
-from services.monitor.drivers import SimulatorDriver  # noqa: E402
-from services.monitor.scenario import Step, default_directory  # noqa: E402
 from shared import lifecycle  # noqa: E402
 from shared.clock import VirtualClock  # noqa: E402
 from shared.commands import SetForwarding  # noqa: E402
@@ -43,7 +40,9 @@ from shared.http_server import (
     serving,  # noqa: E402
 )
 from shared.memory_bus import InMemoryBus  # noqa: E402
-from shared.settings import ApiSettings  # noqa: E402
+from shared.settings import ApiSettings, Settings  # noqa: E402
+from simulation.driver import SimulatorDriver  # noqa: E402
+from simulation.scenario import Step, default_directory  # noqa: E402
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -82,13 +81,13 @@ async def _serve(kind: str, port: int, calls: int, churn: float, ready: Any) -> 
     bus = InMemoryBus()
     clock = VirtualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     driver = SimulatorDriver(default_directory(), calls_in_progress(calls), clock, live=True)
-    settings = ApiSettings(keys=(SecretStr(KEY),))
-    playing = asyncio.create_task(monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="bench"))
-    await asyncio.sleep(0)  # the monitor serves its snapshot before the API asks
-    async with api_main.running(settings, bus) as api:
-        if kind == "api-uncached":  # for comparison: every answer built for its request
-            api.app.user_middleware = [m for m in api.app.user_middleware if m.cls is not CachedReads]
-        await _answer(api, port, calls, churn, driver, ready, playing)
+    settings = Settings(api=ApiSettings(keys=(SecretStr(KEY),)))
+    async with monitor.running(settings, bus, driver, source="bench") as followed:
+        playing = followed.following
+        async with api_main.running(settings, bus) as api:
+            if kind == "api-uncached":  # for comparison: every answer built for its request
+                api.app.user_middleware = [m for m in api.app.user_middleware if m.cls is not CachedReads]
+            await _answer(api, port, calls, churn, driver, ready, playing)
 
 
 async def _answer(

@@ -25,17 +25,18 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.monitor.main import run  # noqa: E402
-from services.monitor.scenario import Step, default_directory  # noqa: E402
-from services.monitor.simulator import PbxSimulator  # noqa: E402
+from services.monitor.main import running  # noqa: E402
 from services.monitor.tracker import CallTracker  # noqa: E402
-from services.monitor.traffic import TrafficGenerator  # noqa: E402
 from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate  # noqa: E402
 from shared.bus import Bus  # noqa: E402
 from shared.events import Message  # noqa: E402
 from shared.memory_bus import InMemoryBus  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
+from simulation.scenario import Step, default_directory  # noqa: E402
+from simulation.simulator import PbxSimulator  # noqa: E402
+from simulation.traffic import TrafficGenerator  # noqa: E402
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
@@ -97,7 +98,8 @@ async def pipeline(steps: list[tuple[datetime, Step]], bus: Bus | None, *, consu
         async for update in _Replay(steps).updates():  # type: ignore[attr-defined]
             tracker.apply(update)
     else:
-        await run(_Replay(steps), bus, zone=UTC_ZONE, source="bench")  # type: ignore[arg-type]
+        async with running(Settings(), bus, _Replay(steps), source="bench") as monitor:  # type: ignore[arg-type]
+            await monitor.finished()
     return time.perf_counter() - began
 
 

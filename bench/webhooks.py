@@ -31,7 +31,6 @@ from pydantic import SecretStr  # noqa: E402
 
 from services.webhooks import main as webhooks  # noqa: E402
 from services.webhooks.formats import WebhookRequest, build_request  # noqa: E402
-from services.webhooks.jobs import Intake  # noqa: E402
 from services.webhooks.policy import RetryPolicy  # noqa: E402
 from services.webhooks.queues import RabbitJobQueue  # noqa: E402
 from services.webhooks.sender import AiohttpTransport, new_session  # noqa: E402
@@ -207,11 +206,10 @@ async def service(
             session = new_session()
             policy = RetryPolicy.configured(settings.webhooks)
             queue = await RabbitJobQueue.declare(bus, names, policy)
+            transport = AiohttpTransport(session)
+            wired = webhooks.running(settings, bus, queue, store, transport, SystemClock(), policy)
             try:
-                dispatcher, _ = webhooks.build(
-                    settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
-                )
-                await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
+                await wired.__aenter__()
                 # the events come from another process, as they come from the monitor
                 cpu_before, machine_before = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
                 loop = asyncio.get_running_loop()
@@ -226,6 +224,7 @@ async def service(
                             await asyncio.sleep(0.2)
                 cpu_after, machine_after = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
             finally:
+                await wired.__aexit__(None, None, None)
                 await session.close()
                 await queue.delete()
                 await bus.delete_topology()

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,13 +17,12 @@ import yaml
 from pydantic import SecretStr
 
 from services.api import main as api_main
-from services.monitor import main as monitor
-from services.monitor.drivers import SimulatorDriver
-from services.monitor.scenario import default_directory, parse_scenario
 from shared.bus import Bus
 from shared.events import CallState, Message
-from shared.settings import ApiSettings
-from tests.conftest import Recorder
+from shared.settings import ApiSettings, Settings
+from simulation.driver import SimulatorDriver
+from simulation.scenario import default_directory, parse_scenario
+from tests.fakes import ManualClock, Recorder, follow
 
 UTC = ZoneInfo("UTC")
 START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -32,26 +31,6 @@ READ_ONLY_KEY = "read-only-key-0123456789"
 API_SETTINGS = ApiSettings(
     keys=(SecretStr(KEY),), read_only_keys=(SecretStr(READ_ONLY_KEY),), command_timeout=5
 )
-
-
-class ManualClock:
-    """Time moves only when the test says so; sleepers wake when their time has come."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._moved = asyncio.Condition()
-
-    def now(self) -> datetime:
-        return self._now
-
-    async def sleep_until(self, when: datetime) -> None:
-        async with self._moved:
-            await self._moved.wait_for(lambda: self._now >= when)
-
-    async def advance(self, seconds: float) -> None:
-        async with self._moved:
-            self._now += timedelta(seconds=seconds)
-            self._moved.notify_all()
 
 
 @dataclass
@@ -103,10 +82,10 @@ async def api_stack(
         driver = SimulatorDriver(default_directory(), (), clock, live=True)
     recorder = Recorder()
     await api_bus.subscribe("recorder", recorder, bindings=["#"], exclusive=True)
-    playing = asyncio.create_task(monitor.run(driver, monitor_bus or api_bus, zone=UTC, source="test/1"))
+    playing = asyncio.create_task(follow(driver, monitor_bus or api_bus, source="test/1"))
     try:
         await recorder.first(lambda e: e.type == "pbx.directory")  # the monitor answers requests now
-        async with api_main.running(API_SETTINGS, api_bus) as api:
+        async with api_main.running(Settings(api=API_SETTINGS), api_bus) as api:
             await asyncio.wait_for(api.cache.wait_ready(), 10)
             http = transport or httpx.ASGITransport(app=api.app)
             async with httpx.AsyncClient(transport=http, base_url="http://api") as client:

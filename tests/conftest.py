@@ -1,17 +1,15 @@
 """Shared fixtures: the example scenarios and their check, a recorder that waits for events
 without sleeping, notices of what this machine cannot run."""
 
-import asyncio
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from services.monitor.compare import Webhook, compare, read_webhooks
-from shared.events import Message
+from simulation.compare import Webhook, compare, read_webhooks
 from tests.broker import left_on_broker
+from tests.fakes import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "scenarios"  # callbridge's own examples, each with its expected webhooks
@@ -19,30 +17,6 @@ EXAMPLES = ROOT / "examples" / "scenarios"  # callbridge's own examples, each wi
 # more test runs them (tests/scenarios/test_contracts.py); without it the run says so at the end.
 CONTRACTS = ROOT.parent / "shared" / "scenarios"
 NOTICES: list[str] = []  # one line each at the end of the run: what was not run here, and why
-
-
-class Recorder:
-    """A bus handler that remembers events; `wait_for(n)` returns once n have arrived."""
-
-    def __init__(self) -> None:
-        self.events: list[Message] = []
-        self._arrived = asyncio.Condition()
-
-    async def __call__(self, event: Message) -> None:
-        async with self._arrived:
-            self.events.append(event)
-            self._arrived.notify_all()
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Message]:
-        async with asyncio.timeout(timeout), self._arrived:
-            await self._arrived.wait_for(lambda: len(self.events) >= count)
-        return self.events
-
-    async def first(self, wanted: Callable[[Message], bool], timeout: float = 10.0) -> Message:
-        """The first event (arrived already, or yet to come) that `wanted` accepts."""
-        async with asyncio.timeout(timeout), self._arrived:
-            await self._arrived.wait_for(lambda: any(map(wanted, self.events)))
-        return next(e for e in self.events if wanted(e))
 
 
 @pytest.fixture

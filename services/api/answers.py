@@ -94,22 +94,22 @@ class ExtensionsAnswer(BaseModel):
     extensions: list[Entry]
 
 
-class Queue(Entry):
+class QueueEntry(Entry):
     agents: list[str]
 
 
 class QueuesAnswer(BaseModel):
     count: int
-    queues: list[Queue]
+    queues: list[QueueEntry]
 
 
-class Group(Entry):
+class GroupEntry(Entry):
     members: list[str]
 
 
 class GroupsAnswer(BaseModel):
     count: int
-    groups: list[Group]
+    groups: list[GroupEntry]
 
 
 class IvrsAnswer(BaseModel):
@@ -117,18 +117,18 @@ class IvrsAnswer(BaseModel):
     ivrs: list[Entry]
 
 
-class Did(BaseModel):
+class DidEntry(BaseModel):
     number: str
     name: str
 
 
-class Line(Entry):
-    dids: list[Did]
+class LineEntry(Entry):
+    dids: list[DidEntry]
 
 
 class LinesAnswer(BaseModel):
     count: int
-    lines: list[Line]
+    lines: list[LineEntry]
 
 
 class QueueMembership(BaseModel):

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Annotated
 
-from fastapi import Header, HTTPException, Query
+from fastapi import Header, HTTPException, Query, Request
 from pydantic import SecretStr
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -42,23 +42,30 @@ class Keys:
                 granted = access
         return granted
 
-    def dependency(self, needed: Access) -> Callable[..., Awaitable[None]]:
-        async def check(
-            key: KeyQuery = None, x_api_key: KeyHeader = None, authorization: BearerHeader = None
-        ) -> None:
-            offered = [k for k in (key, x_api_key, bearer(authorization)) if k]
-            if not offered:
-                raise HTTPException(
-                    401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer", CHALLENGE
-                )
-            granted = {self.access(k) for k in offered}
-            if Access.COMMAND in granted or (needed is Access.READ and Access.READ in granted):
-                return
-            if Access.READ in granted:
-                raise HTTPException(403, "this API key may only read; commands need a full key")
-            raise HTTPException(401, "wrong API key", CHALLENGE)
 
-        return check
+def requires(needed: Access) -> Callable[..., Awaitable[None]]:
+    """A dependency: the request offers a key with `needed` access (the app's `state.keys`)."""
+
+    async def check(
+        request: Request,
+        key: KeyQuery = None,
+        x_api_key: KeyHeader = None,
+        authorization: BearerHeader = None,
+    ) -> None:
+        keys: Keys = request.app.state.keys
+        offered = [k for k in (key, x_api_key, bearer(authorization)) if k]
+        if not offered:
+            raise HTTPException(
+                401, "an API key is needed: key=…, X-API-Key or Authorization: Bearer", CHALLENGE
+            )
+        granted = {keys.access(k) for k in offered}
+        if Access.COMMAND in granted or (needed is Access.READ and Access.READ in granted):
+            return
+        if Access.READ in granted:
+            raise HTTPException(403, "this API key may only read; commands need a full key")
+        raise HTTPException(401, "wrong API key", CHALLENGE)
+
+    return check
 
 
 def bearer(authorization: str | None) -> str | None:

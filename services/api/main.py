@@ -22,8 +22,8 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import ApiSettings, ConfigError, Settings
 from shared.topology import API_BINDINGS
 
-from .app import create_app
 from .cache import StateCache
+from .http import create_app
 from .metrics import ApiMetrics
 from .stream import EventStream
 
@@ -39,17 +39,18 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: ApiSettings,
+    settings: Settings,
     bus: Bus,
     connected: Callable[[], bool] = lambda: True,
     metrics: ApiMetrics | None = None,
 ) -> AsyncIterator[Api]:
     """Subscribe the cache and the stream, ask for the first snapshot, and build the app (which
     the caller serves: on uvicorn, or in-process in tests)."""
-    check_keys(settings)
+    api = settings.api
+    check_keys(api)
     metrics = metrics or ApiMetrics()
-    cache = StateCache(bus, settings.command_timeout)
-    stream = EventStream(settings.stream_buffer)
+    cache = StateCache(bus, api.command_timeout)
+    stream = EventStream(api.stream_buffer)
 
     async def on_event(event: Message) -> None:
         metrics.events.inc()
@@ -59,7 +60,7 @@ async def running(
     await bus.subscribe("api", on_event, bindings=API_BINDINGS, exclusive=True)
     cache.start()
     try:
-        yield Api(create_app(cache, stream, bus, settings, metrics, connected), cache, stream)
+        yield Api(create_app(cache, stream, bus, api, metrics, connected), cache, stream)
     finally:
         await cache.close()
 
@@ -76,7 +77,7 @@ async def main(settings: Settings) -> None:
     metrics = ApiMetrics()
     async with (
         RabbitBus.configured(settings.bus, "api") as bus,
-        running(api, bus, lambda: bus.connected, metrics) as service,
+        running(settings, bus, lambda: bus.connected, metrics) as service,
         serving(service.app, api.http_host, api.http_port, cert=api.tls_cert, key=api.tls_key),
     ):
         metrics.registry.register(bus.collector())

@@ -1,15 +1,23 @@
 """Recordings service: PBX WAVs → verified MP3s in the archive → `recording.ready` → webhooks;
-the archive served over HTTPS with signed links, and pruned every night."""
+the archive served over HTTPS with signed links, and pruned every night.
+
+`running()` is the composition root that `main()` (RabbitMQ, a conversion queue every replica
+works from), the one-process runner and tests (conversions as tasks) share. `live`: the folder
+is watched and the archive pruned as time goes by; without it the caller drives the passes
+(`scan`, `drain`, `announce`: a scenario's recordings, converted once its calls are over).
+"""
 
 import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
-from shared.clock import SystemClock
+from shared.bus import Bus
+from shared.clock import Clock, SystemClock
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
@@ -18,8 +26,9 @@ from shared.settings import RecordingsSettings, Settings
 from shared.topology import RECORDINGS_BINDINGS, Topology
 
 from .http import create_app
+from .metrics import RecordingsMetrics
 from .retention import nightly
-from .service import Recordings, RecordingsMetrics
+from .service import Conversions, Recordings
 from .work import QueuedConversions, Worker
 
 logger = logging.getLogger(__name__)
@@ -30,6 +39,39 @@ def token_secret(settings: RecordingsSettings) -> bytes:
         return settings.token_secret.get_secret_value().encode()
     logger.warning("[recordings] token_secret is not set: download links will stop working at the next start")
     return secrets.token_bytes(32)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    bus: Bus,
+    clock: Clock,
+    conversions: Conversions,
+    *,
+    secret: bytes,
+    live: bool = True,
+) -> AsyncIterator[Recordings]:
+    config = settings.recordings
+    recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
+    await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+    chores = []
+    if live:
+        chores = [
+            asyncio.create_task(recordings.run(), name="recordings watch"),
+            asyncio.create_task(
+                nightly(
+                    config.archive_dir, config.retention_days, config.cleanup_hour, clock, settings.pbx.zone
+                ),
+                name="recordings retention",
+            ),
+        ]
+    try:
+        yield recordings
+    finally:
+        for task in chores:
+            task.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
+        await recordings.drain()
 
 
 async def main(settings: Settings) -> None:
@@ -43,7 +85,9 @@ async def main(settings: Settings) -> None:
             bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "recordings"))
             conversions = await QueuedConversions.declare(bus, names)
             await conversions.start(Worker(bus, executor, clock), config.workers)
-            recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
+            recordings = await stack.enter_async_context(
+                running(settings, bus, clock, conversions, secret=secret)
+            )
             registry = CollectorRegistry()
             registry.register(RecordingsMetrics(recordings))
             registry.register(bus.collector())
@@ -51,25 +95,6 @@ async def main(settings: Settings) -> None:
             await stack.enter_async_context(
                 serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)
             )
-            await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
             logger.info("recordings started: %s → %s", config.pbx_dir, config.archive_dir)
-            chores = [
-                asyncio.create_task(recordings.run()),
-                asyncio.create_task(
-                    nightly(
-                        config.archive_dir,
-                        config.retention_days,
-                        config.cleanup_hour,
-                        clock,
-                        settings.pbx.zone,
-                    )
-                ),
-            ]
-            try:
-                await wait_for_shutdown()
-            finally:
-                for task in chores:
-                    task.cancel()
-                await asyncio.gather(*chores, return_exceptions=True)
-                await recordings.drain()
+            await wait_for_shutdown()
     logger.info("recordings stopped")

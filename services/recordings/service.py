@@ -12,13 +12,10 @@
 """
 
 import logging
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
-
-from prometheus_client.core import CounterMetricFamily, Metric
 
 from shared.bus import Bus
 from shared.clock import Clock
@@ -168,20 +165,3 @@ class Recordings:
             await self.scan()
             await self.announce()
             await self._clock.sleep_until(self._clock.now() + timedelta(seconds=self.settings.scan_interval))
-
-
-class RecordingsMetrics:
-    """Prometheus collector over a `Recordings` service's counts (register it in a registry)."""
-
-    def __init__(self, service: Recordings) -> None:
-        self._service = service
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            "callbridge_recordings_converted",
-            "WAVs converted to MP3 and checked",
-            value=self._service.converted,
-        )
-        yield CounterMetricFamily(
-            "callbridge_recordings_failed", "WAVs that could not be converted", value=self._service.failed
-        )

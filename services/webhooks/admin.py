@@ -1,18 +1,20 @@
-"""Operators' tools: list and replay dead letters, read the attempt log."""
+"""Operators' tools (`callbridge webhooks dead list|replay`, `webhooks attempts`): list and
+replay dead letters, read the attempt log, in the delivery store the service keeps."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from shared.clock import Clock
 from shared.rabbit_bus import RabbitBus
-from shared.settings import Settings, parse_duration
+from shared.settings import ConfigError, Settings, parse_duration
 from shared.topology import Topology
 
 from .dispatcher import JobQueue
 from .jobs import Job
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
-from .store import DeadDelivery, DeliveryStore
+from .store import Attempt, DeadDelivery, DeliveryStore
 
 
 def parse_since(text: str | None, clock: Clock) -> float:
@@ -55,3 +57,38 @@ async def replay_through_broker(
     ) as bus:
         queue = await RabbitJobQueue.declare(bus, names, RetryPolicy.configured(settings.webhooks))
         await replay(store, queue, dead, clock)
+
+
+def existing_store(path: Path) -> DeliveryStore:
+    """The webhooks service's delivery store, which must be there already: a path mistyped in the
+    configuration is an error, not an empty store."""
+    if not path.is_file():
+        raise ConfigError(f"no delivery store at {path}: is [webhooks] database the webhooks service's?")
+    return DeliveryStore(path)
+
+
+def since(text: str | None, clock: Clock) -> float:
+    try:
+        return parse_since(text, clock)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def dead_line(dead: DeadDelivery) -> str:
+    when = datetime.fromtimestamp(dead.at, UTC)
+    fields = (dead.id, f"{when:%Y-%m-%d %H:%M:%S}Z", dead.endpoint, dead.event_type, dead.chain, dead.reason)
+    return "\t".join(map(str, fields))
+
+
+def attempt_line(attempt: Attempt) -> str:
+    when = datetime.fromtimestamp(attempt.at, UTC)
+    status = attempt.status if attempt.status is not None else "-"
+    return (
+        f"{when:%Y-%m-%d %H:%M:%S}Z\t{attempt.endpoint}\t{attempt.event_type}\t{attempt.chain}"
+        f"\tattempt {attempt.attempt}\t{status}\t{attempt.outcome}\t{attempt.latency_ms:.0f} ms"
+        f"\t{attempt.response[:80]!r}"
+    )
+
+
+def deliveries(count: int) -> str:
+    return f"{count} dead deliver{'y' if count == 1 else 'ies'}"

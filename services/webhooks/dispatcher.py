@@ -50,6 +50,11 @@ class JobQueue(Protocol):
         """Send what was submitted and wait until it is durable."""
         ...
 
+    async def consume(self, dispatcher: "Dispatcher", endpoints: Mapping[str, EndpointSettings]) -> None:
+        """Start handing `dispatcher` the jobs: each event's (one per endpoint of `endpoints` that
+        wants it) and the ones submitted or retried here, in order per chain."""
+        ...
+
 
 class EndpointDisabled(Protocol):
     async def __call__(self, endpoint: str, reason: str) -> None: ...

@@ -1,14 +1,16 @@
 """Webhooks service: call events → delivery jobs → ordered, retried, signed HTTP deliveries.
 
-`build()` is the composition root shared by `main()` (RabbitMQ), the scenario runner and the
-demo (memory): it takes the bus, the job queue, the HTTP transport and the clock. On RabbitMQ
-the events arrive in the shard queues (`queues.py`); in one process the bus hands them to an
-`Intake` that feeds the memory job queue.
+`running()` is the composition root shared by `main()` (RabbitMQ), the one-process runner and
+tests (memory): it takes the settings, the bus, the job queue, the delivery store, the HTTP
+transport and the clock. The job queue brings the events in: on RabbitMQ they arrive in the shard
+queues (`queues.py`); in one process the memory queue takes them off the bus.
 """
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.bus import Bus
@@ -24,7 +26,6 @@ from shared.topology import Topology
 
 from .dispatcher import Dispatcher, JobQueue
 from .http import create_app
-from .jobs import Intake
 from .metrics import WebhookMetrics
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
@@ -54,27 +55,39 @@ class Notifier:
         await self._bus.flush()
 
 
-def build(
+@dataclass
+class Webhooks:
+    dispatcher: Dispatcher
+    metrics: WebhookMetrics
+    store: DeliveryStore
+    queue: JobQueue
+
+
+@contextlib.asynccontextmanager
+async def running(
     settings: Settings,
     bus: Bus,
     queue: JobQueue,
     store: DeliveryStore,
     transport: Transport,
     clock: Clock,
-    policy: RetryPolicy,
-) -> tuple[Dispatcher, WebhookMetrics]:
+    policy: RetryPolicy | None = None,
+) -> AsyncIterator[Webhooks]:
+    """Deliver what `queue` brings (events turned into jobs, and the service's own jobs) to the
+    configured endpoints."""
     metrics = WebhookMetrics()
     dispatcher = Dispatcher(
         settings.endpoints,
         Sender(transport, clock),
         store,
         queue,
-        policy=policy,
+        policy=policy or RetryPolicy.configured(settings.webhooks),
         clock=clock,
         metrics=metrics,
         on_disabled=Notifier(bus, clock).endpoint_disabled,
     )
-    return dispatcher, metrics
+    await queue.consume(dispatcher, settings.endpoints)
+    yield Webhooks(dispatcher, metrics, store, queue)
 
 
 async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
@@ -95,21 +108,22 @@ async def main(settings: Settings) -> None:
     clock = SystemClock()
     store = DeliveryStore(settings.webhooks.database)
     names = Topology(settings.bus.exchange)
+    policy = RetryPolicy.configured(settings.webhooks)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "webhooks"))
         session = await stack.enter_async_context(new_session())
-        policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue.declare(bus, names, policy)
-        dispatcher, metrics = build(settings, bus, queue, store, AiohttpTransport(session), clock, policy)
-        metrics.registry.register(bus.collector())
-        app = create_app(store, queue, metrics, clock, ready=lambda: bus.connected)
+        service = await stack.enter_async_context(
+            running(settings, bus, queue, store, AiohttpTransport(session), clock, policy)
+        )
+        service.metrics.registry.register(bus.collector())
+        app = create_app(store, queue, service.metrics, clock, ready=lambda: bus.connected)
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
-        await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
         logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), names.shards)
         chores = asyncio.create_task(
-            housekeeping(dispatcher, store, clock, settings.webhooks.attempt_log_days)
+            housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
         )
         try:
             await wait_for_shutdown()

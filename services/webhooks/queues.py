@@ -19,6 +19,7 @@ sleeps on an unacked message and no timer lives in memory.
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,10 +28,12 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pydantic import ValidationError
 
+from shared.bus import Bus
 from shared.clock import Clock
 from shared.events import Message, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
+from shared.settings import EndpointSettings
 from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
 
 from .dispatcher import Dispatcher
@@ -73,8 +76,10 @@ class RabbitJobQueue:
             )
         return cls(bus, channel, exchange, shard_queues, names, policy)
 
-    async def consume(self, dispatcher: Dispatcher, intake: Intake) -> None:
-        """Handle every shard's events (through `intake`) and job batches (the dispatcher)."""
+    async def consume(self, dispatcher: Dispatcher, endpoints: Mapping[str, EndpointSettings]) -> None:
+        """Handle every shard's events (each turned into its jobs) and job batches (the service's
+        own jobs), in order, through `dispatcher`."""
+        intake = Intake(endpoints, dispatcher.handle)
 
         async def handle(message: Message | JobBatch) -> None:
             if isinstance(message, JobBatch):
@@ -159,13 +164,26 @@ def tier_queue(names: Topology, tier: float) -> str:
 
 
 class MemoryJobQueue:
-    """The same contract in one process (scenario runs, the demo): one worker keeps the order,
-    retries wait on the clock. `drain()` returns once nothing is queued or waiting."""
+    """The same contract in one process (scenario runs, the demo): the events come off the bus,
+    one worker keeps the order, retries wait on the clock. `drain()` returns once nothing is
+    queued or waiting; `close()` stops the worker."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, bus: Bus, clock: Clock) -> None:
+        self._bus = bus
         self._clock = clock
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
         self._timers: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def consume(self, dispatcher: Dispatcher, endpoints: Mapping[str, EndpointSettings]) -> None:
+        await self._bus.subscribe("webhooks", Intake(endpoints, self.submit), bindings=WEBHOOKS_BINDINGS)
+        self._worker = asyncio.create_task(self._run(dispatcher), name="webhooks jobs")
+
+    async def close(self) -> None:
+        for task in [self._worker, *self._timers]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in [self._worker, *self._timers] if t), return_exceptions=True)
 
     async def submit(self, job: Job) -> None:
         self._jobs.put_nowait(job)
@@ -183,7 +201,7 @@ class MemoryJobQueue:
     async def flush(self) -> None:
         return None  # nothing to wait for: the jobs are in this process's queue
 
-    async def run(self, dispatcher: Dispatcher) -> None:
+    async def _run(self, dispatcher: Dispatcher) -> None:
         while True:
             job = await self._jobs.get()
             try:

@@ -15,6 +15,7 @@ from shared.bus import Bus
 from shared.events import CallEnded, CallEvent, CallState, ExtensionForwarding
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
+from shared.settings import Settings
 from shared.topology import Topology
 from tests.api_stack import API_SETTINGS, KEY, Stack, api_stack
 from tests.broker import new_prefix, purge
@@ -335,7 +336,7 @@ async def test_a_gap_in_the_sequence_loads_a_fresh_snapshot(buses: tuple[Bus, Bu
 
 async def test_without_a_monitor_reads_and_commands_are_503(buses: tuple[Bus, Bus]) -> None:
     async with (
-        running(API_SETTINGS.model_copy(update={"command_timeout": 0.5}), buses[0]) as api,
+        running(Settings(api=API_SETTINGS.model_copy(update={"command_timeout": 0.5})), buses[0]) as api,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://api") as client,
     ):
         for method in ("pbx.calls.get", "ext.state.get?num=101", "makecall?first=101&second=102"):

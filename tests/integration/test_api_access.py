@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from services.api.app import create_app
 from services.api.cache import StateCache
+from services.api.http import create_app
 from services.api.metrics import ApiMetrics
 from services.api.stream import EventStream
 from shared.http_server import free_port, serving

@@ -11,8 +11,8 @@ import pytest
 from shared.bus import Bus, DeadLetter, Handler, RpcUnavailable
 from shared.events import Message
 from shared.memory_bus import InMemoryBus
-from tests.conftest import Recorder
 from tests.factories import make_call_ended, make_call_ringing
+from tests.fakes import Recorder
 from tests.integration.conftest import private_rabbit_bus
 
 

@@ -11,8 +11,8 @@ from datetime import datetime
 
 import httpx
 
-from services.demo_receiver import readable
 from shared.http_server import free_port
+from simulation.receiver import readable
 
 
 def test_classic_webhooks_read_as_lines() -> None:

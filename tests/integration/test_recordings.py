@@ -1,5 +1,6 @@
 """Recordings against real files: MP3s decoded (tests/mp3.py), HTTP downloads, scanning, retention."""
 
+import contextlib
 import os
 import shutil
 import ssl
@@ -8,15 +9,16 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from services.recordings.http import create_app
+from services.recordings.main import running
 from services.recordings.retention import prune
 from services.recordings.service import Recordings
 from services.recordings.tokens import signed_query
@@ -26,11 +28,10 @@ from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
 from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
-from shared.settings import RecordingsSettings
-from shared.topology import RECORDINGS_BINDINGS
+from shared.settings import RecordingsSettings, Settings
 from tests import mp3
-from tests.conftest import Recorder
 from tests.factories import make_call_ended
+from tests.fakes import Recorder
 
 
 def write_wav(path: Path, seconds: float, rate: int = 8000, channels: int = 1, width: int = 2) -> Path:
@@ -139,8 +140,10 @@ class TestScanning:
     }
     start = datetime(2021, 12, 30, 10, 6, 14, tzinfo=UTC)
 
-    async def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> Recordings:
-        settings = RecordingsSettings(
+    @contextlib.asynccontextmanager
+    async def service(self, tmp_path: Path, bus: InMemoryBus, **options: object) -> AsyncIterator[Recordings]:
+        """The recordings service as its composition root wires it, passes driven by the test."""
+        config = RecordingsSettings(
             pbx_dir=tmp_path / "pbx",
             archive_dir=tmp_path / "archive",
             database=tmp_path / "ledger.db",
@@ -148,10 +151,11 @@ class TestScanning:
             **options,
         )  # type: ignore[arg-type]
         clock = VirtualClock(self.start)
-        conversions = LocalConversions(Worker(bus, ThreadPoolExecutor(1), clock))
-        recordings = Recordings(settings, bus, clock, conversions, zone=ZoneInfo("UTC"), secret=b"s")
-        await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
-        return recordings
+        with ThreadPoolExecutor(1) as executor:
+            conversions = LocalConversions(Worker(bus, executor, clock))
+            wired = running(Settings(recordings=config), bus, clock, conversions, secret=b"s", live=False)
+            async with wired as recordings:
+                yield recordings
 
     async def talk(self, recordings: Recordings) -> None:
         await recordings.on_event(
@@ -168,50 +172,50 @@ class TestScanning:
 
     async def test_a_file_still_being_written_waits(self, tmp_path: Path) -> None:
         bus = InMemoryBus()
-        recordings = await self.service(tmp_path, bus, settle=0.5, keep_wav=False)
-        await self.talk(recordings)
-        wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
-        assert await recordings.scan() == 0  # seen once: not known to be finished
-        with wave.open(str(wav), "rb") as grown:  # the PBX writes on
-            frames = grown.readframes(grown.getnframes())
-        with wave.open(str(wav), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(8000)
-            out.writeframes(frames * 2)
-        os.utime(wav, (time.time() - 1, time.time() - 1))
-        assert await recordings.scan() == 0  # changed since the last look
-        assert await recordings.scan() == 1  # unchanged and old enough
-        await recordings.drain()
-        assert [p.name for p in (tmp_path / "archive").rglob("*.mp3")] == ["211230100614_665-1-1.mp3"]
-        assert not wav.exists()  # keep_wav = false, and the MP3 was verified
+        async with self.service(tmp_path, bus, settle=0.5, keep_wav=False) as recordings:
+            await self.talk(recordings)
+            wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+            assert await recordings.scan() == 0  # seen once: not known to be finished
+            with wave.open(str(wav), "rb") as grown:  # the PBX writes on
+                frames = grown.readframes(grown.getnframes())
+            with wave.open(str(wav), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(8000)
+                out.writeframes(frames * 2)
+            os.utime(wav, (time.time() - 1, time.time() - 1))
+            assert await recordings.scan() == 0  # changed since the last look
+            assert await recordings.scan() == 1  # unchanged and old enough
+            await recordings.drain()
+            assert [p.name for p in (tmp_path / "archive").rglob("*.mp3")] == ["211230100614_665-1-1.mp3"]
+            assert not wav.exists()  # keep_wav = false, and the MP3 was verified
 
     async def test_a_corrupt_file_is_reported_once_and_skipped(
         self, tmp_path: Path, recorder: Recorder
     ) -> None:
         bus = InMemoryBus()
         await bus.subscribe("ops", recorder, bindings=["recording.failed", "recording.ready"])
-        recordings = await self.service(tmp_path, bus, settle=0)
-        await self.talk(recordings)
-        broken = tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav"
-        broken.parent.mkdir(parents=True)
-        broken.write_bytes(b"RIFF....garbage")
-        assert await recordings.scan() == 1
-        await recordings.drain()
-        [failed] = await recorder.wait_for(1)
-        assert isinstance(failed, RecordingFailed) and failed.path == str(broken)
-        assert await recordings.scan() == 0  # never tried again
-        assert broken.exists()  # kept for a person to look at
-        await recordings.on_event(
-            make_call_ended(
-                link=1,
-                extension="102",
-                chain_ended=True,
-                **self.chain,
-                occurred_at=self.start + timedelta(seconds=30),
+        async with self.service(tmp_path, bus, settle=0) as recordings:
+            await self.talk(recordings)
+            broken = tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav"
+            broken.parent.mkdir(parents=True)
+            broken.write_bytes(b"RIFF....garbage")
+            assert await recordings.scan() == 1
+            await recordings.drain()
+            [failed] = await recorder.wait_for(1)
+            assert isinstance(failed, RecordingFailed) and failed.path == str(broken)
+            assert await recordings.scan() == 0  # never tried again
+            assert broken.exists()  # kept for a person to look at
+            await recordings.on_event(
+                make_call_ended(
+                    link=1,
+                    extension="102",
+                    chain_ended=True,
+                    **self.chain,
+                    occurred_at=self.start + timedelta(seconds=30),
+                )
             )
-        )
-        assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file
+            assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file
 
 
 def test_backlog_conversion(tmp_path: Path) -> None:

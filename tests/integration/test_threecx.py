@@ -12,8 +12,6 @@ import pytest
 from pydantic import SecretStr
 
 from services import cli
-from services.monitor import main as monitor
-from services.monitor.scenario import default_directory, load_scenario
 from services.monitor.threecx.client import (
     PbxAccessDenied,
     PbxClient,
@@ -22,15 +20,17 @@ from services.monitor.threecx.client import (
     TokenManager,
 )
 from services.monitor.threecx.driver import ThreeCxDriver
-from services.monitor.threecx.fake import FakePbx, Switches
-from services.monitor.threecx.playback import through_fake_3cx
 from services.monitor.threecx.xapi import load_directory, profile_of
 from services.webhooks.classic import classic_payload
 from shared.commands import MakeCall, SetForwarding, SetOptions, SetQueueLogin
 from shared.events import CallEnded, CallEvent, CallState, Event
 from shared.http_server import free_port
 from shared.memory_bus import InMemoryBus
-from tests.conftest import EXAMPLES, Recorder, check_webhooks
+from simulation.fake3cx import FakePbx, Switches
+from simulation.playback import through_fake_3cx
+from simulation.scenario import default_directory, load_scenario
+from tests.conftest import EXAMPLES, check_webhooks
+from tests.fakes import Recorder, follow
 
 
 class Clock:
@@ -168,7 +168,7 @@ async def watch(name: str, switches: Switches) -> tuple[list[Event], FakePbx, Th
         driver,
         _,
     ):
-        await asyncio.wait_for(monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="3cx"), 120)
+        await asyncio.wait_for(follow(driver, bus, source="3cx"), 120)
     return list(recorder.events), fake, driver
 
 
@@ -200,7 +200,7 @@ async def test_a_token_revoked_mid_call_is_minted_again() -> None:
     bus, recorder = InMemoryBus(), Recorder()
     await bus.subscribe("test", recorder, bindings=["#"])
     async with through_fake_3cx(scenario, ZoneInfo("UTC"), speed=100) as (fake, driver, _):
-        playing = asyncio.create_task(monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="3cx"))
+        playing = asyncio.create_task(follow(driver, bus, source="3cx"))
         await recorder.first(lambda e: e.type == "call.answered")
         fake.switches.invalidate_tokens = True  # another process minted a token for our API client
         await asyncio.wait_for(playing, 120)
@@ -235,7 +235,7 @@ async def test_commands_go_through_call_control_and_xapi() -> None:
     bus, recorder = InMemoryBus(), Recorder()
     await bus.subscribe("test", recorder, bindings=["#"])
     async with through_fake_3cx(scenario, ZoneInfo("UTC"), speed=50) as (fake, driver, _):
-        playing = asyncio.create_task(monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="3cx"))
+        playing = asyncio.create_task(follow(driver, bus, source="3cx"))
         await asyncio.wait_for(driver.connected.wait(), 10)
         assert (await driver.execute(SetForwarding(extension="204", profile="Away"))).ok
         assert (await driver.execute(SetQueueLogin(extension="203", queue="all", logged_in=False))).ok

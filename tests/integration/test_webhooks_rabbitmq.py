@@ -15,11 +15,7 @@ from zoneinfo import ZoneInfo
 import aiormq
 import pytest
 
-from services.monitor import main as monitor
-from services.monitor.drivers import SimulatorDriver
-from services.monitor.scenario import load_scenario
 from services.webhooks import main as webhooks
-from services.webhooks.jobs import Intake
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
@@ -29,9 +25,12 @@ from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_eve
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
 from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
+from simulation.driver import SimulatorDriver
+from simulation.scenario import load_scenario
 from tests.broker import new_prefix, purge
-from tests.conftest import EXAMPLES, Recorder, check_webhooks
+from tests.conftest import EXAMPLES, check_webhooks
 from tests.factories import AT, make_call_ended, make_call_ringing
+from tests.fakes import Recorder, follow
 from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -56,7 +55,7 @@ def fail_first_tries(chain: str, failures: int, status: int = 503) -> object:
 async def play(bus: RabbitBus, name: str) -> None:
     scenario = load_scenario(EXAMPLES / f"{name}.yaml")
     clock = VirtualClock(scenario.start.replace(tzinfo=UTC))
-    await monitor.run(SimulatorDriver.for_scenario(scenario, clock, UTC), bus, zone=UTC, source="it")
+    await follow(SimulatorDriver.for_scenario(scenario, clock, UTC), bus, source="it")
 
 
 @dataclass
@@ -92,11 +91,9 @@ async def webhooks_service(
             policy = RetryPolicy(schedule, 0.2, random.Random(3))
             queue = await RabbitJobQueue.declare(bus, names, policy)
             store = DeliveryStore(settings.webhooks.database)
-            dispatcher, _ = webhooks.build(
-                settings, bus, queue, store, AiohttpTransport(session), SystemClock(), policy
-            )
-            await queue.consume(dispatcher, Intake(settings.endpoints, dispatcher.handle))
-            yield Service(bus, store, settings, connection_name)
+            transport = AiohttpTransport(session)
+            async with webhooks.running(settings, bus, queue, store, transport, SystemClock(), policy):
+                yield Service(bus, store, settings, connection_name)
     finally:
         if not keep_topology:
             await purge(amqp_url, names.prefix)

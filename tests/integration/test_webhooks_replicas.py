@@ -12,20 +12,18 @@ import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from services.monitor import main as monitor
-from services.monitor.drivers import SimulatorDriver
-from services.monitor.scenario import default_directory
-from services.monitor.traffic import TrafficGenerator
 from shared.clock import VirtualClock
 from shared.events import CallEvent
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
-from tests.conftest import Recorder
+from simulation.driver import SimulatorDriver
+from simulation.scenario import default_directory
+from simulation.traffic import TrafficGenerator
+from tests.fakes import Recorder, follow
 from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -97,7 +95,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
                 steps = ((start + timedelta(seconds=t), s) for t, s in generator.steps(until=600))
                 clock = VirtualClock(start)
                 driver = SimulatorDriver(default_directory(), steps, clock)
-                tracker = await monitor.run(driver, bus, zone=ZoneInfo("UTC"), source="it")
+                tracker = await follow(driver, bus, source="it")
                 published = [e for e in await recorder.wait_for(tracker.seq) if isinstance(e, CallEvent)]
                 expected = {str(e.event_id) for e in published}
                 await receiver.wait_for(lambda r: len(r.delivered()) >= len(expected) // 4)

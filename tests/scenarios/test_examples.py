@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services.monitor.scenario import STEP_FIELDS, load_scenario
+from simulation.scenario import STEP_FIELDS, load_scenario
 from tests.conftest import EXAMPLES, check_webhooks, expected_webhooks
 from tests.receiver import Receiver
 

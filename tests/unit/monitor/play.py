@@ -6,10 +6,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from services.monitor.scenario import default_directory, parse_scenario
-from services.monitor.simulator import PbxSimulator
 from services.monitor.tracker import CallTracker
 from shared.events import CallEvent, Event
+from simulation.scenario import default_directory, parse_scenario
+from simulation.simulator import PbxSimulator
 
 UTC = ZoneInfo("UTC")
 

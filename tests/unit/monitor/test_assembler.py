@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.monitor.scenario import load_scenario
-from services.monitor.simulator import PbxSimulator
 from services.monitor.threecx.assembler import CallAssembler
-from services.monitor.threecx.fake import CallControlView
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from services.webhooks.classic import classic_payload
 from shared.events import CallEvent, Event
+from simulation.fake3cx import CallControlView
+from simulation.scenario import load_scenario
+from simulation.simulator import PbxSimulator
 from tests.conftest import EXAMPLES, check_webhooks
 
 NAMES = sorted(p.name.removesuffix(".expected.jsonl") for p in EXAMPLES.glob("*.expected.jsonl"))

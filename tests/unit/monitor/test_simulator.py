@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.monitor.scenario import ScenarioError, load_scenario, parse_scenario
 from services.monitor.updates import ParticipantUpdate
+from simulation.scenario import ScenarioError, load_scenario, parse_scenario
 
 from .play import play
 
@@ -179,8 +179,8 @@ def test_file_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped
 def test_participants_look_like_3cx_call_control() -> None:
     from datetime import UTC, datetime
 
-    from services.monitor.scenario import default_directory
-    from services.monitor.simulator import PbxSimulator
+    from simulation.scenario import default_directory
+    from simulation.simulator import PbxSimulator
 
     sim = PbxSimulator(default_directory(), first_call_number=1264)
     doc = parse_scenario(

@@ -4,10 +4,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.monitor.scenario import default_directory
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import ParticipantUpdate
 from shared.events import CallEnded, CallStarted, CallState, Event, ExtensionPresence
+from simulation.scenario import default_directory
 
 from .play import brief, calls, play
 

@@ -4,11 +4,11 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.monitor.scenario import default_directory
-from services.monitor.simulator import PbxSimulator
 from services.monitor.tracker import CallTracker
-from services.monitor.traffic import TrafficGenerator
 from shared.events import CallAnswered, CallEnded, CallEvent, CallRinging, CallStarted, Event
+from simulation.scenario import default_directory
+from simulation.simulator import PbxSimulator
+from simulation.traffic import TrafficGenerator
 
 START = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
+from services.monitor.threecx.xapi import profile_of
+from services.monitor.updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, ParticipantUpdate, PbxUpdate
 from shared.commands import Command, MakeCall, SetForwarding, SetOptions, SetQueueLogin
 from shared.events import Directory
 
-from ..drivers import SimulatorDriver
-from ..updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, ParticipantUpdate, PbxUpdate
-from .xapi import profile_of
+from .driver import SimulatorDriver
 
 VERSION = "20.0.8.1109"
 WAITING = frozenset({QUEUE, IVR})  # DNs whose waiting callers 3CX shows (when monitored)

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared.events import Directory, Extension
-
-from .recorder import Stretch, WavRecorder
-from .scenario import ScenarioError, Step
-from .updates import (
+from services.monitor.updates import (
     EXTENSION,
     EXTERNAL_LINE,
     IVR,
@@ -28,6 +24,10 @@ from .updates import (
     RegistrationUpdate,
     Status,
 )
+from shared.events import Directory, Extension
+
+from .recorder import Stretch, WavRecorder
+from .scenario import ScenarioError, Step
 
 DN_TYPES = {"extension": EXTENSION, "queue": QUEUE, "group": RING_GROUP, "ivr": IVR}
 

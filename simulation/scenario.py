@@ -258,8 +258,8 @@ def load_directory(path: Path) -> Directory:
 
 
 def default_directory() -> Directory:
-    """The built-in directory (services/monitor/default_directory.yaml, described in the README)."""
-    text = resources.files("services.monitor").joinpath("default_directory.yaml").read_text(encoding="utf-8")
+    """The built-in directory (simulation/default_directory.yaml, described in the README)."""
+    text = resources.files("simulation").joinpath("default_directory.yaml").read_text(encoding="utf-8")
     return parse_directory(yaml.safe_load(text), "built-in directory")
 
 

@@ -1,10 +1,6 @@
-"""Monitor drivers: where PBX updates come from, and who carries out the API's commands.
-
-A driver is an async iterable of `PbxUpdate`s that starts with the directory, and executes
-commands (`shared.commands`), whose effects arrive as updates like any others. The simulator
-driver here plays a scenario file or generated traffic on a `Clock` (virtual: as fast as
-possible; system: in real time). The 3CX driver lives in `pbx.py` (a later issue).
-"""
+"""The simulator as a monitor driver (services/monitor/driver.py): it plays a scenario file or
+generated traffic on a `Clock` (virtual: as fast as possible; scaled: in real time or faster)
+and carries out the API's commands on the simulated PBX."""
 
 import asyncio
 import collections
@@ -14,9 +10,10 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.monitor.updates import DirectoryUpdate, PbxUpdate
 from shared.clock import Clock
 from shared.commands import (
     Command,
@@ -32,7 +29,6 @@ from shared.events import Directory
 from .recorder import WavRecorder
 from .scenario import Scenario, ScenarioError, Step, load_scenario
 from .simulator import PbxSimulator
-from .updates import DirectoryUpdate, PbxUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +37,6 @@ MAKECALL_PICKUP = 2.0  # the first party picks up, and the PBX dials the second
 MAKECALL_RING = 2.5  # an internal second party's phone rings
 MAKECALL_ANSWER = 6.0  # the second party answers
 MAKECALL_HANGUP = 36.0  # the first party hangs up
-
-
-class Driver(Protocol):
-    def updates(self) -> AsyncIterator[PbxUpdate]: ...
-
-    async def execute(self, command: Command) -> CommandResult: ...
-
-    def ready(self) -> bool:
-        """Connected to the PBX (the simulator always is)."""
-        ...
 
 
 def playable_scenario(path: Path) -> Scenario:

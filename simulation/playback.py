@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
+from services.monitor.threecx.driver import ThreeCxDriver
 from shared.clock import LockstepClock
 from shared.http_server import free_port
 from shared.settings import PbxSettings
 
-from ..drivers import SimulatorDriver
-from ..scenario import Scenario
-from .driver import ThreeCxDriver
-from .fake import FakePbx, Switches
+from .driver import SimulatorDriver
+from .fake3cx import FakePbx, Switches
+from .scenario import Scenario
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,104 @@
+"""What the API's routes depend on (FastAPI dependencies): the replica's wiring, the PBX state
+once it is loaded, key checks, the monitor for commands, and the parameters and errors the
+methods share. `http.create_app` puts the wiring on the app; nothing here is global."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from shared import commands
+from shared.bus import Bus, RpcUnavailable
+from shared.events import Extension
+from shared.pbx_state import PbxState
+from shared.settings import ApiSettings
+
+from . import answers
+from .auth import Access, Keys, requires
+from .cache import StateCache
+from .metrics import ApiMetrics
+from .stream import EventStream
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """One API replica's parts, as its routes need them."""
+
+    cache: StateCache
+    stream: EventStream
+    bus: Bus
+    settings: ApiSettings
+    metrics: ApiMetrics
+    keys: Keys
+    connected: Callable[[], bool]
+    active: answers.RenderedCalls  # pbx.ac.get, rendered per call
+    info: answers.RenderedCalls  # pbx.callsinfo.get, rendered per call
+
+
+def wiring(request: Request) -> Wiring:
+    wired: Wiring = request.app.state.wiring
+    return wired
+
+
+Wired = Annotated[Wiring, Depends(wiring)]
+
+
+async def state(wired: Wired) -> PbxState:
+    if not wired.cache.ready:
+        raise HTTPException(503, "the PBX state is not loaded yet: the monitor has not answered")
+    return wired.cache.state
+
+
+State = Annotated[PbxState, Depends(state)]
+READ = [Depends(requires(Access.READ))]
+COMMAND = [Depends(requires(Access.COMMAND))]
+Number = Annotated[str, Query(min_length=1, max_length=32, description="the DN's number")]
+OnOff = Literal["on", "off"]
+LogIn = Annotated[OnOff, Query(description="on: log in, off: log out")]
+FAILURE_STATUS = {"not_found": 404, "invalid": 400, "refused": 409}
+
+
+def extension_of(pbx: PbxState, number: str) -> Extension:
+    extension = pbx.extensions.get(number)
+    if extension is None:
+        raise HTTPException(404, f"extension {number} does not exist")
+    return extension
+
+
+async def send(wired: Wiring, command: commands.Command) -> Any:
+    """Have the monitor carry out `command`: its answer, or a failure with the PBX's reason."""
+    try:
+        answer = await wired.bus.call(commands.COMMAND, command.model_dump(), wired.settings.command_timeout)
+    except RpcUnavailable as error:
+        raise HTTPException(503, f"the monitor did not carry out the command: {error}") from None
+    result = commands.CommandResult.model_validate(answer)
+    if result.ok:
+        return answers.CommandAnswer(result="success", callID=result.call_number)
+    failed = answers.CommandAnswer(result="failure", reason=result.reason)
+    return JSONResponse(failed.model_dump(), status_code=FAILURE_STATUS[result.failure or "refused"])
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "the request makes no sense for the PBX (the reason says why)",
+        401: "missing or wrong API key",
+        403: "a read-only key cannot send commands",
+        404: "no such extension, queue or ring group",
+        409: "the PBX refused the command",
+        422: "a parameter is missing or malformed",
+        503: "the state is not loaded yet, or the monitor did not answer",
+    }
+    return {code: {"model": answers.ErrorAnswer, "description": described[code]} for code in codes}
+
+
+READ_ERRORS = _errors(401, 422, 503)
+LOOKUP_ERRORS = _errors(401, 404, 422, 503)
+COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_errors(401, 403, 422, 503),
+    **{
+        code: {"model": answers.CommandAnswer, "description": f"the command failed ({what})"}
+        for code, what in ((400, "a bad request"), (404, "an unknown name"), (409, "the PBX refused"))
+    },
+}

@@ -1,0 +1,24 @@
+"""The monitor's driver protocol: where PBX updates come from, and who carries out the API's
+commands. The 3CX driver (`threecx/driver.py`) and the simulator (`simulation/driver.py`, outside
+the services) both keep it; the monitor knows no other side of either.
+
+A driver is an async iterable of `PbxUpdate`s (`updates.py`) that starts with the directory, and
+executes commands (`shared.commands`), whose effects arrive as updates like any others.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from shared.commands import Command, CommandResult
+
+from .updates import PbxUpdate
+
+
+class Driver(Protocol):
+    def updates(self) -> AsyncIterator[PbxUpdate]: ...
+
+    async def execute(self, command: Command) -> CommandResult: ...
+
+    def ready(self) -> bool:
+        """Connected to the PBX (the simulator always is)."""
+        ...

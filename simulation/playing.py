@@ -1,0 +1,115 @@
+"""`callbridge scenario run|check|generate`: a scenario played through the services in one
+process, compared with expected webhooks, or written by the traffic generator."""
+
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from shared import lifecycle
+from shared.clock import VirtualClock
+from shared.logging import configure_logging
+from shared.settings import EndpointSettings, Settings
+
+from .compare import Comparison, compare, read_webhooks
+from .driver import SimulatorDriver, playable_scenario
+from .playback import through_fake_3cx
+from .runner import OneProcess, play
+from .scenario import Scenario, default_directory, dump_scenario, load_directory, scenario_document
+from .traffic import TrafficGenerator
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    file: Path
+    via: str = "simulator"  # or "fake-3cx"
+    speed: float | None = None  # fake-3cx: at most this many times real time
+    timezone: ZoneInfo | None = None  # default: [pbx] timezone
+    recordings_dir: Path | None = None  # keep the simulator's WAVs here
+    archive_dir: Path | None = None  # keep the MP3s here
+    webhook_url: str | None = None  # deliver instead of printing
+
+
+def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.stdout) -> int:
+    configure_logging("WARNING")
+    scenario = playable_scenario(options.file)
+    zone = options.timezone or settings.pbx.zone
+    with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch, ProcessPoolExecutor(2) as executor:
+        pbx_dir = options.recordings_dir or Path(scratch) / "pbx"
+        # one pass after the calls: everything is finished then, nothing needs to settle
+        recordings = settings.recordings.model_copy(
+            update={
+                "pbx_dir": pbx_dir,
+                "archive_dir": options.archive_dir or Path(scratch) / "archive",
+                "database": Path(scratch) / "recordings.db",
+                "settle": 0,
+                "quiet": 0,
+                "max_wait": 86400.0,
+                "http_port": 0,
+            }
+        )
+        endpoints = {"target": EndpointSettings(url=options.webhook_url)} if options.webhook_url else {}
+        pbx = settings.pbx.model_copy(update={"timezone": zone.key})
+        configured = settings.model_copy(
+            update={"recordings": recordings, "endpoints": endpoints, "pbx": pbx}
+        )
+        return lifecycle.run(_played(configured, scenario, zone, pbx_dir, options, out, executor))
+
+
+async def _played(
+    settings: Settings,
+    scenario: Scenario,
+    zone: ZoneInfo,
+    pbx_dir: Path,
+    options: ScenarioRun,
+    out: TextIO,
+    executor: ProcessPoolExecutor,
+) -> int:
+    if options.via == "fake-3cx":
+        # a fake 3CX (HTTP and WebSocket on 127.0.0.1) plays it, the 3CX driver watches it as it
+        # would a real one; both on one clock, which waits for the driver
+        fake = through_fake_3cx(scenario, zone, speed=options.speed, recordings=pbx_dir)
+        async with fake as (_, watching, lockstep):
+            return await play(
+                OneProcess(settings, watching, lockstep, "scenario", out=out, converting=executor)
+            )
+    virtual = VirtualClock(scenario.start.replace(tzinfo=zone))
+    simulator = SimulatorDriver.for_scenario(scenario, virtual, zone, pbx_dir)
+    return await play(OneProcess(settings, simulator, virtual, "scenario", out=out, converting=executor))
+
+
+def check(expected: list[str], actual: list[str], names: tuple[str, str]) -> Comparison:
+    """`expected` and `actual` JSON lines compared (`compare.py`); `names` say where they came from."""
+    return compare(read_webhooks(expected, names[0]), read_webhooks(actual, names[1]))
+
+
+@dataclass(frozen=True)
+class Generated:
+    seed: int = 1
+    minutes: float = 10.0
+    calls_per_minute: float = 10.0
+    max_concurrent: int = 20
+    directory: Path | None = None
+    start: datetime = datetime(2024, 3, 4, 9)
+
+
+def generated(options: Generated) -> str:
+    """The traffic generator's calls as a scenario file (YAML): the same for the same options."""
+    directory = load_directory(options.directory) if options.directory else default_directory()
+    generator = TrafficGenerator(
+        directory,
+        seed=options.seed,
+        calls_per_minute=options.calls_per_minute,
+        max_concurrent=options.max_concurrent,
+    )
+    document = scenario_document(
+        (step for _, step in generator.steps(until=options.minutes * 60)),
+        name=f"generated, seed {options.seed}",
+        start=options.start,
+        directory=directory.model_dump(mode="json") if options.directory else None,
+    )
+    return dump_scenario(document)

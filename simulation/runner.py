@@ -1,0 +1,137 @@
+"""The four services in one process on the in-memory bus: what `callbridge scenario run` and
+`callbridge demo` run. Each service is wired by its own composition root (`running()` in its
+`main.py`), exactly as `main()` wires it on RabbitMQ; only the parts differ: the in-memory bus,
+a memory job queue and delivery store, conversions as tasks of this process, and the simulator
+(or a fake 3CX) as the PBX.
+
+Classic webhooks go to the configured endpoints through the webhooks service (`--webhook-url`,
+the demo's receiver), or, with none, are printed as JSON lines: a call event's query
+parameters, a recording POST's body.
+"""
+
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from services.api import main as api_main
+from services.monitor import main as monitor_main
+from services.monitor.driver import Driver
+from services.recordings import http as recordings_http
+from services.recordings import main as recordings_main
+from services.recordings.service import Recordings
+from services.recordings.work import LocalConversions, Worker
+from services.webhooks import main as webhooks_main
+from services.webhooks.classic import classic_payload, classic_recording
+from services.webhooks.queues import MemoryJobQueue
+from services.webhooks.sender import AiohttpTransport, new_session
+from services.webhooks.store import DeliveryStore
+from shared.clock import Clock
+from shared.events import Message, RecordingReady
+from shared.http_server import serving
+from shared.memory_bus import InMemoryBus
+from shared.settings import Settings
+from shared.topology import WEBHOOKS_BINDINGS
+
+
+@dataclass
+class OneProcess:
+    settings: Settings  # as the services should see it: endpoints (none: print), api, recordings
+    driver: Driver
+    clock: Clock
+    source: str  # the monitor run's id on its events
+    out: TextIO = sys.stdout  # printed webhooks
+    notices: TextIO = sys.stderr  # where the API, the recordings and the failures are announced
+    serve_api: bool = False  # the API on [api] http_host:http_port meanwhile
+    show_key: bool = True  # print the API's first key (else a stand-in: the configuration's is secret)
+    converting: Executor | None = None  # convert the PBX's recordings in this executor
+    live: bool = False  # recordings converted and served as they come; else once the calls are over
+
+
+async def play(run: OneProcess) -> int:
+    """Until the driver runs dry (or the caller gives up on a live one); the exit status: 1 when
+    some webhook could not be delivered (each named), else 0."""
+    bus = InMemoryBus()
+    async with contextlib.AsyncExitStack() as stack:
+        if run.serve_api:
+            await _serve_api(run, bus, stack)
+        recordings = await _recordings(run, bus, stack) if run.converting is not None else None
+        delivered = await _webhooks(run, bus, stack)
+        async with monitor_main.running(run.settings, bus, run.driver, source=run.source) as monitor:
+            await monitor.finished()
+        if recordings is not None and not run.live:  # one pass: every call is over, every file final
+            await recordings.scan()
+            await recordings.drain()
+            await recordings.announce()
+        return await delivered()
+
+
+async def _serve_api(run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncExitStack) -> None:
+    api = run.settings.api
+    service = await stack.enter_async_context(api_main.running(run.settings, bus))
+    await stack.enter_async_context(serving(service.app, api.http_host, api.http_port))
+    key = (api.keys or api.read_only_keys)[0].get_secret_value() if run.show_key else "YOUR-API-KEY"
+    address = f"http://{api.http_host}:{api.http_port}"
+    run.notices.write(f"callbridge: API on {address}/  key: {key}\n")
+    run.notices.write(f"  try: curl '{address}/pbx.callsinfo.get?key={key}'\n")
+
+
+async def _recordings(run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncExitStack) -> Recordings:
+    assert run.converting is not None
+    secret = secrets.token_bytes(32)  # the links of this run only
+    conversions = LocalConversions(Worker(bus, run.converting, run.clock))
+    recordings = await stack.enter_async_context(
+        recordings_main.running(run.settings, bus, run.clock, conversions, secret=secret, live=run.live)
+    )
+    config = run.settings.recordings
+    if run.live and config.http_port:
+        app = recordings_http.create_app(config.archive_dir, secret, run.clock)
+        await stack.enter_async_context(serving(app, config.http_host, config.http_port))
+    return recordings
+
+
+async def _webhooks(
+    run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncExitStack
+) -> Callable[[], Awaitable[int]]:
+    """Wire the webhooks: delivered to the endpoints, or printed; returns what tells, once the
+    calls are over, whether all were delivered."""
+    if not run.settings.endpoints:
+        await bus.subscribe("webhooks", _printer(run.out), bindings=WEBHOOKS_BINDINGS)
+        return _nothing_failed
+    store = DeliveryStore(Path(":memory:"))
+    queue = MemoryJobQueue(bus, run.clock)
+    stack.push_async_callback(queue.close)
+    session = await stack.enter_async_context(new_session())
+    transport = AiohttpTransport(session)
+    await stack.enter_async_context(
+        webhooks_main.running(run.settings, bus, queue, store, transport, run.clock)
+    )
+
+    async def delivered() -> int:
+        await queue.drain()
+        for dead in store.dead():
+            run.notices.write(
+                f"callbridge: error: {dead.event_type} {dead.chain} not delivered: {dead.reason}\n"
+            )
+        return 1 if store.dead() else 0
+
+    return delivered
+
+
+async def _nothing_failed() -> int:
+    return 0
+
+
+def _printer(out: TextIO) -> Callable[[Message], Awaitable[None]]:
+    async def write(event: Message) -> None:
+        payload = classic_recording(event) if isinstance(event, RecordingReady) else classic_payload(event)
+        if payload is not None:
+            out.write(json.dumps(payload) + "\n")
+            out.flush()
+
+    return write
