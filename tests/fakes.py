@@ -1,17 +1,24 @@
 """The tests' own stand-ins, in one place: a handler that records events and lets a test wait for
-them, a clock that moves only when the test says, and the monitor followed to the end of a
-driver's updates (its composition root, as the services use it)."""
+them, a clock that moves only when the test says, the monitor followed to the end of a driver's
+updates (its composition root, as the services use it), and scenario steps played purely through
+the simulator and the tracker."""
 
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
 
 from services.monitor import main as monitor_main
 from services.monitor.driver import Driver
 from services.monitor.tracker import CallTracker
 from shared.bus import Bus
-from shared.events import Message
+from shared.events import CallEvent, Event, Message
 from shared.settings import Settings
+from simulation.scenario import default_directory, parse_scenario
+from simulation.simulator import PbxSimulator
 
 
 class Recorder:
@@ -64,3 +71,47 @@ async def follow(
     """The monitor on `bus` until `driver` runs dry; its tracker."""
     async with monitor_main.running(settings or Settings(), bus, driver, source=source) as monitor:
         return await monitor.finished()
+
+
+UTC = ZoneInfo("UTC")
+
+
+def play(
+    steps: str, *, start: str = "2024-03-01T09:00:00", zone: ZoneInfo = UTC, first: int = 1
+) -> list[Event]:
+    document = {"start": start, "first_call_number": first, "steps": yaml.safe_load(steps)}
+    scenario = parse_scenario(document, base=Path("."))
+    simulator = PbxSimulator(scenario.directory, first_call_number=first)
+    tracker = CallTracker(default_directory(), zone=zone, source="test")
+    begin = datetime.fromisoformat(start).replace(tzinfo=zone)
+    events: list[Event] = []
+    for step in scenario.steps:
+        for update in simulator.apply(step, begin + timedelta(seconds=step.t)):
+            events += tracker.apply(update)
+    return events
+
+
+def calls(events: list[Event]) -> list[CallEvent]:
+    return [e for e in events if isinstance(e, CallEvent) and e.type != "call.started"]
+
+
+def brief(events: list[Event]) -> list[tuple[object, ...]]:
+    """(type, classic id, extension, detail) of each ringing/answered/ended event."""
+    out: list[tuple[object, ...]] = []
+    for e in calls(events):
+        detail = {"call.ringing": "user_type", "call.answered": "transfer_type"}.get(e.type)
+        if detail:
+            out.append((e.type[5:], e.call_id, e.extension, getattr(e, detail)))
+        else:
+            ok = "Ok" if e.answered else "Missed"
+            out.append(
+                (
+                    "ended",
+                    e.call_id,
+                    e.extension,
+                    ok,
+                    e.transferred,
+                    round(e.duration, 1),
+                )
+            )
+    return out

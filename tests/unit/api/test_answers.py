@@ -6,7 +6,7 @@ import json
 from services.api import answers
 from shared.events import CallState, Event
 from shared.pbx_state import PbxState
-from tests.unit.monitor.play import play
+from tests.fakes import play
 
 TWO_CALLS = """
 - {t: 0, do: incoming, call: A, from: '111', did: PragueDID, to: '800'}

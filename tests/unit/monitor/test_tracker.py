@@ -8,8 +8,7 @@ from services.monitor.tracker import CallTracker
 from services.monitor.updates import ParticipantUpdate
 from shared.events import CallEnded, CallStarted, CallState, Event, ExtensionPresence
 from simulation.scenario import default_directory
-
-from .play import brief, calls, play
+from tests.fakes import brief, calls, play
 
 IN_QUEUE = "- {t: 0, do: incoming, call: A, from: '111', did: PragueDID, to: '800'}\n"
 

@@ -3,9 +3,9 @@
 import pytest
 
 from services.monitor.updates import ParticipantUpdate
-from simulation.scenario import ScenarioError, load_scenario, parse_scenario
-
-from .play import play
+from simulation.scenario import STEP_FIELDS, ScenarioError, load_scenario, parse_scenario
+from simulation.steps import HANDLERS
+from tests.fakes import play
 
 A_RINGS = """
 - {t: 0, do: incoming, call: A, from: '1', did: PragueDID, to: '800'}
@@ -222,3 +222,7 @@ def test_participants_look_like_3cx_call_control() -> None:
         ring.callid,
     ) == ("101", "Ringing", "0123456789", "Wexternalline", "800", "Wqueue", 1264)
     assert ring.id != leg.id and ring.legid != leg.legid
+
+
+def test_every_step_of_the_scenario_format_has_its_handler_and_no_more() -> None:
+    assert set(HANDLERS) == set(STEP_FIELDS)
