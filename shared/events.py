@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-Direction = Literal["inbound", "outbound"]
+ChainDirection = Literal["inbound", "outbound"]
 UserType = Literal["queue", "ext", "other"]
 TransferType = Literal["NotDef", "Blind", "Accomp"]
 RecordingOption = Literal["off", "external", "all"]
@@ -67,7 +67,7 @@ class CallEvent(Event):
 
     chain_id: str = Field(description="YYMMDDhhmmss_N: PBX-local arrival time and PBX call number")
     call_number: int = Field(description="the PBX's call number N (3CX callid)")
-    direction: Direction
+    direction: ChainDirection
     external_number: str = Field(description="the external party's number")
     did_name: str = Field("", description="name of the DID rule (inbound); empty for outbound")
     did_number: str = Field("", description="the DID number the call came in on (inbound)")
@@ -178,7 +178,7 @@ class ExtensionOptions(ExtensionEvent):
 
 PartyType = Literal["extension", "queue", "group", "ivr", "line", "external"]
 LegStatus = Literal["Dialing", "Ringing", "Connected"]
-CallDirection = Literal["FromExternal", "FromInternal", "Inbound", "Outbound", "External", "Internal"]
+CallStateDirection = Literal["FromExternal", "FromInternal", "Inbound", "Outbound", "External", "Internal"]
 CallStateName = Literal["Unknown", "Initiating", "Routing", "Talking", "Transferring", "Rerouting"]
 
 
@@ -215,7 +215,7 @@ class CallState(Event):
     type: Literal["pbx.call"] = "pbx.call"
     call_number: int
     chain_id: str = Field("", description="the classic chain id when the call has an external party")
-    direction: CallDirection
+    direction: CallStateDirection
     state: CallStateName
     started_at: AwareDatetime
     answered_at: AwareDatetime | None = None

@@ -13,9 +13,9 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.events import (
-    CallDirection,
     CallParty,
     CallState,
+    CallStateDirection,
     CallStateName,
     Extension,
     ForwardingProfile,
@@ -52,7 +52,7 @@ class Connection(BaseModel):
 
 class ActiveCall(BaseModel):
     callID: int = Field(description="the PBX call number")
-    direction: CallDirection
+    direction: CallStateDirection
     did: str = Field(description="the DID an inbound call came in on")
     AConnList: list[Connection]
 

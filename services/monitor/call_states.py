@@ -1,0 +1,174 @@
+"""Calls in progress as the API shows them (`pbx.call`): every call, internal ones included,
+published after each change an observer can see, and a last time with `ended` when its last leg
+leaves. `CallState` (shared/events.py) documents its direction and state. Pure: no I/O, no clock.
+
+The views (a call's parties and legs) are immutable and made once: a busy PBX repeats the same
+few, and a state that shows nothing new is not published again."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.events import CallLeg, CallParty, CallState, CallStateDirection, CallStateName, PartyType
+
+from .chains import Chain, Emit
+from .updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, RING_GROUP, ParticipantUpdate
+
+PARTY_TYPES: dict[str, PartyType] = {
+    EXTENSION: "extension",
+    QUEUE: "queue",
+    RING_GROUP: "group",
+    IVR: "ivr",
+    EXTERNAL_LINE: "line",
+}
+VIEW_CACHE = 10_000  # parties and legs kept for reuse before the caches start again
+
+
+@dataclass(slots=True)
+class TrackedCall:
+    """One PBX call (its call number) and the participants it has now."""
+
+    callid: int
+    started: datetime
+    members: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
+    chain: Chain | None = None
+    chain_id: str = ""
+    did: str = ""
+    answered: datetime | None = None
+    seen: tuple[Any, ...] = ()  # what its last published state showed
+    views: dict[tuple[str, int], CallLeg] = field(default_factory=dict)  # each member's CallLeg
+
+
+class CallStates:
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self.names: dict[str, str] = {}  # DN → its name (from the directory)
+        self._parties: dict[tuple[str, PartyType], CallParty] = {}
+        self._leg_views: dict[tuple[str, str, str, str], CallLeg] = {}
+
+    def renamed(self, names: dict[str, str]) -> None:
+        self.names = names
+        self._parties.clear()  # names may have changed
+
+    def leg(self, p: ParticipantUpdate) -> CallLeg:
+        key = (p.dn, p.dn_type, p.status, p.party_caller_id)
+        leg = self._leg_views.get(key)
+        if leg is None:
+            if len(self._leg_views) > VIEW_CACHE:
+                self._leg_views.clear()
+            leg = self._leg_views[key] = CallLeg(
+                dn=p.dn,
+                dn_type=PARTY_TYPES.get(p.dn_type, "extension"),
+                status=p.status,
+                external_party=p.party_caller_id,
+            )
+        return leg
+
+    def publish(self, call: TrackedCall, at: datetime) -> None:
+        """The call's state, unless nothing an observer can see changed (a media reconnect, say)."""
+        external = [p for p in call.members.values() if p.dn_type == EXTERNAL_LINE]
+        extensions = [p for p in call.members.values() if p.dn_type == EXTENSION]
+        caller = self._caller(call, external, extensions)
+        others = [p for p in extensions if p.dn != caller.number]
+        talk_to, routing = self._parties_of(call.chain, caller, external, others)
+        if talk_to and call.answered is None:
+            call.answered = at
+        legs = tuple(call.views.values())
+        direction = _direction(len(external), bool(others), caller)
+        state = _state_name(call.chain, caller, bool(talk_to))
+        seen = (direction, state, call.answered, caller, talk_to, routing, legs, call.chain_id)
+        if seen == call.seen and call.members:
+            return
+        call.seen = seen
+        self._emit(
+            CallState,
+            at,
+            call_number=call.callid,
+            chain_id=call.chain_id,
+            direction=direction,
+            state=state,
+            started_at=call.started,
+            answered_at=call.answered,
+            did=call.did,
+            owner=caller,
+            talk_to=talk_to,
+            routing_to=routing,
+            legs=legs,
+            ended=not call.members,
+        )
+
+    def _parties_of(
+        self,
+        chain: Chain | None,
+        caller: CallParty,
+        external: list[ParticipantUpdate],
+        others: list[ParticipantUpdate],
+    ) -> tuple[tuple[CallParty, ...], tuple[CallParty, ...]]:
+        """(who the caller talks to, where the call is routed while nobody talks)."""
+        outside = [self._party(external[0].party_caller_id, "external")] if external else []
+        if outside and caller.type != "external" and external[0].status == "Connected":
+            talk_to = outside
+        else:
+            talk_to = [self._party(p.dn) for p in others if p.status == "Connected"]
+        routing = [self._party(p.dn) for p in others if p.status == "Ringing"]
+        if not routing and not talk_to:
+            if outside and caller.type != "external":
+                routing = outside
+            elif chain is not None and chain.routed_to and chain.routed_to != caller.number:
+                routing = [self._party(chain.routed_to, ROUTED_PARTIES[chain.routed_type])]
+        return tuple(talk_to), tuple(routing)
+
+    def _caller(
+        self, call: TrackedCall, external: list[ParticipantUpdate], extensions: list[ParticipantUpdate]
+    ) -> CallParty:
+        chain = call.chain
+        if chain is not None and chain.direction == "inbound":
+            return self._party(chain.external, "external")
+        if chain is not None:
+            return self._party(chain.originator)
+        if not external and not extensions:  # the call has ended: nobody owns it any more
+            return self._party("")
+        first = (external or extensions)[0]
+        if first.dn_type == EXTERNAL_LINE:
+            return self._party(first.party_caller_id, "external")
+        return self._party(first.originated_by_dn or first.dn)
+
+    def _party(self, dn: str, kind: PartyType = "extension") -> CallParty:
+        party = self._parties.get((dn, kind))
+        if party is None:
+            if len(self._parties) > VIEW_CACHE:
+                self._parties.clear()
+            party = self._parties[dn, kind] = CallParty(number=dn, name=self.names.get(dn, ""), type=kind)
+        return party
+
+
+ROUTED_PARTIES: dict[str, PartyType] = {
+    "extension": "extension",
+    "queue": "queue",
+    "group": "group",
+    "ivr": "ivr",
+    "external": "external",
+}
+
+
+def _direction(externals: int, reached: bool, caller: CallParty) -> CallStateDirection:
+    """`reached`: an extension other than the caller's is in the call."""
+    if externals > 1:
+        return "External"
+    if caller.type == "external":
+        return "Inbound" if reached else "FromExternal"
+    if externals:
+        return "Outbound"
+    return "Internal" if reached else "FromInternal"
+
+
+def _state_name(chain: Chain | None, caller: CallParty, talking: bool) -> CallStateName:
+    if talking:
+        return "Talking"
+    if chain is not None and chain.next_transfer_type == "Blind":
+        return "Transferring"
+    if caller.type == "external":
+        return "Rerouting" if chain is not None and chain.routed_to != chain.first_routed else "Routing"
+    if caller.number:
+        return "Initiating"
+    return "Unknown"
