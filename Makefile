@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: demo test test-unit lint format bench readme clean
+.PHONY: demo test test-unit lint format sizes bench readme clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callbridge needs Python 3.11 or newer")'
@@ -33,6 +33,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+sizes: $(STAMP)
+	$(BIN)/python tools/sizes.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

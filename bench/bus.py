@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.events import Message, encode_event  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
 from shared.topology import RECORDINGS_BINDINGS, Topology  # noqa: E402
+from tests.broker import purge  # noqa: E402
 from tests.factories import make_call_ringing  # noqa: E402
 
 
@@ -68,22 +69,22 @@ async def ours(url: str, count: int) -> tuple[float, float]:
         if received == count:
             done.set()
 
-    async with RabbitBus.connect(
-        url, names=Topology(f"bench.bus.{uuid4().hex[:8]}"), connection_name="bench"
-    ) as bus:
+    names = Topology(f"bench.bus.{uuid4().hex[:8]}")
+    async with RabbitBus.connect(url, names=names, connection_name="bench") as bus:
         try:
+            # the queue the recordings service declares at its start keeps the events meanwhile
+            await bus.declare("recordings", bindings=RECORDINGS_BINDINGS, single_active=True)
             began = time.perf_counter()
             for event in events:
                 await bus.publish(event)
             await bus.flush()
             publish = count / (time.perf_counter() - began)
             began = time.perf_counter()
-            # the events wait in the queues every connection declares (recordings, their shard)
-            await bus.subscribe("recordings", count_one, bindings=RECORDINGS_BINDINGS)
+            await bus.subscribe("recordings", count_one, bindings=RECORDINGS_BINDINGS, single_active=True)
             await done.wait()
             consume = count / (time.perf_counter() - began)
         finally:
-            await bus.delete_topology()
+            await purge(url, names.prefix)
     return publish, consume
 
 

@@ -37,6 +37,7 @@ from shared.topology import Topology  # noqa: E402
 from simulation.scenario import Step, default_directory  # noqa: E402
 from simulation.simulator import PbxSimulator  # noqa: E402
 from simulation.traffic import TrafficGenerator  # noqa: E402
+from tests.broker import purge  # noqa: E402
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
@@ -105,13 +106,12 @@ async def pipeline(steps: list[tuple[datetime, Step]], bus: Bus | None, *, consu
 
 async def rabbit_pipeline(steps: list[tuple[datetime, Step]], url: str) -> float | None:
     try:
-        async with RabbitBus.connect(
-            url, names=Topology(f"bench.{uuid4().hex[:8]}"), connection_name="bench"
-        ) as bus:
-            try:
+        names = Topology(f"bench.{uuid4().hex[:8]}")
+        try:
+            async with RabbitBus.connect(url, names=names, connection_name="bench") as bus:
                 return await pipeline(steps, bus, consumer=False)
-            finally:
-                await bus.delete_topology()
+        finally:
+            await purge(url, names.prefix)
     except ConnectionError as error:
         print(f"  RabbitMQ: skipped ({error})")
         return None

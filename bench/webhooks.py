@@ -42,6 +42,7 @@ from shared.http_server import free_port  # noqa: E402
 from shared.rabbit_bus import RabbitBus  # noqa: E402
 from shared.settings import BusSettings, EndpointSettings, Settings  # noqa: E402
 from shared.topology import Topology  # noqa: E402
+from tests.broker import purge  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -226,8 +227,7 @@ async def service(
             finally:
                 await wired.__aexit__(None, None, None)
                 await session.close()
-                await queue.delete()
-                await bus.delete_topology()
+                await purge(amqp_url, names.prefix)
     first = {}
     for webhook_id, at in arrivals:
         first.setdefault(webhook_id, at)

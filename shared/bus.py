@@ -67,11 +67,13 @@ class Bus(Protocol):
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
+        single_active: bool = False,
     ) -> str:
         """Consume `queue` (a service's role name) bound with topic `bindings`; return its full
         name. Handlers on one queue compete; every queue gets its own copy. `exclusive` makes a
-        private queue for this process that disappears with it (the api's cache). A message that
-        cannot be parsed, or whose handler raises, is dead-lettered."""
+        private queue for this process that disappears with it (the api's cache); `single_active`
+        lets one consumer at a time take from it (the others stand by: the recordings ledger's
+        one keeper). A message that cannot be parsed, or whose handler raises, is dead-lettered."""
         ...
 
     async def take_dead_letters(self, limit: int = 100) -> list[DeadLetter]:

@@ -63,6 +63,7 @@ class InMemoryBus:
         *,
         bindings: Sequence[str],
         exclusive: bool = False,
+        single_active: bool = False,  # one process: there is one consumer anyway
     ) -> str:
         name = f"{queue}.{next(self._exclusive)}" if exclusive else queue
         target = self._queues.setdefault(name, _Queue(name))

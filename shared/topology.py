@@ -1,28 +1,21 @@
-"""Exchange and queue names, and who binds what.
+"""The bus's names and routing rules: what every publisher and every consumer must agree on.
 
     monitor, recordings, webhooks ──publish──▶ [callbridge.events]  (durable topic exchange)
        routing key = the event type; an event the webhooks service wants (WEBHOOKS_BINDINGS)
-       also carries the routing key `shard.<n>` in its CC header: n = hash(ordering scope) % shards
-                 │
-                 ├─ shard.0 … shard.<shards-1> ──▶ callbridge.webhooks.shard.<n>  (durable, one
-                 │      active consumer each; the webhooks service: services/webhooks/queues.py)
-                 ├─ call.#, pbx.directory, recording.converted ──▶ callbridge.recordings (durable,
-                 │      one active consumer)
-                 └─ # ──▶ callbridge.api.<uuid> (exclusive, one per api replica: its cache)
+       also carries the routing key `shard.<n>` in its CC header: n = hash(ordering scope) % SHARDS
+    a message a consumer rejects (it cannot be parsed, or its handler failed)
+       ──▶ [callbridge.dead] (fanout) ──▶ callbridge.dead (durable)
 
-    [callbridge.webhooks.shards] (durable headers exchange, header `shard` = n) ──▶ the same
-       shard queues: delivery jobs the webhooks service sends itself (retries, releases, replays)
-    a message that cannot be parsed or handled ──reject──▶ [callbridge.dead] ──▶ callbridge.dead
-
-Everyone who connects declares the shard queues and the recordings queue, so that events
-published before a consumer ever started are kept. The exchange name is configurable (`[bus]
-exchange`); every other name derives from it, so a test can run a whole private topology under
-a unique prefix.
+Each service declares the queues it consumes and binds them: the webhooks service its shard
+queues (`services/webhooks/shards.py`), the recordings service `callbridge.recordings`, each api
+replica its own exclusive queue. The exchange name is configurable (`[bus] exchange`); every
+other name derives from it, so a test can run a whole private topology under a unique prefix.
 """
 
 import hashlib
 from dataclasses import dataclass
 
+from .events import Event, ordering_scope
 from .routing import topic_matches
 
 DEFAULT_EXCHANGE = "callbridge"
@@ -37,10 +30,6 @@ class Topology:
     prefix: str = DEFAULT_EXCHANGE
 
     @property
-    def shards(self) -> int:
-        return SHARDS
-
-    @property
     def events_exchange(self) -> str:
         return f"{self.prefix}.events"
 
@@ -52,21 +41,20 @@ class Topology:
     def dead_queue(self) -> str:
         return f"{self.prefix}.dead"
 
-    @property
-    def shards_exchange(self) -> str:
-        return f"{self.prefix}.webhooks.shards"
-
     def queue(self, name: str) -> str:
         """The full name of a service's queue, e.g. `callbridge.recordings`."""
         return f"{self.prefix}.{name}"
 
-    def shard_queue(self, shard: int) -> str:
-        return self.queue(f"webhooks.shard.{shard}")
-
     def shard_of(self, scope: str) -> int:
         """The shard of an ordering scope (`shared.events.ordering_scope`): a stable hash, not
         Python's per-process `hash`, so that every process agrees."""
-        return int.from_bytes(hashlib.blake2b(scope.encode(), digest_size=8).digest(), "big") % self.shards
+        return int.from_bytes(hashlib.blake2b(scope.encode(), digest_size=8).digest(), "big") % SHARDS
+
+    def routing_keys(self, event: Event) -> list[str]:
+        """Where `event` goes: its type, and for an event the webhooks service wants, its shard."""
+        if wanted_by_webhooks(event.type):
+            return [event.type, shard_key(self.shard_of(ordering_scope(event)))]
+        return [event.type]
 
 
 def shard_key(shard: int) -> str:
@@ -81,13 +69,3 @@ def wanted_by_webhooks(event_type: str) -> bool:
 WEBHOOKS_BINDINGS = ("call.#", "recording.ready", "recording.failed", "webhooks.#")
 RECORDINGS_BINDINGS = ("call.#", "pbx.directory", "recording.converted")
 API_BINDINGS = ("#",)
-
-# The durable queues every connection declares (role → bindings, arguments); the webhooks shard
-# queues are declared beside them. The recordings queue has one active consumer at a time
-# because one process keeps the ledger of links and files.
-SERVICE_QUEUES: dict[str, tuple[tuple[str, ...], dict[str, bool]]] = {
-    "recordings": (RECORDINGS_BINDINGS, {"x-single-active-consumer": True}),
-}
-# Where the webhooks service took in events before they went straight to the shard queues: a
-# service that finds it unbinds it, delivers what it holds and deletes it (services/webhooks/queues.py).
-LEGACY_WEBHOOKS_QUEUE = "webhooks"

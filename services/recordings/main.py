@@ -53,7 +53,8 @@ async def running(
 ) -> AsyncIterator[Recordings]:
     config = settings.recordings
     recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
-    await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS)
+    # one replica at a time keeps the ledger of links and files; the others stand by
+    await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS, single_active=True)
     chores = []
     if live:
         chores = [

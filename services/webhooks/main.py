@@ -22,7 +22,7 @@ from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 from shared.stamps import Stamper
-from shared.topology import Topology
+from shared.topology import SHARDS, Topology
 
 from .dispatcher import Dispatcher, JobQueue
 from .http import create_app
@@ -121,7 +121,7 @@ async def main(settings: Settings) -> None:
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
-        logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), names.shards)
+        logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), SHARDS)
         chores = asyncio.create_task(
             housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
         )

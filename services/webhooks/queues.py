@@ -1,13 +1,5 @@
-"""Where delivery jobs wait: RabbitMQ in production, memory in one-process runs.
-
-RabbitMQ topology (prefix `callbridge`, `shared/topology.py`):
-
-    [callbridge.events] ──CC shard.<n>: the publisher's hash of the chain──┐
-    [callbridge.webhooks.shards] (headers; `shard` = n: retries, releases, replays) ──┤
-                                                                                  ▼
-          callbridge.webhooks.shard.0 … .63   (durable, single active consumer) ──▶ Dispatcher
-      a failed attempt ──▶ callbridge.webhooks.retry.<delay>s (durable, per-message TTL = the
-          jittered delay) ──expired, dead-lettered──▶ [callbridge.webhooks.shards] ──▶ its shard
+"""Where delivery jobs wait: RabbitMQ in production (its queues: `shards.py`), memory in
+one-process runs.
 
 A shard queue holds the events of its chains, as published (each becomes one job per endpoint
 that wants it, handled in order), and job batches the service sent itself. Each shard has one
@@ -34,11 +26,12 @@ from shared.events import Message, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.settings import EndpointSettings
-from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
+from shared.topology import WEBHOOKS_BINDINGS, Topology
 
 from .dispatcher import Dispatcher
 from .jobs import Intake, Job, JobBatch
 from .policy import RetryPolicy
+from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, tier_queue
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +61,8 @@ class RabbitJobQueue:
     ) -> "RabbitJobQueue":
         channel = await bus.open_channel(prefetch=prefetch)
         # declared on this channel (not just looked up), so that it restores their consumers
-        shard_queues = await bus.declare_shards(channel)
-        exchange = await channel.get_exchange(names.shards_exchange)
-        for tier in policy.tiers:
-            await channel.declare_queue(
-                tier_queue(names, tier), durable=True, arguments={"x-dead-letter-exchange": exchange.name}
-            )
+        shard_queues, exchange = await declare_shards(channel, names)
+        await declare_tiers(channel, names, policy.tiers)
         return cls(bus, channel, exchange, shard_queues, names, policy)
 
     async def consume(self, dispatcher: Dispatcher, endpoints: Mapping[str, EndpointSettings]) -> None:
@@ -95,7 +84,7 @@ class RabbitJobQueue:
     async def _adopt_legacy_intake(self, intake: Intake) -> None:
         """Before the events went straight to the shards they waited in one intake queue: unbind
         it, so that it takes nothing more; deliver what it holds; delete it once it is empty."""
-        name = self._names.queue(LEGACY_WEBHOOKS_QUEUE)
+        name = self._names.queue(LEGACY_INTAKE)
         probe = await self._bus.open_channel(prefetch=50)
         try:
             legacy = await probe.declare_queue(name, passive=True)
@@ -116,11 +105,6 @@ class RabbitJobQueue:
             waiting,
         )
         self._bus.consume(legacy, parse_event, intake)
-
-    async def delete(self) -> None:
-        """Remove the retry queues (tests' and benches' clean-up; `delete_topology` the rest)."""
-        for tier in self._policy.tiers:
-            await self._channel.queue_delete(tier_queue(self._names, tier))
 
     async def submit(self, job: Job) -> None:
         """Collect `job` for its shard; `flush` sends each shard's jobs as one message, in order."""
@@ -157,10 +141,6 @@ def shard_message(body: bytes) -> Message | JobBatch:
         return parse_event(body)
     except ValidationError:
         return JobBatch.model_validate_json(body)
-
-
-def tier_queue(names: Topology, tier: float) -> str:
-    return names.queue(f"webhooks.retry.{tier:g}s")
 
 
 class MemoryJobQueue:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from services.webhooks.classic import classic_payload
+from services.webhooks.shards import declare_shards, shard_queue
 from shared.events import CallEvent, Message, parse_event
 from shared.rabbit_bus import RabbitBus
-from shared.topology import Topology
+from shared.topology import SHARDS, Topology
 from tests.conftest import EXAMPLES, check_webhooks
 
 pytestmark = pytest.mark.rabbitmq
@@ -35,6 +36,9 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
 ) -> None:
     prefix = broker_prefix
     scenario = EXAMPLES / "attended-transfer-hold.yaml"
+    names = Topology(prefix)
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="webhooks queues") as bus:
+        await declare_shards(await bus.open_channel(), names)  # the webhooks service has started once
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -47,13 +51,12 @@ async def test_monitor_publishes_a_scenario_durably_and_in_order(
     assert process.returncode == 0, stderr.decode()
     assert b"guest:guest" not in stderr  # the broker password is never logged
 
-    # The monitor has exited: its call events wait in the durable shard queues it declared.
-    names = Topology(prefix)
+    # The monitor has exited: its call events wait in the durable shard queues.
     async with RabbitBus.connect(amqp_url, names=names, connection_name="test consumer") as bus:
         channel = await bus.open_channel()
         shards: list[list[Message]] = []
-        for shard in range(names.shards):
-            queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+        for shard in range(SHARDS):
+            queue = await channel.declare_queue(shard_queue(names, shard), passive=True)
             shards.append([])
             while (message := await queue.get(no_ack=True, fail=False)) is not None:
                 shards[-1].append(parse_event(message.body))

@@ -19,12 +19,13 @@ from services.webhooks import main as webhooks
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
+from services.webhooks.shards import LEGACY_INTAKE, declare_shards
 from services.webhooks.store import DeliveryStore
 from shared.clock import SystemClock, VirtualClock
 from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_event
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
-from shared.topology import LEGACY_WEBHOOKS_QUEUE, WEBHOOKS_BINDINGS, Topology
+from shared.topology import WEBHOOKS_BINDINGS, Topology
 from simulation.driver import SimulatorDriver
 from simulation.scenario import load_scenario
 from tests.broker import new_prefix, purge
@@ -231,13 +232,13 @@ async def test_events_go_straight_to_their_chains_shard_queue(amqp_url: str, bro
     sent += [make_call_ended(chain_id=c, call_number=n) for n, c in enumerate(chains)]
     presence = ExtensionPresence(occurred_at=AT, source="test/1", seq=1, extension="101", busy=True)
     async with RabbitBus.connect(amqp_url, names=names, connection_name="shard routing it") as bus:
+        channel = await bus.open_channel()
+        queues, _ = await declare_shards(channel, names)  # as the webhooks service does at its start
         for event in [*sent, presence]:
             await bus.publish(event)
         await bus.flush()
-        channel = await bus.open_channel()
         found: dict[int, list[str]] = {}
-        for shard in range(names.shards):
-            queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+        for shard, queue in enumerate(queues):
             while (message := await queue.get(no_ack=True, fail=False)) is not None:
                 found.setdefault(shard, []).append(str(message.message_id))
     wanted = {str(e.event_id): names.shard_of(e.chain_id) for e in sent}
@@ -256,7 +257,7 @@ async def test_an_earlier_versions_intake_queue_is_delivered_then_retired(
     async with RabbitBus.connect(amqp_url, names=names, connection_name="legacy it") as bus:
         channel = await bus.open_channel()
         legacy = await channel.declare_queue(  # as an earlier version left it, holding 3 events
-            names.queue(LEGACY_WEBHOOKS_QUEUE),
+            names.queue(LEGACY_INTAKE),
             durable=True,
             arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
         )
@@ -271,11 +272,11 @@ async def test_an_earlier_versions_intake_queue_is_delivered_then_retired(
             await receiver.wait_for(lambda r: len(r.delivered()) == 3)
             await service.bus.publish_raw("call.ringing", encode_event(make_call_ringing(link=9)))
             await service.bus.flush()
-            kept = await channel_probe(service.bus, names.queue(LEGACY_WEBHOOKS_QUEUE))
+            kept = await channel_probe(service.bus, names.queue(LEGACY_INTAKE))
             assert kept == 0  # unbound: it takes nothing more
         assert [r.query["id"] for r in receiver.delivered()] == [e.call_id for e in earlier]
         async with webhooks_service(amqp_url, tmp_path, endpoint, names=names) as service:
-            assert await channel_probe(service.bus, names.queue(LEGACY_WEBHOOKS_QUEUE)) is None  # deleted
+            assert await channel_probe(service.bus, names.queue(LEGACY_INTAKE)) is None  # deleted
 
 
 async def channel_probe(bus: RabbitBus, queue: str) -> int | None:

@@ -1,0 +1,61 @@
+"""The webhooks service's queues on RabbitMQ, which it alone declares:
+
+    [callbridge.events] ──CC shard.<n> (the publishers' rule: shared/topology.py)──┐
+    [callbridge.webhooks.shards] (headers; `shard` = n: retries, releases, replays) ──┤
+                                                                                  ▼
+          callbridge.webhooks.shard.0 … .63   (durable, single active consumer)
+      callbridge.webhooks.retry.<delay>s (durable, per-message TTL) ──expired──▶ the shards exchange
+
+Declared at every start of the service; durable, so that they keep a chain's events while the
+service is away. On a new installation they exist from the service's first start on: start it
+before (or with) the monitor (compose and the units do).
+"""
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from shared.topology import SHARDS, Topology, shard_key
+
+LEGACY_INTAKE = "webhooks"  # where an earlier version took the events in (queues.py adopts it)
+
+
+def shards_exchange(names: Topology) -> str:
+    return names.queue("webhooks.shards")
+
+
+def shard_queue(names: Topology, shard: int) -> str:
+    return names.queue(f"webhooks.shard.{shard}")
+
+
+def tier_queue(names: Topology, tier: float) -> str:
+    return names.queue(f"webhooks.retry.{tier:g}s")
+
+
+async def declare_shards(
+    channel: AbstractChannel, names: Topology
+) -> tuple[list[AbstractQueue], AbstractExchange]:
+    """The shard queues, bound to the events exchange (`shard.<n>`, in publishers' CC header) and
+    to the shards exchange (header `shard` = n: the service's own jobs)."""
+    queues = []
+    for shard in range(SHARDS):
+        queue = await channel.declare_queue(
+            shard_queue(names, shard),
+            durable=True,
+            arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+        )
+        await queue.bind(names.events_exchange, routing_key=shard_key(shard))
+        queues.append(queue)
+    jobs = await channel.declare_exchange(shards_exchange(names), aio_pika.ExchangeType.HEADERS, durable=True)
+    for shard, queue in enumerate(queues):
+        await queue.bind(jobs, arguments={"x-match": "all", "shard": str(shard)})
+    return queues, jobs
+
+
+async def declare_tiers(channel: AbstractChannel, names: Topology, tiers: tuple[float, ...]) -> None:
+    """A retry queue per delay tier: a job waits there for its TTL, then goes back to its shard."""
+    for tier in tiers:
+        await channel.declare_queue(
+            tier_queue(names, tier),
+            durable=True,
+            arguments={"x-dead-letter-exchange": shards_exchange(names)},
+        )

@@ -1,0 +1,109 @@
+"""Consuming a RabbitMQ queue, the same way for every queue of every service: one message at a
+time, in order, acked after its handler returns; a body that does not decode, or whose handler
+raises, is rejected without requeue (to the dead-letter exchange) and logged. Counts per queue
+(acked, dead-lettered, waiting) are kept for `/metrics` (`rabbit_metrics.py`)."""
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiormq
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
+
+
+class Consumed:
+    """This process's messages acked, dead-lettered and waiting, per queue (for `/metrics`)."""
+
+    acked: collections.Counter[str] = collections.Counter()
+    dead_lettered: collections.Counter[str] = collections.Counter()
+    waiting: dict[str, int] = {}
+
+
+async def consume(
+    queue: AbstractQueue, decode: Callable[[bytes], T], handler: Callable[[T], Awaitable[None]]
+) -> None:
+    """Handle `queue`'s messages until cancelled."""
+    inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
+    try:
+        while True:
+            message = await inbox.get()
+            if await _handle(queue.name, message, decode, handler):
+                await _settle(queue.name, message, ack=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await queue.cancel(tag)
+
+
+async def watch_waiting(queue: AbstractQueue) -> None:
+    """Keep how many messages wait in `queue` (its lag), asking the broker every WAITING_EVERY."""
+    while True:
+        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, TimeoutError):
+            async with asyncio.timeout(WAITING_EVERY):
+                declared = await queue.declare()  # the same arguments again: answers its counts
+            Consumed.waiting[queue.name] = declared.message_count or 0
+        await asyncio.sleep(WAITING_EVERY)
+
+
+async def _handle(
+    queue: str,
+    message: AbstractIncomingMessage,
+    decode: Callable[[bytes], T],
+    handler: Callable[[T], Awaitable[None]],
+) -> bool:
+    """Decode and handle one message; False when it was dead-lettered instead."""
+    try:
+        item = decode(message.body)
+    except ValidationError as error:
+        logger.error(
+            "queue %s: unparsable message %s (%s) dead-lettered: %s",
+            queue,
+            message.message_id,
+            message.routing_key,
+            _first_line(error),
+        )
+        await _settle(queue, message, ack=False)
+        return False
+    try:
+        await handler(item)
+    except Exception:
+        logger.exception(
+            "queue %s: handler failed on message %s (%s); dead-lettered",
+            queue,
+            message.message_id,
+            message.type,
+        )
+        await _settle(queue, message, ack=False)
+        return False
+    return True
+
+
+async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool) -> None:
+    """Ack, or reject to the DLX. A channel lost meanwhile is no crash: the broker delivers the
+    unsettled message again after the reconnect."""
+    try:
+        await (message.ack() if ack else message.reject(requeue=False))
+        (Consumed.acked if ack else Consumed.dead_lettered)[queue] += 1
+    except (
+        aiormq.exceptions.AMQPError,
+        aiormq.exceptions.ChannelInvalidStateError,
+        ConnectionError,
+    ) as error:
+        logger.warning(
+            "queue %s: message %s not settled (%r); the broker will deliver it again",
+            queue,
+            message.message_id,
+            error,
+        )
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else repr(error)
