@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -m "not rabbitmq" tests/unit tests/scenarios
+	$(BIN)/pytest -m "not rabbitmq"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

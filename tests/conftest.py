@@ -9,6 +9,7 @@ import pytest
 
 from simulation.compare import Webhook, compare, read_webhooks
 from tests.broker import left_on_broker
+from tests.deployment import Deployment, stage
 from tests.fakes import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +23,15 @@ NOTICES: list[str] = []  # one line each at the end of the run: what was not run
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """callbridge installed by `deploy/debian/install.sh` into a throwaway root, once a session."""
+    root = tmp_path_factory.mktemp("root")
+    installed = stage(root)
+    assert installed.returncode == 0, f"install.sh failed:\n{installed.stdout}\n{installed.stderr[-3000:]}"
+    return Deployment(root)
 
 
 def expected_webhooks(name: str, *, recordings: bool = True, folder: Path = EXAMPLES) -> list[Webhook]:
@@ -61,6 +71,9 @@ def _no_docker_engine() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # a test that reaches the broker says so, whichever folder it is in
+        if "amqp_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rabbitmq)
     if not CONTRACTS.is_dir():
         NOTICES.append(f"contract scenarios not run: no folder {CONTRACTS} beside the checkout")
     compose = [item for item in items if item.get_closest_marker("docker")]

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,9 +37,12 @@ def next_run(now: datetime, hour: int) -> datetime:
     return run if run > now else run + timedelta(days=1)
 
 
-async def nightly(archive: Path, days: float, hour: int, clock: Clock, zone: ZoneInfo) -> None:
-    """Prune now, then every night at `hour` (PBX-local), for ever."""
+async def nightly(
+    archive: Path, days: float, hour: int, clock: Clock, zone: ZoneInfo, wall: Callable[[], float] = time.time
+) -> None:
+    """Prune now, then every night at `hour` (PBX-local, on `clock`), for ever. Ages are file
+    ages, on `wall`: the clock the file system stamps them with."""
     while True:
-        removed = prune(archive, days, time.time())
+        removed = prune(archive, days, wall())
         logger.info("retention: %d recording(s) older than %g days removed", len(removed), days)
         await clock.sleep_until(next_run(clock.now().astimezone(zone), hour))

@@ -5,15 +5,22 @@ or deleted in it), so a scan costs a `stat` per folder plus one per file still i
 last modified more than `horizon` ago are not considered: a PBX keeps its recordings for years.
 A file counts as finished when its size and modification time were the same at two scans and it
 is `settle` seconds old (immediately with `settle = 0`).
+
+Ages are measured on `wall`, the clock the file system stamps modification times with (the
+system's; a test passes its own), never on the PBX's clock, which a scenario sets years back.
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
 class FolderWatch:
-    def __init__(self, root: Path, *, settle: float, horizon: float) -> None:
+    def __init__(
+        self, root: Path, *, settle: float, horizon: float, wall: Callable[[], float] = time.time
+    ) -> None:
         self._root = root
+        self._wall = wall
         self._settle = settle
         self._horizon = horizon
         self._folders: dict[Path, float] = {}  # folder → modification time when last listed
@@ -21,7 +28,7 @@ class FolderWatch:
         self._settled: dict[Path, float] = {}  # files dealt with → their mtime (forgotten past the horizon)
 
     def finished(self) -> list[Path]:
-        now = time.time()
+        now = self._wall()
         self._list_changed_folders(now)
         out = []
         for path, previous in list(self._pending.items()):
@@ -40,12 +47,12 @@ class FolderWatch:
     def settle(self, path: Path) -> None:
         """`path` was dealt with (taken, or refused for good): never offer it again."""
         key = self._pending.pop(path, None)
-        self._settled[path] = key[1] if key else time.time()
+        self._settled[path] = key[1] if key else self._wall()
 
     def stale(self, path: Path) -> bool:
         """True when `path` is older than the horizon (an offered file nobody could place)."""
         key = self._pending.get(path)
-        return key is not None and time.time() - key[1] >= self._horizon
+        return key is not None and self._wall() - key[1] >= self._horizon
 
     def _list_changed_folders(self, now: float) -> None:
         folders = [self._root, *self._folders]

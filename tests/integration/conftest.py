@@ -11,7 +11,6 @@ import pytest
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
 from tests.broker import new_prefix, purge
-from tests.deployment import Deployment, stage
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -27,15 +26,6 @@ def amqp_url() -> str:
             "`rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'."
         )
     return AMQP_URL
-
-
-@pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    """callbridge installed by `deploy/debian/install.sh` into a throwaway root, once a session."""
-    root = tmp_path_factory.mktemp("root")
-    installed = stage(root)
-    assert installed.returncode == 0, f"install.sh failed:\n{installed.stdout}\n{installed.stderr[-3000:]}"
-    return Deployment(root)
 
 
 @pytest.fixture

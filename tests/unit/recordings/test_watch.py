@@ -63,3 +63,15 @@ def test_unplaced_files_become_stale_past_the_horizon(tmp_path: Path) -> None:
     os.utime(wav, (time.time() - 101, time.time() - 101))
     watch.finished()
     assert watch.stale(wav)
+
+
+def test_ages_are_measured_on_the_wall_clock_it_is_given(tmp_path: Path) -> None:
+    wall = [time.time()]
+    watch = FolderWatch(tmp_path, settle=30, horizon=3600, wall=lambda: wall[0])
+    wav = touch(tmp_path / "101" / "a.wav")
+    assert watch.finished() == []  # first sight
+    assert watch.finished() == []  # unchanged, but not 30 s old on this clock
+    wall[0] += 31
+    assert watch.finished() == [wav]
+    wall[0] += 3600  # past the horizon: an offered file nobody placed is stale
+    assert watch.stale(wav)

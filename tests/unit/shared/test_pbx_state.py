@@ -1,0 +1,71 @@
+"""The fold of events into the PBX's state, and its snapshot, which the API starts from."""
+
+from datetime import UTC, datetime
+
+from shared.events import (
+    CallLeg,
+    CallParty,
+    CallState,
+    Directory,
+    DirectorySnapshot,
+    Extension,
+    ExtensionForwarding,
+    ExtensionPresence,
+    ExtensionQueueLogin,
+    ExtensionRegistration,
+    Queue,
+)
+from shared.pbx_state import PbxState
+
+AT = datetime(2026, 11, 30, 9, tzinfo=UTC)
+STAMP = {"occurred_at": AT, "source": "m/1"}
+DIRECTORY = Directory(
+    extensions=(Extension(number="101", name="Ann"), Extension(number="102", name="Bo")),
+    queues=(Queue(number="800", name="Sales", agents=("101", "102")),),
+)
+
+
+def call(number: int, *, ended: bool = False, seq: int = 10) -> CallState:
+    return CallState(
+        **STAMP,
+        seq=seq,
+        call_number=number,
+        direction="Internal",
+        state="Talking",
+        started_at=AT,
+        owner=CallParty(number="101", type="extension"),
+        legs=(CallLeg(dn="101", dn_type="extension", status="Connected", external_party=""),),
+        ended=ended,
+    )
+
+
+def folded() -> PbxState:
+    state = PbxState()
+    for event in (
+        DirectorySnapshot(**STAMP, seq=1, directory=DIRECTORY),
+        ExtensionRegistration(**STAMP, seq=2, extension="102", registered=False),
+        ExtensionForwarding(**STAMP, seq=3, extension="101", profile="Away"),
+        ExtensionQueueLogin(**STAMP, seq=4, extension="101", queue="800", logged_in=False),
+        ExtensionPresence(**STAMP, seq=5, extension="101", busy=True),
+        call(7),
+        call(8),
+        call(7, ended=True),
+    ):
+        state.apply(event)
+    return state
+
+
+def test_events_fold_into_the_extensions_and_the_calls() -> None:
+    state = folded()
+    ann, bo = state.extensions["101"], state.extensions["102"]
+    assert (ann.profile, ann.logged_out_queues, bo.registered) == ("Away", ("800",), False)
+    assert "101" in state.busy
+    assert sorted(state.calls) == [8]  # an ended call leaves
+
+
+def test_a_snapshot_gives_the_same_state_and_says_how_far_it_goes() -> None:
+    state = folded()
+    snapshot = state.snapshot("m/1", 8)
+    again = PbxState.from_snapshot(type(snapshot).model_validate_json(snapshot.model_dump_json()))
+    assert (snapshot.source, snapshot.seq) == ("m/1", 8)
+    assert again.snapshot("m/1", 8) == snapshot
