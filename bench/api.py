@@ -27,22 +27,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import SecretStr  # noqa: E402
+from pydantic import SecretStr
 
-from services.api import main as api_main  # noqa: E402
-from services.api.middleware import CachedReads  # noqa: E402
-from services.monitor import main as monitor  # noqa: E402
-from shared import lifecycle  # noqa: E402
-from shared.clock import VirtualClock  # noqa: E402
-from shared.commands import SetForwarding  # noqa: E402
+from services.api import main as api_main
+from services.api.middleware import CachedReads
+from services.monitor import main as monitor
+from shared import lifecycle
+from shared.clock import VirtualClock
+from shared.commands import SetForwarding
 from shared.http_server import (
-    free_port,  # noqa: E402
-    serving,  # noqa: E402
+    free_port,
+    serving,
 )
-from shared.memory_bus import InMemoryBus  # noqa: E402
-from shared.settings import ApiSettings, Settings  # noqa: E402
-from simulation.driver import SimulatorDriver  # noqa: E402
-from simulation.scenario import Step, default_directory  # noqa: E402
+from shared.memory_bus import InMemoryBus
+from shared.settings import ApiSettings, Settings
+from simulation.driver import SimulatorDriver
+from simulation.scenario import Step, default_directory
 
 KEY = "bench-key-0123456789abcdef"
 
@@ -83,11 +83,11 @@ async def _serve(kind: str, port: int, calls: int, churn: float, ready: Any) -> 
     driver = SimulatorDriver(default_directory(), calls_in_progress(calls), clock, live=True)
     settings = Settings(api=ApiSettings(keys=(SecretStr(KEY),)))
     async with monitor.running(settings, bus, driver, source="bench") as followed:
-        playing = followed.following
         async with api_main.running(settings, bus) as api:
             if kind == "api-uncached":  # for comparison: every answer built for its request
                 api.app.user_middleware = [m for m in api.app.user_middleware if m.cls is not CachedReads]
-            await _answer(api, port, calls, churn, driver, ready, playing)
+            await _answer(api, port, calls, churn, driver, ready)
+        await followed.finished()
 
 
 async def _answer(
@@ -97,7 +97,6 @@ async def _answer(
     churn: float,
     driver: SimulatorDriver,
     ready: Any,  # type: ignore[name-defined]
-    playing: "asyncio.Task[object]",
 ) -> None:
     async with serving(api.app, "127.0.0.1", port):
         await api.cache.wait_until(lambda cache: len(cache.state.calls) == calls)
@@ -106,7 +105,7 @@ async def _answer(
         while churn:  # the state changes (one forwarding switch after another): answers are built anew
             await driver.execute(SetForwarding(extension="106", profile=next(profiles)))
             await asyncio.sleep(1 / churn)
-        await playing
+        await asyncio.Event().wait()  # serve until the bench's client is done (it ends this process)
 
 
 def start(kind: str, calls: int, churn: float = 0.0) -> tuple[Any, int]:

@@ -22,11 +22,11 @@ import aio_pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.events import Message, encode_event  # noqa: E402
-from shared.rabbit_bus import RabbitBus  # noqa: E402
-from shared.topology import RECORDINGS_BINDINGS, Topology  # noqa: E402
-from tests.broker import purge  # noqa: E402
-from tests.factories import make_call_ringing  # noqa: E402
+from shared.events import Message, encode_event
+from shared.rabbit_bus import RabbitBus
+from shared.topology import RECORDINGS_BINDINGS, Topology
+from tests.broker import purge
+from tests.factories import make_call_ringing
 
 
 async def bare(url: str, bodies: list[bytes], window: int) -> float:

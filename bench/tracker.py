@@ -25,19 +25,19 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.monitor.main import running  # noqa: E402
-from services.monitor.tracker import CallTracker  # noqa: E402
-from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate  # noqa: E402
-from shared.bus import Bus  # noqa: E402
-from shared.events import Message  # noqa: E402
-from shared.memory_bus import InMemoryBus  # noqa: E402
-from shared.rabbit_bus import RabbitBus  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from shared.topology import Topology  # noqa: E402
-from simulation.scenario import Step, default_directory  # noqa: E402
-from simulation.simulator import PbxSimulator  # noqa: E402
-from simulation.traffic import TrafficGenerator  # noqa: E402
-from tests.broker import purge  # noqa: E402
+from services.monitor.main import running
+from services.monitor.tracker import CallTracker
+from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
+from shared.bus import Bus
+from shared.events import Message
+from shared.memory_bus import InMemoryBus
+from shared.rabbit_bus import RabbitBus
+from shared.settings import Settings
+from shared.topology import Topology
+from simulation.scenario import Step, default_directory
+from simulation.simulator import PbxSimulator
+from simulation.traffic import TrafficGenerator
+from tests.broker import purge
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")

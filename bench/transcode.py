@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.recordings.transcode import transcode  # noqa: E402
+from services.recordings.transcode import transcode
 
 
 def make_wav(path: Path, seconds: int) -> None:

@@ -27,22 +27,22 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import SecretStr  # noqa: E402
+from pydantic import SecretStr
 
-from services.webhooks import main as webhooks  # noqa: E402
-from services.webhooks.formats import WebhookRequest, build_request  # noqa: E402
-from services.webhooks.policy import RetryPolicy  # noqa: E402
-from services.webhooks.queues import RabbitJobQueue  # noqa: E402
-from services.webhooks.sender import AiohttpTransport, new_session  # noqa: E402
-from services.webhooks.store import DeliveryStore  # noqa: E402
-from shared import lifecycle  # noqa: E402
-from shared.clock import SystemClock  # noqa: E402
-from shared.events import CallRinging  # noqa: E402
-from shared.http_server import free_port  # noqa: E402
-from shared.rabbit_bus import RabbitBus  # noqa: E402
-from shared.settings import BusSettings, EndpointSettings, Settings  # noqa: E402
-from shared.topology import Topology  # noqa: E402
-from tests.broker import purge  # noqa: E402
+from services.webhooks import main as webhooks
+from services.webhooks.formats import WebhookRequest, build_request
+from services.webhooks.policy import RetryPolicy
+from services.webhooks.queues import RabbitJobQueue
+from services.webhooks.sender import AiohttpTransport, new_session
+from services.webhooks.store import DeliveryStore
+from shared import lifecycle
+from shared.clock import SystemClock
+from shared.events import CallRinging
+from shared.http_server import free_port
+from shared.rabbit_bus import RabbitBus
+from shared.settings import BusSettings, EndpointSettings, Settings
+from shared.topology import Topology
+from tests.broker import purge
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -208,7 +208,7 @@ async def service(
             policy = RetryPolicy.configured(settings.webhooks)
             queue = await RabbitJobQueue.declare(bus, names, policy)
             transport = AiohttpTransport(session)
-            wired = webhooks.running(settings, bus, queue, store, transport, SystemClock(), policy)
+            wired = webhooks.running(settings, bus, queue, store, transport, SystemClock())
             try:
                 await wired.__aenter__()
                 # the events come from another process, as they come from the monitor

@@ -8,7 +8,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -22,9 +22,9 @@ WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a
 class Consumed:
     """This process's messages acked, dead-lettered and waiting, per queue (for `/metrics`)."""
 
-    acked: collections.Counter[str] = collections.Counter()
-    dead_lettered: collections.Counter[str] = collections.Counter()
-    waiting: dict[str, int] = {}
+    acked: ClassVar[collections.Counter[str]] = collections.Counter()
+    dead_lettered: ClassVar[collections.Counter[str]] = collections.Counter()
+    waiting: ClassVar[dict[str, int]] = {}
 
 
 async def consume(

@@ -128,13 +128,18 @@ def _difference(expected: Webhook, actual: Webhook) -> str | None:
         elif str(actual[key]) != str(value):
             return f"{key} {actual[key]!r}, expected {value!r}"
     if "title_contains" in expected:
-        title, parts = str(actual["title"]), [str(part) for part in expected["title_contains"]]
-        for part in parts:
-            if part not in title:
-                return f"title {title!r} does not contain {part!r}"
-        for phrase in CALLBACK_PHRASES:
-            if phrase in title and phrase not in parts:
-                return f"title {title!r} says {phrase!r}"
+        return _title_difference(str(actual["title"]), [str(part) for part in expected["title_contains"]])
+    return None
+
+
+def _title_difference(title: str, parts: list[str]) -> str | None:
+    """None when `title` holds every one of `parts` and no callback phrase they do not name."""
+    for part in parts:
+        if part not in title:
+            return f"title {title!r} does not contain {part!r}"
+    for phrase in CALLBACK_PHRASES:
+        if phrase in title and phrase not in parts:
+            return f"title {title!r} says {phrase!r}"
     return None
 
 

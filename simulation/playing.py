@@ -57,18 +57,13 @@ def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.std
         configured = settings.model_copy(
             update={"recordings": recordings, "endpoints": endpoints, "pbx": pbx}
         )
-        return lifecycle.run(_played(configured, scenario, zone, pbx_dir, options, out, executor))
+        return lifecycle.run(_played(configured, scenario, options, out, executor))
 
 
 async def _played(
-    settings: Settings,
-    scenario: Scenario,
-    zone: ZoneInfo,
-    pbx_dir: Path,
-    options: ScenarioRun,
-    out: TextIO,
-    executor: ProcessPoolExecutor,
+    settings: Settings, scenario: Scenario, options: ScenarioRun, out: TextIO, executor: ProcessPoolExecutor
 ) -> int:
+    zone, pbx_dir = settings.pbx.zone, settings.recordings.pbx_dir
     if options.via == "fake-3cx":
         # a fake 3CX (HTTP and WebSocket on 127.0.0.1) plays it, the 3CX driver watches it as it
         # would a real one; both on one clock, which waits for the driver

@@ -5,6 +5,7 @@ that holds together. Whether a step makes sense at its moment (answering a phone
 ringing) is the simulator's check. Every error is a `ScenarioError` naming the file and step.
 """
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -118,7 +119,7 @@ def parse_scenario(document: Any, base: Path) -> Scenario:
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError("steps must be a non-empty list")
     steps = tuple(_step(index, raw) for index, raw in enumerate(raw_steps, 1))
-    for earlier, later in zip(steps, steps[1:], strict=False):
+    for earlier, later in itertools.pairwise(steps):
         if later.t < earlier.t:
             raise ScenarioError(f"{later.describe()}: t goes backwards (after t={earlier.t:g})")
     try:
@@ -199,27 +200,33 @@ def _step(index: int, raw: Any) -> Step:
             f"{where} ({do}): t must be a number of seconds from 0 to {MAX_T:g} (a year), not {t!r}"
         )
     where = f"step {index} (t={t:g}, {do})"
-    required, phone_fields = STEP_FIELDS[do]
+    required, _ = STEP_FIELDS[do]
     given = set(raw) - {"t", "do"}
     if missing := required - given:
         raise ScenarioError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
     if extra := given - required:
         raise ScenarioError(f"{where}: unexpected field(s) {', '.join(sorted(map(str, extra)))}")
-    fields: dict[str, Any] = {}
-    for key in sorted(required):
-        value = raw[key]
-        if do == "ring" and key == "dn":
-            if not isinstance(value, list) or not value:
-                raise ScenarioError(f"{where}: dn must be a non-empty list of extensions")
-            fields[key] = tuple(_text(where, key, item) for item in value)
-        elif (do, key) in BOOLEAN_FIELDS:
-            if not isinstance(value, bool):
-                raise ScenarioError(f"{where}: {key} must be true or false")
-            fields[key] = value
-        elif key in phone_fields and not isinstance(value, str):
-            raise ScenarioError(f'{where}: {key} is a phone number: quote it ("{value}")')
-        else:
-            fields[key] = _text(where, key, value)
+    fields = {key: _field(where, do, key, raw[key]) for key in sorted(required)}
+    _check_choices(where, do, fields)
+    return Step(index, float(t), do, fields)
+
+
+def _field(where: str, do: str, key: str, value: Any) -> Any:
+    """One field's value, checked for its kind: a list of DNs, a flag, a phone number, a name."""
+    if do == "ring" and key == "dn":
+        if not isinstance(value, list) or not value:
+            raise ScenarioError(f"{where}: dn must be a non-empty list of extensions")
+        return tuple(_text(where, key, item) for item in value)
+    if (do, key) in BOOLEAN_FIELDS:
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{where}: {key} must be true or false")
+        return value
+    if key in STEP_FIELDS[do][1] and not isinstance(value, str):
+        raise ScenarioError(f'{where}: {key} is a phone number: quote it ("{value}")')
+    return _text(where, key, value)
+
+
+def _check_choices(where: str, do: str, fields: dict[str, Any]) -> None:
     if do == "set_forwarding" and fields["profile"] not in FORWARDING_PROFILES:
         raise ScenarioError(
             f"{where}: unknown profile {fields['profile']!r} (one of {', '.join(FORWARDING_PROFILES)})"
@@ -228,7 +235,6 @@ def _step(index: int, raw: Any) -> Step:
         raise ScenarioError(
             f"{where}: unknown recording {fields['recording']!r} (one of {', '.join(RECORDING_OPTIONS)})"
         )
-    return Step(index, float(t), do, fields)
 
 
 def _text(where: str, key: str, value: Any) -> str:

@@ -46,15 +46,26 @@ class CachedReads:
             self._answers.clear()
             self._seen = version
         wanted = (scope["path"], tuple(sorted((k, v) for k, v in query if k != "key")))
-        kept = self._answers.get(wanted)
-        building = self._building.get(wanted)
-        if kept is None and building is not None:  # someone builds this very answer: wait for it
-            kept = await asyncio.shield(building)
+        kept = await self._kept(wanted)
         if kept is not None:
             headers, body = kept
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
+        await self._build(scope, receive, send, wanted, version)
+
+    async def _kept(self, wanted: ReadRequest) -> Answer | None:
+        """The answer kept for `wanted`, or the one someone is building right now; None: build it."""
+        kept = self._answers.get(wanted)
+        building = self._building.get(wanted)
+        if kept is None and building is not None:
+            kept = await asyncio.shield(building)
+        return kept
+
+    async def _build(
+        self, scope: Scope, receive: Receive, send: Send, wanted: ReadRequest, version: tuple[int, int]
+    ) -> None:
+        """Let FastAPI answer, and keep a 200 answer while the state stays at `version`."""
         start: dict[str, Any] = {}
         parts: list[bytes] = []
 

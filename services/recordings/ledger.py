@@ -220,4 +220,4 @@ class RecordingLedger:
             self._db.execute("BEGIN")
             for chain_id in old:
                 for table in ("files", "links", "chains"):
-                    self._db.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))  # noqa: S608
+                    self._db.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))

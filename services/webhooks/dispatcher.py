@@ -17,6 +17,7 @@ replica) sends a release job through the key's own shard, so order still holds.
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from shared.clock import Clock
@@ -61,7 +62,9 @@ class EndpointDisabled(Protocol):
 
 
 class Dispatcher:
-    def __init__(
+    # its collaborators: where to, how to send, the order it keeps, the jobs, when to retry, the
+    # time, and whom it reports to; fewer would hide one in another
+    def __init__(  # noqa: PLR0913
         self,
         endpoints: Mapping[str, EndpointSettings],
         sender: Sender,
@@ -163,13 +166,20 @@ class Dispatcher:
             )
             return True
         if isinstance(outcome, Gone):
-            reason = f"{endpoint.url} answered 410 Gone"
-            self._store.disable(now.timestamp(), job.endpoint, reason)
-            logger.error("endpoint %s disabled: %s", job.endpoint, reason)
-            await self._on_disabled(job.endpoint, reason)
-            self._bury(job, reason)
+            await self._gone(job, f"{endpoint.url} answered 410 Gone", now)
             return True
         assert isinstance(outcome, Failed)
+        return await self._failed(job, outcome, attempt, now)
+
+    async def _gone(self, job: Job, reason: str, now: datetime) -> None:
+        """The receiver wants no more: its endpoint is disabled, the job buried."""
+        self._store.disable(now.timestamp(), job.endpoint, reason)
+        logger.error("endpoint %s disabled: %s", job.endpoint, reason)
+        await self._on_disabled(job.endpoint, reason)
+        self._bury(job, reason)
+
+    async def _failed(self, job: Job, outcome: Failed, attempt: int, now: datetime) -> bool:
+        """Retry later (the key blocked meanwhile; False), or give up (buried; True)."""
         delay = self._policy.delay(attempt, outcome.retry_after)
         if delay is None:
             self._bury(job, f"gave up after {attempt} attempts; last: {outcome.reason}")

@@ -71,7 +71,6 @@ async def running(
     store: DeliveryStore,
     transport: Transport,
     clock: Clock,
-    policy: RetryPolicy | None = None,
 ) -> AsyncIterator[Webhooks]:
     """Deliver what `queue` brings (events turned into jobs, and the service's own jobs) to the
     configured endpoints."""
@@ -81,7 +80,7 @@ async def running(
         Sender(transport, clock),
         store,
         queue,
-        policy=policy or RetryPolicy.configured(settings.webhooks),
+        policy=RetryPolicy.configured(settings.webhooks),
         clock=clock,
         metrics=metrics,
         on_disabled=Notifier(bus, clock).endpoint_disabled,
@@ -114,7 +113,7 @@ async def main(settings: Settings) -> None:
         session = await stack.enter_async_context(new_session())
         queue = await RabbitJobQueue.declare(bus, names, policy)
         service = await stack.enter_async_context(
-            running(settings, bus, queue, store, AiohttpTransport(session), clock, policy)
+            running(settings, bus, queue, store, AiohttpTransport(session), clock)
         )
         service.metrics.registry.register(bus.collector())
         app = create_app(store, queue, service.metrics, clock, ready=lambda: bus.connected)

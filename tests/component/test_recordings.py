@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -132,7 +133,7 @@ def test_retention_never_removes_a_younger_file(tmp_path: Path) -> None:
 
 
 class TestScanning:
-    chain = {
+    chain: ClassVar[dict[str, object]] = {
         "chain_id": "211230100614_665",
         "call_number": 665,
         "direction": "inbound",

@@ -10,7 +10,7 @@ import yaml
 
 from shared.http_server import free_port
 from tests.deployment import Deployment
-from tests.integration.test_stack import log_of, stack_config, start
+from tests.integration.test_stack import Sections, log_of, stack_config, start
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -51,9 +51,11 @@ async def test_replicas_share_conversions_once_each(
             broker_prefix,
             busy_scenario(tmp_path / "busy.yaml"),
             port,
-            speed=50,
-            endpoint=f"url = {receiver.url}\nevents = recording.ready",
-            recordings="workers = 2\nmax_wait = 30\nhttp_port = 0",
+            Sections(
+                speed=50,
+                endpoint=f"url = {receiver.url}\nevents = recording.ready",
+                recordings="workers = 2\nmax_wait = 30\nhttp_port = 0",
+            ),
         )
         webhooks = await start(deployment, config, "webhooks", b"webhooks started")
         replicas = [await start(deployment, config, "recordings", b"recordings started") for _ in range(2)]

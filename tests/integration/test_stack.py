@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -84,23 +85,24 @@ async def log_of(process: asyncio.subprocess.Process) -> str:
     return b"".join(LOGS.lines[process.pid]).decode()
 
 
+@dataclass(frozen=True)
+class Sections:
+    """What a test adds to the configuration: `endpoint`, `recordings` and `api` add to the
+    `[webhook:crm]`, `[recordings]` and `[api]` sections; `more` ends the file with sections of
+    its own, its last one `[webhooks]`; `speed` is the simulator's."""
+
+    endpoint: str
+    recordings: str
+    speed: int = 100
+    api: str = ""
+    more: str = ""
+
+
 def stack_config(
-    folder: Path,
-    amqp_url: str,
-    prefix: str,
-    scenario: Path | None,
-    port: int,
-    *,
-    endpoint: str,
-    recordings: str,
-    speed: int = 100,
-    api: str = "",
-    more: str = "",
+    folder: Path, amqp_url: str, prefix: str, scenario: Path | None, port: int, sections: Sections
 ) -> Path:
-    """A configuration for all services on a private prefix; `endpoint`, `recordings` and `api`
-    add to the `[webhook:crm]`, `[recordings]` and `[api]` sections; `more` ends the file with
-    sections of its own, its last one `[webhooks]`. Without a scenario the simulator generates
-    traffic."""
+    """A configuration for all services on a private prefix; without a scenario the simulator
+    generates traffic."""
     config = folder / "callbridge.ini"
     simulator = f"scenario = {scenario}" if scenario else "calls_per_minute = 30\nseed = 7"
     config.write_text(f"""
@@ -108,10 +110,10 @@ def stack_config(
 amqp_url = {amqp_url}
 exchange = {prefix}
 [api]
-{api or "http_port = 0"}
+{sections.api or "http_port = 0"}
 [simulator]
 {simulator}
-speed = {speed}
+speed = {sections.speed}
 recordings_dir = {folder / "pbx"}
 [recordings]
 pbx_dir = {folder / "pbx"}
@@ -122,10 +124,10 @@ settle = 0.3
 quiet = 0.5
 public_url = http://127.0.0.1:{port}
 token_secret = a-long-random-string-for-the-test
-{recordings}
+{sections.recordings}
 [webhook:crm]
-{endpoint}
-{more or DEFAULT_MORE}
+{sections.endpoint}
+{sections.more or DEFAULT_MORE}
 database = {folder / "webhooks.db"}
 """)
     return config
@@ -142,8 +144,10 @@ async def test_a_scenario_through_the_whole_stack(
             broker_prefix,
             EXAMPLES / "attended-transfer-hold.yaml",
             port,
-            endpoint=f"url = {receiver.url}\nrecording_call_info = true",
-            recordings=f"max_wait = 20\nhttp_host = 127.0.0.1\nhttp_port = {port}",
+            Sections(
+                endpoint=f"url = {receiver.url}\nrecording_call_info = true",
+                recordings=f"max_wait = 20\nhttp_host = 127.0.0.1\nhttp_port = {port}",
+            ),
         )
         services = [
             await start(deployment, config, "webhooks", b"webhooks started"),
@@ -191,10 +195,12 @@ async def test_the_api_as_a_process_answers_from_the_monitors_state(
         broker_prefix,
         None,
         free_port(),
-        endpoint="url = http://127.0.0.1:9/",
-        recordings="",
-        speed=1,
-        api=f"http_port = {port}\nkeys = {key}",
+        Sections(
+            endpoint="url = http://127.0.0.1:9/",
+            recordings="",
+            speed=1,
+            api=f"http_port = {port}\nkeys = {key}",
+        ),
     )
     api = await start(
         deployment, config, "api", b"api started"
@@ -244,12 +250,14 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
         broker_prefix,
         None,
         ports["recordings"],
-        speed=1,
-        endpoint=f"url = http://127.0.0.1:9/\nformat = json\nsecret = {secret}",
-        recordings=f"http_port = {ports['recordings']}\nhttp_host = 127.0.0.1",
-        api=f"http_port = {ports['api']}\nkeys = {key}",
-        more=f"[log]\njson_lines = true\n[monitor]\nhttp_port = {ports['monitor']}\n"
-        f"[webhooks]\nhttp_port = {ports['webhooks']}",
+        Sections(
+            speed=1,
+            endpoint=f"url = http://127.0.0.1:9/\nformat = json\nsecret = {secret}",
+            recordings=f"http_port = {ports['recordings']}\nhttp_host = 127.0.0.1",
+            api=f"http_port = {ports['api']}\nkeys = {key}",
+            more=f"[log]\njson_lines = true\n[monitor]\nhttp_port = {ports['monitor']}\n"
+            f"[webhooks]\nhttp_port = {ports['webhooks']}",
+        ),
     )
     started = {"monitor": b"started on the simulator driver", "api": b"api started"}
     processes = {

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import sys
@@ -72,12 +73,12 @@ async def webhooks_service(
     amqp_url: str,
     tmp_path: Path,
     endpoints: dict[str, EndpointSettings],
-    schedule: tuple[float, ...] = (0.3, 0.6, 1.2),
-    connection_name: str = "webhooks it",
     names: Topology | None = None,
     keep_topology: bool = False,
 ) -> AsyncIterator[Service]:
-    """The webhooks service in this process on the real broker, under a private prefix."""
+    """The webhooks service in this process on the real broker, under a private prefix, retrying
+    after 0.3, 0.6 and 1.2 s; its connection named uniquely (a test may drop it)."""
+    schedule, connection_name = (0.3, 0.6, 1.2), f"webhooks it {uuid4().hex[:8]}"
     names = names or Topology(new_prefix())
     settings = Settings(
         endpoints=endpoints,
@@ -93,7 +94,7 @@ async def webhooks_service(
             queue = await RabbitJobQueue.declare(bus, names, policy)
             store = DeliveryStore(settings.webhooks.database)
             transport = AiohttpTransport(session)
-            async with webhooks.running(settings, bus, queue, store, transport, SystemClock(), policy):
+            async with webhooks.running(settings, bus, queue, store, transport, SystemClock()):
                 yield Service(bus, store, settings, connection_name)
     finally:
         if not keep_topology:
@@ -116,7 +117,7 @@ async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, t
     first = [r for r in receiver.requests if r.query["id"] == f"{FAILING}-0" and r.query["user"] == "201"]
     assert [r.status for r in first] == [503, 503, 200]  # failed twice, then delivered
     tries = [r.at for r in first]
-    gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(tries)]
     # the shortened schedule (0.3 s, 0.6 s, ±20 %), kept by RabbitMQ's TTL retry queues
     assert 0.24 <= gaps[0] <= 0.36 + 0.1 and 0.48 <= gaps[1] <= 0.72 + 0.1, gaps
     assert Counter(r.status for r in receiver.requests) == {200: 9, 503: 2}
@@ -207,7 +208,6 @@ async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_pa
             amqp_url,
             tmp_path,
             {"crm": EndpointSettings(url=receiver.url)},
-            connection_name=f"drop-{uuid4().hex[:8]}",
         ) as service,
     ):
         await play(service.bus, "outgoing-transfer")

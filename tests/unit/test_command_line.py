@@ -91,12 +91,12 @@ CASES: dict[str, Case] = {
         ("webhooks", "dead", "list"),
         "no delivery store at {tmp}/none/webhooks.db",
         config="[webhooks]\ndatabase = {tmp}/none/webhooks.db\n",
-    ),  # fmt: skip
+    ),
     "dead replay: since": Case(
         ("webhooks", "dead", "replay", "--since", "yesterdayish"),
         "--since 'yesterdayish'",
         config=GOOD_CONFIG,
-    ),  # fmt: skip
+    ),
     "webhooks: store is a folder": Case(
         ("webhooks",),
         "the delivery store {tmp} cannot be used",
@@ -127,7 +127,7 @@ CASES: dict[str, Case] = {
     "pbx check: not a URL": Case(("pbx", "check"), "[pbx] url", config="[pbx]\nurl = pbx.example.com\n"),
     "pbx check: no client": Case(
         ("pbx", "check"), "[pbx] client_id, client_secret", config="[pbx]\nurl = http://127.0.0.1:1\n"
-    ),  # fmt: skip
+    ),
     "health: unknown service": Case(("health", "pbx"), "argument service: invalid choice: 'pbx'"),
     "health: no port": Case(("health", "api"), "[api] http_port is 0", config="[api]\nhttp_port = 0\n"),
     # --- the configuration file itself -------------------------------------------------------------

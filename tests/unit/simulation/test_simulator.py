@@ -172,7 +172,7 @@ def test_file_errors_name_the_file(tmp_path) -> None:  # type: ignore[no-untyped
     missing_dir.write_text(
         'start: "2024-01-01T00:00:00"\ndirectory: nope.yaml\nsteps: [{t: 0, do: register, dn: "1"}]'
     )
-    with pytest.raises(ScenarioError, match="nope.yaml: cannot read"):
+    with pytest.raises(ScenarioError, match=r"nope\.yaml: cannot read"):
         load_scenario(missing_dir)
 
 
