@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
-from shared.settings import MIN_KEY_LENGTH, check_url, check_zone
+from shared.values import MIN_KEY_LENGTH, check_url, check_zone
 from simulation.scenario import ScenarioError, parse_start
 
 

@@ -24,8 +24,9 @@ from typing import Any, NoReturn
 
 from shared import lifecycle
 from shared.clock import SystemClock
+from shared.config_file import load_settings
 from shared.logging import redact
-from shared.settings import ConfigError, Settings, load_settings
+from shared.settings import ConfigError, Settings
 from simulation import demo, playing
 from simulation.compare import ExpectationError
 from simulation.configured import pbx_driver

@@ -189,6 +189,11 @@ class RabbitBus:
     async def flush(self) -> None:
         await self._publisher.flush()
 
+    @property
+    def names(self) -> topology.Topology:
+        """The names of this bus's exchanges and queues (`[bus] exchange` is their prefix)."""
+        return self._names
+
     async def open_channel(self, *, prefetch: int | None = None) -> AbstractChannel:
         """A further channel on this connection, for a service's own queues (webhooks jobs)."""
         channel = await self._connection.channel(publisher_confirms=True)

@@ -1,96 +1,32 @@
-"""Configuration: one `.ini` file, a section per concern, environment variables on top.
+"""Configuration: a section per concern, each a model that checks its keys (the values' kinds:
+`values.py`). `config_file.py` reads them from the .ini file and the environment."""
 
-Every key `[section] key` can be overridden by `CALLBRIDGE_<SECTION>_<KEY>` (upper case). The
-file is `--config PATH`, else `$CALLBRIDGE_CONFIG`, else `/etc/callbridge/callbridge.ini` when it
-exists; without any file the defaults below apply. Everything is validated at start-up: an
-unknown section or key, or a bad value, is a `ConfigError` that names the key. This module is the
-only place that reads `os.environ`. `callbridge.example.ini` documents every key.
-"""
-
-import configparser
-import os
-import re
 import socket
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .values import (
+    DAY,
+    MAX_RETRY_DELAY,
+    MIN_KEY_LENGTH,
+    Host,
+    SecretWords,
+    Words,
+    check_url,
+    check_zone,
+    parse_duration,
 )
-from yarl import URL
-
-DEFAULT_CONFIG_PATH = Path("/etc/callbridge/callbridge.ini")
-ENV_PREFIX = "CALLBRIDGE_"
 
 
 class ConfigError(Exception):
     pass
 
 
-MIN_KEY_LENGTH = 16  # an API key's or a link signing secret's: guessing one must be hopeless
-DAY = 86400.0
-MAX_RETRY_DELAY = 7 * DAY  # longer than RabbitMQ's per-message TTL tiers were meant for
-
-
-def check_zone(name: str) -> ZoneInfo:
-    """The IANA time zone `name`; ValueError saying so when there is none."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Prague)") from None
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-_HOST = re.compile(r"^[A-Za-z0-9.:_-]*$")  # a name, an IPv4 or an IPv6 address, without brackets
-
-
-def check_url(value: str, schemes: tuple[str, ...]) -> str:
-    """`value` if it is a URL of one of `schemes` with a host and a valid port; else ValueError
-    that names the problem without repeating the URL (it may hold a password)."""
-    try:
-        url = URL(value)
-        port = url.port  # parsing the port can fail on its own
-    except (ValueError, TypeError):
-        raise ValueError(
-            "not a valid URL (characters such as / # ? @ in a user name or password must be "
-            "percent-encoded, e.g. / as %2F)"
-        ) from None
-    if url.scheme not in schemes:
-        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
-    if not url.host:
-        raise ValueError("has no host name")
-    if port is not None and not 0 < port < 65536:
-        raise ValueError(f"port {port} is not between 1 and 65535")
-    return value
-
-
-def _split_words(value: Any) -> Any:
-    """A list in an .ini value or an environment variable: words separated by spaces or commas."""
-    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
-
-
-def _host(value: str) -> str:
-    if not _HOST.match(value):
-        raise ValueError(f"{value!r} is not a host name or an IP address (an IPv6 address without brackets)")
-    return value
-
-
-Host = Annotated[str, AfterValidator(_host)]
-Words = Annotated[tuple[str, ...], BeforeValidator(_split_words)]
-SecretWords = Annotated[tuple[SecretStr, ...], BeforeValidator(_split_words)]
 
 
 class _Served(_Section):
@@ -173,18 +109,6 @@ class MonitorSettings(_Section):
     @property
     def source(self) -> str:
         return self.id or socket.gethostname()
-
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """`5s`, `5m`, `2h`, `1.5` (seconds) → seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text.strip()!r} is not a duration such as 5s, 30m, 2h")
-    return float(match[1]) * _UNITS[match[2] or "s"]
 
 
 class WebhooksSettings(_Section):
@@ -316,136 +240,3 @@ class Settings(_Section):
     endpoints: dict[str, EndpointSettings] = Field(
         default_factory=dict, description="the [webhook:NAME] sections"
     )
-
-
-ENDPOINT_PREFIX = "webhook:"
-_ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    environ = os.environ if environ is None else environ
-    path = path or _default_path(environ)
-    raw = _read_ini(path) if path is not None else {}
-    where = f"{path}: " if path else ""
-    fixed = [name for name in Settings.model_fields if name != "endpoints"]
-    sections: dict[str, dict[str, str]] = {}
-    endpoints: dict[str, dict[str, str]] = {}
-    for section, values in raw.items():
-        if section.startswith(ENDPOINT_PREFIX):
-            name = section[len(ENDPOINT_PREFIX) :]
-            if not _ENDPOINT_NAME.match(name):
-                raise ConfigError(f"{where}[{section}]: an endpoint name is letters, digits, - and _")
-            _check_keys(where, section, values, EndpointSettings)
-            endpoints[name] = values
-        elif section in fixed:
-            _check_keys(where, section, values, _section_model(section))
-            sections[section] = values
-        else:
-            known = ", ".join([*fixed, "webhook:NAME"])
-            raise ConfigError(f"{where}unknown section [{section}] (known: {known})")
-    for section in fixed:
-        _check_environment(section, environ)
-        _overlay(sections.setdefault(section, {}), _section_model(section), f"{section}_", environ)
-    for name, values in endpoints.items():
-        _overlay(values, EndpointSettings, f"webhook_{name.replace('-', '_')}_", environ)
-    return _validate({**sections, "endpoints": endpoints}, path)
-
-
-# keys earlier versions knew, and what became of them
-_REMOVED = {
-    (
-        "webhooks",
-        "shards",
-    ): "removed: call chains are spread over a fixed number of queues now; delete the line",
-}
-
-
-def _check_keys(where: str, section: str, values: Mapping[str, str], model: type[_Section]) -> None:
-    for key in values:
-        if (section, key) in _REMOVED:
-            raise ConfigError(f"{where}[{section}] {key}: {_REMOVED[section, key]}")
-        if key not in model.model_fields:
-            known = ", ".join(model.model_fields)
-            raise ConfigError(f"{where}unknown key {key!r} in [{section}] (known: {known})")
-
-
-def _check_environment(section: str, environ: Mapping[str, str]) -> None:
-    """A misspelt CALLBRIDGE_<SECTION>_<KEY> is an error, as a misspelt key in the file is."""
-    prefix, known = f"{ENV_PREFIX}{section}_".upper(), _section_model(section).model_fields
-    for variable in environ:
-        if variable.startswith(prefix) and variable[len(prefix) :].lower() not in known:
-            raise ConfigError(
-                f"unknown environment variable {variable} (the keys of [{section}]: {', '.join(known)})"
-            )
-
-
-def _overlay(values: dict[str, str], model: type[_Section], prefix: str, environ: Mapping[str, str]) -> None:
-    for key in model.model_fields:
-        variable = f"{ENV_PREFIX}{prefix}{key}".upper()
-        if variable in environ:
-            values[key] = environ[variable]
-
-
-def _default_path(environ: Mapping[str, str]) -> Path | None:
-    if environ.get(f"{ENV_PREFIX}CONFIG"):
-        return Path(environ[f"{ENV_PREFIX}CONFIG"])
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
-
-
-def _read_ini(path: Path) -> dict[str, dict[str, str]]:
-    parser = configparser.ConfigParser(interpolation=None, default_section="\0no default section")
-    try:
-        with path.open(encoding="utf-8-sig") as stream:  # a BOM, as Windows editors write it, is fine
-            parser.read_file(stream)
-    except OSError as error:
-        raise ConfigError(f"cannot read configuration {path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (UTF-8)") from None
-    except configparser.Error as error:
-        raise ConfigError(f"{path}: not a valid .ini file: {_ini_problem(error)}") from None
-    return {name: dict(parser[name]) for name in parser.sections()}
-
-
-def _ini_problem(error: configparser.Error) -> str:
-    """configparser's complaint on one line."""
-    if isinstance(error, configparser.MissingSectionHeaderError):
-        return f"line {error.lineno}: a [section] must come first"
-    if isinstance(error, configparser.ParsingError):
-        lines = ", ".join(str(number) for number, _ in error.errors[:5])
-        return f"line(s) {lines}: neither a [section], a key = value, nor a comment"
-    if isinstance(error, configparser.DuplicateSectionError | configparser.DuplicateOptionError):
-        return str(error).replace("\n", " ")
-    return str(error).splitlines()[0]
-
-
-def _section_model(section: str) -> type[_Section]:
-    annotation = Settings.model_fields[section].annotation
-    if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
-        raise TypeError(f"Settings.{section} is not a section model")
-    return annotation
-
-
-def _validate(raw: dict[str, Any], path: Path | None) -> Settings:
-    def clean(values: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in values.items() if v != ""}  # an empty value: the default
-
-    cleaned: dict[str, Any] = {s: clean(v) for s, v in raw.items() if s != "endpoints"}
-    cleaned["endpoints"] = {name: clean(v) for name, v in raw["endpoints"].items()}
-    try:
-        return Settings.model_validate(cleaned)
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            where = [str(part) for part in item["loc"]]
-            if where[0] == "endpoints" and len(where) >= 2:
-                section, rest = f"webhook:{where[1]}", where[2:]
-                prefix = f"webhook_{where[1].replace('-', '_')}"
-            else:
-                section, rest, prefix = where[0], where[1:], where[0]
-            if rest:
-                variable = f"{ENV_PREFIX}{prefix}_{rest[0]}".upper()
-                problems.append(f"[{section}] {rest[0]} (or ${variable}): {item['msg']}")
-            else:
-                problems.append(f"[{section}]: {item['msg']}")
-        origin = f"{path}: " if path else ""
-        raise ConfigError(origin + "invalid configuration: " + "; ".join(problems)) from None

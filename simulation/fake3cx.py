@@ -12,71 +12,22 @@ import contextlib
 import itertools
 import re
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from services.monitor.threecx.xapi import profile_of
-from services.monitor.updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, ParticipantUpdate, PbxUpdate
-from shared.commands import Command, MakeCall, SetForwarding, SetOptions, SetQueueLogin
+from services.monitor.updates import EXTENSION, IVR, QUEUE, ParticipantUpdate
+from shared.commands import MakeCall
 from shared.events import Directory
 
+from .call_control import CallControlView
 from .driver import SimulatorDriver
+from .xapi_collections import COLLECTIONS, Rows, user_changes
 
 VERSION = "20.0.8.1109"
-WAITING = frozenset({QUEUE, IVR})  # DNs whose waiting callers 3CX shows (when monitored)
-
-
-class CallControlView:
-    """What 3CX Call Control shows of the simulator's participants: the extensions' own, and a
-    caller waiting in a queue or IVR as a participant of that DN. The trunk, and so the external
-    party's own leg, is never shown (docs/3cx.md §1.6, §4)."""
-
-    def __init__(self, *, empty_did: bool = False) -> None:
-        self._empty_did = empty_did
-        self._waiting: dict[int, ParticipantUpdate] = {}  # call → its caller shown at a queue or IVR
-        self.callbacks: list[tuple[str, datetime]] = []  # (queue, when) of each callback ordered
-
-    def show(self, update: PbxUpdate) -> list[ParticipantUpdate]:
-        if not isinstance(update, ParticipantUpdate):
-            return []
-        if update.dn_type == EXTENSION:
-            return [self._blank(update)]
-        if update.dn_type != EXTERNAL_LINE:
-            return []
-        shown: list[ParticipantUpdate] = []
-        before = self._waiting.get(update.callid)
-        waits = not update.removed and update.party_dn_type in WAITING
-        if update.removed and update.reason == "callback":
-            self.callbacks.append((update.party_dn, update.at))  # 3CX reports these (XAPI, CDR)
-        if before is not None and (not waits or before.dn != update.party_dn):
-            shown.append(replace(before, at=update.at, removed=True))
-            del self._waiting[update.callid]
-        if waits:
-            caller = ParticipantUpdate(
-                at=update.at,
-                dn=update.party_dn,
-                dn_type=update.party_dn_type,
-                id=update.id,
-                callid=update.callid,
-                legid=update.legid,
-                status="Ringing",
-                party_caller_id=update.party_caller_id,
-                party_dn=update.dn,
-                party_dn_type=EXTERNAL_LINE,
-                party_did=update.party_did,
-                originated_by_dn=update.originated_by_dn,
-                originated_by_type=update.originated_by_type,
-            )
-            self._waiting[update.callid] = caller
-            shown.append(self._blank(caller))
-        return shown
-
-    def _blank(self, p: ParticipantUpdate) -> ParticipantUpdate:
-        return replace(p, party_did="") if self._empty_did else p
 
 
 @dataclass
@@ -121,15 +72,8 @@ class FakePbx:
         app.router.add_get("/callcontrol/ws", self._socket)
         app.router.add_get("/callcontrol/{dn}/participants/{id}", self._entity)
         app.router.add_post("/callcontrol/{dn}/makecall", self._makecall)
-        for name, collection in (
-            ("Users", self._users),
-            ("Queues", self._queues),
-            ("RingGroups", self._groups),
-            ("Receptionists", self._ivrs),
-            ("Trunks", self._trunks),
-            ("InboundRules", self._rules),
-        ):
-            app.router.add_get(f"/xapi/v1/{name}", self._collection(collection))
+        for name, rows in COLLECTIONS.items():
+            app.router.add_get(f"/xapi/v1/{name}", self._collection(rows))
         app.router.add_patch(r"/xapi/v1/Users({id:\d+})", self._patch_user)
         app.router.add_get("/xapi/v1/SystemStatus", self._status)
         app.router.add_get("/xapi/v1/ReportQueueCallbacks/{call:.*}", self._queue_callbacks)
@@ -291,94 +235,21 @@ class FakePbx:
 
     # --- XAPI ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _collection(items: Any) -> Any:
+    def _collection(self, rows: Callable[[Directory], Rows]) -> Any:
         async def answer(request: web.Request) -> web.Response:
-            return web.json_response({"value": items()})
+            return web.json_response({"value": rows(self._directory_now())})
 
         return answer
-
-    def _users(self) -> list[dict[str, Any]]:
-        profiles = {"Custom 1": "Available2", "Custom 2": "OutOfOffice2", "Out of office": "OutOfOffice"}
-        return [
-            {
-                "Id": n,
-                "Number": e.number,
-                "DisplayName": e.name,
-                "Enabled": e.enabled,
-                "IsRegistered": e.registered,
-                "CurrentProfileName": profiles.get(e.profile, e.profile),
-                "QueueStatus": "LoggedIn" if e.queue_logged_in else "LoggedOut",
-                "RecordCalls": e.recording != "off",
-                "RecordExternalCallsOnly": e.recording == "external",
-            }
-            for n, e in enumerate(self._directory_now().extensions, 1)
-        ]
 
     async def _patch_user(self, request: web.Request) -> web.Response:
         assert self.calls is not None, "a fake PBX without calls takes no changes"
         extension = self._directory_now().extensions[int(request.match_info["id"]) - 1]
-        body = await request.json()
-        changes: list[Command] = []
-        if "CurrentProfileName" in body:
-            changes.append(
-                SetForwarding(extension=extension.number, profile=profile_of(body["CurrentProfileName"]))
-            )
-        if "QueueStatus" in body:
-            logged_in = body["QueueStatus"] == "LoggedIn"
-            changes.append(SetQueueLogin(extension=extension.number, queue="all", logged_in=logged_in))
-        if {"Enabled", "RecordCalls"} & set(body):
-            recording = extension.recording
-            if "RecordCalls" in body:
-                recording = (
-                    "off"
-                    if not body["RecordCalls"]
-                    else "external"
-                    if body.get("RecordExternalCallsOnly")
-                    else "all"
-                )
-            changes.append(
-                SetOptions(extension=extension.number, enabled=body.get("Enabled"), recording=recording)
-            )
+        changes = user_changes(extension, await request.json())
         for change in changes:
             result = await self.calls.execute(change)
             if not result.ok:
                 return web.json_response({"error": result.reason}, status=400)
         return web.Response(status=204)
-
-    def _queues(self) -> list[dict[str, Any]]:
-        return [
-            {"Id": n, "Number": q.number, "Name": q.name, "Agents": [{"Number": a} for a in q.agents]}
-            for n, q in enumerate(self.directory.queues, 100)
-        ]
-
-    def _groups(self) -> list[dict[str, Any]]:
-        return [
-            {"Id": n, "Number": g.number, "Name": g.name, "Members": [{"Number": m} for m in g.members]}
-            for n, g in enumerate(self.directory.groups, 200)
-        ]
-
-    def _ivrs(self) -> list[dict[str, Any]]:
-        return [{"Id": n, "Number": i.number, "Name": i.name} for n, i in enumerate(self.directory.ivrs, 300)]
-
-    def _trunks(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "Id": n,
-                "Number": line.number,
-                "Gateway": {"Name": line.name},
-                "DidNumbers": [d.number for d in line.dids],
-            }
-            for n, line in enumerate(self.directory.lines, 400)
-        ]
-
-    def _rules(self) -> list[dict[str, Any]]:
-        return [
-            {"Id": n, "RuleName": did.name, "Data": did.number, "TrunkDN": {"Number": line.number}}
-            for n, (line, did) in enumerate(
-                ((line, did) for line in self.directory.lines for did in line.dids), 500
-            )
-        ]
 
     async def _queue_callbacks(self, request: web.Request) -> web.Response:
         arguments = dict(re.findall(r"(\w+)=([^,)]+)", request.match_info["call"]))

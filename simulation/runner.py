@@ -25,7 +25,7 @@ from services.monitor.driver import Driver
 from services.recordings import http as recordings_http
 from services.recordings import main as recordings_main
 from services.recordings.service import Recordings
-from services.recordings.work import LocalConversions, Worker
+from services.recordings.work import ConversionJob, Worker
 from services.webhooks import main as webhooks_main
 from services.webhooks.classic import classic_payload, classic_recording
 from services.webhooks.queues import MemoryJobQueue
@@ -37,6 +37,7 @@ from shared.http_server import serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import Settings
 from shared.topology import WEBHOOKS_BINDINGS
+from shared.work_queue import MemoryWorkQueue
 
 
 @dataclass
@@ -84,7 +85,10 @@ async def _serve_api(run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncE
 async def _recordings(run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncExitStack) -> Recordings:
     assert run.converting is not None
     secret = secrets.token_bytes(32)  # the links of this run only
-    conversions = LocalConversions(Worker(bus, run.converting, run.clock))
+    workers = run.settings.recordings.workers
+    conversions: MemoryWorkQueue[ConversionJob] = MemoryWorkQueue("conversions", workers)
+    await conversions.consume(Worker(bus, run.converting, run.clock))
+    stack.push_async_callback(conversions.close)
     recordings = await stack.enter_async_context(
         recordings_main.running(run.settings, bus, run.clock, conversions, secret=secret, live=run.live)
     )
@@ -104,7 +108,7 @@ async def _webhooks(
         await bus.subscribe("webhooks", _printer(run.out), bindings=WEBHOOKS_BINDINGS)
         return _nothing_failed
     store = DeliveryStore(Path(":memory:"))
-    queue = MemoryJobQueue(bus, run.clock)
+    queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)
     stack.push_async_callback(queue.close)
     session = await stack.enter_async_context(new_session())
     transport = AiohttpTransport(session)

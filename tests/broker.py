@@ -5,11 +5,14 @@ on the way), also when the test failed. At the end of the run nothing named `tes
 (tests/conftest.py fails the run otherwise). The names are listed with `rabbitmqctl`, as the
 reconnect tests already need the broker on this machine."""
 
+import asyncio
 import shutil
 import subprocess
 from uuid import uuid4
 
 import aio_pika
+
+from shared.bus import Bus, DeadLetter
 
 PREFIX = "test."
 
@@ -50,3 +53,15 @@ async def purge(amqp_url: str, prefix: str) -> None:
             await channel.queue_delete(queue)
         for exchange in exchanges:
             await channel.exchange_delete(exchange)
+
+
+async def dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
+    """Dead-lettering is asynchronous on RabbitMQ and nothing announces it: poll the dead-letter
+    queue (basic.get) until the letters are there."""
+    found: list[DeadLetter] = []
+    async with asyncio.timeout(10):
+        while len(found) < count:
+            found += await bus.take_dead_letters()
+            if len(found) < count:
+                await asyncio.sleep(0.02)
+    return found

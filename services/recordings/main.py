@@ -2,7 +2,7 @@
 the archive served over HTTPS with signed links, and pruned every night.
 
 `running()` is the composition root that `main()` (RabbitMQ, a conversion queue every replica
-works from), the one-process runner and tests (conversions as tasks) share. `live`: the folder
+works from), the one-process runner and tests (a memory work queue) share. `live`: the folder
 is watched and the archive pruned as time goes by; without it the caller drives the passes
 (`scan`, `drain`, `announce`: a scenario's recordings, converted once its calls are over).
 """
@@ -22,14 +22,16 @@ from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
+from shared.rabbit_work_queue import RabbitWorkQueue, retire
 from shared.settings import RecordingsSettings, Settings
-from shared.topology import RECORDINGS_BINDINGS, Topology
+from shared.topology import RECORDINGS_BINDINGS
+from shared.work_queue import WorkQueue
 
 from .http import create_app
 from .metrics import RecordingsMetrics
 from .retention import nightly
-from .service import Conversions, Recordings
-from .work import QueuedConversions, Worker
+from .service import Recordings
+from .work import CONVERSIONS, QUEUE, RETIRED_QUEUE, ConversionJob, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ async def running(
     settings: Settings,
     bus: Bus,
     clock: Clock,
-    conversions: Conversions,
+    conversions: WorkQueue[ConversionJob],
     *,
     secret: bytes,
     live: bool = True,
@@ -80,12 +82,13 @@ async def main(settings: Settings) -> None:
     config = settings.recordings
     clock = SystemClock()
     secret = token_secret(config)
-    names = Topology(settings.bus.exchange)
     with ProcessPoolExecutor(config.workers) as executor:
         async with contextlib.AsyncExitStack() as stack:
             bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "recordings"))
-            conversions = await QueuedConversions.declare(bus, names)
-            await conversions.start(Worker(bus, executor, clock), config.workers)
+            conversions = await RabbitWorkQueue(bus, QUEUE, CONVERSIONS, config.workers).declare()
+            worker = Worker(bus, executor, clock)
+            await conversions.consume(worker)
+            await retire(bus, bus.names.queue(RETIRED_QUEUE), ConversionJob.model_validate_json, worker)
             recordings = await stack.enter_async_context(
                 running(settings, bus, clock, conversions, secret=secret)
             )

@@ -14,7 +14,6 @@
 import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from shared.bus import Bus
@@ -22,6 +21,7 @@ from shared.clock import Clock
 from shared.events import CallEnded, Message, RecordingConverted, RecordingFailed, RecordingReady
 from shared.settings import RecordingsSettings
 from shared.stamps import Stamper
+from shared.work_queue import WorkQueue
 
 from .ledger import RecordingLedger
 from .naming import archive_path, parse_pbx_name
@@ -39,19 +39,13 @@ def day_of(chain_id: str) -> date:
     return datetime.strptime(chain_id[:6], "%y%m%d").date()
 
 
-class Conversions(Protocol):
-    async def submit(self, job: ConversionJob) -> None: ...
-
-    async def drain(self) -> None: ...
-
-
 class Recordings:
     def __init__(
         self,
         settings: RecordingsSettings,
         bus: Bus,
         clock: Clock,
-        conversions: Conversions,
+        conversions: WorkQueue[ConversionJob],
         *,
         zone: ZoneInfo,
         secret: bytes,
@@ -108,6 +102,7 @@ class Recordings:
                     keep_wav=self.settings.keep_wav,
                 )
             )
+            await self._conversions.flush()
             started += 1
         return started
 

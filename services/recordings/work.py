@@ -2,10 +2,11 @@
 
 A job names the WAV and the archive file it becomes. A worker converts it in its process pool
 and publishes `recording.converted` on the bus, which reaches the replica keeping the ledger
-(`callbridge.recordings` has one active consumer). On RabbitMQ the jobs wait in the durable
-`callbridge.recordings.convert` queue, which every replica consumes with `workers` consumers of
-prefetch 1: replicas compete for jobs and each job is converted once (a worker that dies
-mid-job leaves it unacked, and another takes it). In one process the jobs simply run as tasks.
+(`callbridge.recordings` has one active consumer). The jobs wait in a work queue
+(`shared.work_queue`): on RabbitMQ the durable `callbridge.recordings.conversions`, which every
+replica consumes with `workers` consumers of prefetch 1, so replicas compete for jobs and each
+job is converted once (a worker that dies mid-job leaves it unacked, and another takes it); in
+one process, `workers` tasks.
 """
 
 import asyncio
@@ -13,16 +14,13 @@ import logging
 from concurrent.futures import Executor
 from pathlib import Path
 
-from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel, ConfigDict
 
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.events import RecordingConverted
-from shared.rabbit_bus import RabbitBus
-from shared.rabbit_publisher import persistent
+from shared.rabbit_work_queue import Shape
 from shared.stamps import Stamper
-from shared.topology import Topology
 
 from .transcode import CorruptRecording, transcode
 
@@ -39,6 +37,11 @@ class ConversionJob(BaseModel):
     bitrate: int
     quality: int
     keep_wav: bool
+
+
+CONVERSIONS = Shape(ConversionJob, message_id=lambda job: job.target)
+QUEUE = "recordings.conversions"  # `callbridge.recordings.conversions`
+RETIRED_QUEUE = "recordings.convert"  # earlier versions: the same jobs, with no dead-letter exchange
 
 
 class Worker:
@@ -75,51 +78,3 @@ class Worker:
             )
         )
         await self._bus.flush()
-
-
-class LocalConversions:
-    """Jobs as tasks of this process (the scenario runner, tests)."""
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def submit(self, job: ConversionJob) -> None:
-        task = asyncio.create_task(self._worker(job))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def drain(self) -> None:
-        while self._running:
-            await asyncio.gather(*set(self._running))
-
-
-class QueuedConversions:
-    """Jobs in RabbitMQ's `callbridge.recordings.convert`, consumed by every replica's workers."""
-
-    def __init__(self, bus: RabbitBus, channel: AbstractChannel, queue: str) -> None:
-        self._bus = bus
-        self._channel = channel
-        self._queue = queue
-        self._publisher = bus.publisher()
-
-    @classmethod
-    async def declare(cls, bus: RabbitBus, names: Topology) -> "QueuedConversions":
-        channel = await bus.open_channel()
-        queue = await channel.declare_queue(names.queue("recordings.convert"), durable=True)
-        return cls(bus, channel, queue.name)
-
-    async def start(self, worker: Worker, consumers: int) -> None:
-        for _ in range(consumers):  # each takes one job at a time: fair dispatch across replicas
-            channel = await self._bus.open_channel(prefetch=1)
-            # declared (not just looked up), so that the robust channel restores its consumer
-            queue = await channel.declare_queue(self._queue, durable=True)
-            self._bus.consume(queue, ConversionJob.model_validate_json, worker)
-
-    async def submit(self, job: ConversionJob) -> None:
-        message = persistent(job.model_dump_json().encode(), message_id=job.target, kind="recordings.convert")
-        await self._publisher.send(self._channel.default_exchange, self._queue, message)
-        await self._publisher.flush()
-
-    async def drain(self) -> None:
-        return None

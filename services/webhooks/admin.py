@@ -7,8 +7,9 @@ from pathlib import Path
 
 from shared.clock import Clock
 from shared.rabbit_bus import RabbitBus
-from shared.settings import ConfigError, Settings, parse_duration
+from shared.settings import ConfigError, Settings
 from shared.topology import Topology
+from shared.values import parse_duration
 
 from .dispatcher import JobQueue
 from .jobs import Job
@@ -55,7 +56,8 @@ async def replay_through_broker(
     async with RabbitBus.connect(
         settings.bus.amqp_url, names=names, connection_name="webhooks replay"
     ) as bus:
-        queue = await RabbitJobQueue.declare(bus, names, RetryPolicy.configured(settings.webhooks))
+        policy = RetryPolicy.configured(settings.webhooks)
+        queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
         await replay(store, queue, dead, clock)
 
 

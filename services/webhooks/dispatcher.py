@@ -22,6 +22,7 @@ from typing import Protocol
 
 from shared.clock import Clock
 from shared.settings import EndpointSettings
+from shared.work_queue import WorkQueue
 
 from .formats import build_request
 from .jobs import Job
@@ -38,22 +39,13 @@ BLOCK_GRACE = 300.0
 RELEASE_GRACE = 60.0
 
 
-class JobQueue(Protocol):
-    async def submit(self, job: Job) -> None:
-        """Enqueue on the job's shard; durable once `flush` returns."""
-        ...
+class JobQueue(WorkQueue[Job], Protocol):
+    """The work-queue contract (`shared.work_queue`) for delivery jobs: each chain's jobs on its
+    shard, in order; its consumer is also handed each event's jobs (one per endpoint that wants
+    it)."""
 
     async def retry(self, job: Job, delay: float) -> None:
         """Bring `job` back to its shard after `delay` seconds; durable when this returns."""
-        ...
-
-    async def flush(self) -> None:
-        """Send what was submitted and wait until it is durable."""
-        ...
-
-    async def consume(self, dispatcher: "Dispatcher", endpoints: Mapping[str, EndpointSettings]) -> None:
-        """Start handing `dispatcher` the jobs: each event's (one per endpoint of `endpoints` that
-        wants it) and the ones submitted or retried here, in order per chain."""
         ...
 
 

@@ -22,7 +22,7 @@ from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 from shared.stamps import Stamper
-from shared.topology import SHARDS, Topology
+from shared.topology import SHARDS
 
 from .dispatcher import Dispatcher, JobQueue
 from .http import create_app
@@ -85,7 +85,7 @@ async def running(
         metrics=metrics,
         on_disabled=Notifier(bus, clock).endpoint_disabled,
     )
-    await queue.consume(dispatcher, settings.endpoints)
+    await queue.consume(dispatcher.handle)
     yield Webhooks(dispatcher, metrics, store, queue)
 
 
@@ -106,12 +106,11 @@ async def main(settings: Settings) -> None:
         logger.warning("no [webhook:NAME] endpoints configured: events are taken in and nothing is sent")
     clock = SystemClock()
     store = DeliveryStore(settings.webhooks.database)
-    names = Topology(settings.bus.exchange)
     policy = RetryPolicy.configured(settings.webhooks)
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "webhooks"))
         session = await stack.enter_async_context(new_session())
-        queue = await RabbitJobQueue.declare(bus, names, policy)
+        queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
         service = await stack.enter_async_context(
             running(settings, bus, queue, store, AiohttpTransport(session), clock)
         )

@@ -10,13 +10,11 @@ sleeps on an unacked message and no timer lives in memory.
 """
 
 import asyncio
-import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pydantic import ValidationError
 
@@ -25,86 +23,66 @@ from shared.clock import Clock
 from shared.events import Message, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
+from shared.rabbit_work_queue import retire
 from shared.settings import EndpointSettings
-from shared.topology import WEBHOOKS_BINDINGS, Topology
+from shared.topology import WEBHOOKS_BINDINGS
+from shared.work_queue import InHand, MemoryWorkQueue
 
-from .dispatcher import Dispatcher
 from .jobs import Intake, Job, JobBatch
 from .policy import RetryPolicy
 from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, tier_queue
 
-logger = logging.getLogger(__name__)
+PREFETCH = 50  # shard messages in flight per consumer channel
 
 
 class RabbitJobQueue:
+    """The job queue on RabbitMQ: `await RabbitJobQueue(...).declare()` before use."""
+
     def __init__(
-        self,
-        bus: RabbitBus,
-        channel: AbstractChannel,
-        shards_exchange: AbstractExchange,
-        shard_queues: list[AbstractQueue],
-        names: Topology,
-        policy: RetryPolicy,
+        self, bus: RabbitBus, policy: RetryPolicy, endpoints: Mapping[str, EndpointSettings]
     ) -> None:
         self._bus = bus
+        self._names = bus.names
         self._policy = policy
-        self._channel = channel
-        self._shards_exchange = shards_exchange
-        self._shard_queues = shard_queues
-        self._names = names
+        self._endpoints = endpoints
         self._publisher: ConfirmedPublisher = bus.publisher()
         self._pending: dict[int, list[Job]] = {}
+        self._in_hand = InHand()
+        self._channel: AbstractChannel  # these three: set by declare()
+        self._shards_exchange: AbstractExchange
+        self._shard_queues: list[AbstractQueue]
 
-    @classmethod
-    async def declare(
-        cls, bus: RabbitBus, names: Topology, policy: RetryPolicy, prefetch: int = 50
-    ) -> "RabbitJobQueue":
-        channel = await bus.open_channel(prefetch=prefetch)
+    async def declare(self) -> "RabbitJobQueue":
+        self._channel = await self._bus.open_channel(prefetch=PREFETCH)
         # declared on this channel (not just looked up), so that it restores their consumers
-        shard_queues, exchange = await declare_shards(channel, names)
-        await declare_tiers(channel, names, policy.tiers)
-        return cls(bus, channel, exchange, shard_queues, names, policy)
+        self._shard_queues, self._shards_exchange = await declare_shards(self._channel, self._names)
+        await declare_tiers(self._channel, self._names, self._policy.tiers)
+        return self
 
-    async def consume(self, dispatcher: Dispatcher, endpoints: Mapping[str, EndpointSettings]) -> None:
-        """Handle every shard's events (each turned into its jobs) and job batches (the service's
-        own jobs), in order, through `dispatcher`."""
-        intake = Intake(endpoints, dispatcher.handle)
+    async def consume(self, handler: Callable[[Job], Awaitable[None]]) -> None:
+        """Hand `handler` every shard's jobs in order: each event's (one per endpoint that wants
+        it) and the batches this service sent itself."""
+        intake = Intake(self._endpoints, handler)
 
         async def handle(message: Message | JobBatch) -> None:
             if isinstance(message, JobBatch):
                 for job in message.jobs:
-                    await dispatcher.handle(job)
+                    await handler(job)
             else:
                 await intake(message)
 
-        for queue in self._shard_queues:
-            self._bus.consume(queue, shard_message, handle)
-        await self._adopt_legacy_intake(intake)
+        async def in_hand(message: Message | JobBatch) -> None:
+            with self._in_hand:
+                await handle(message)
 
-    async def _adopt_legacy_intake(self, intake: Intake) -> None:
-        """Before the events went straight to the shards they waited in one intake queue: unbind
-        it, so that it takes nothing more; deliver what it holds; delete it once it is empty."""
-        name = self._names.queue(LEGACY_INTAKE)
-        probe = await self._bus.open_channel(prefetch=50)
-        try:
-            legacy = await probe.declare_queue(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:  # a broker that never had it
-            return
-        for pattern in WEBHOOKS_BINDINGS:
-            await legacy.unbind(self._names.events_exchange, pattern)
-        waiting = legacy.declaration_result.message_count or 0
-        if not waiting:
-            await legacy.delete(if_unused=False, if_empty=True)
-            await probe.close()
-            logger.info("deleted %s, the empty intake queue of an earlier version", name)
-            return
-        logger.warning(
-            "%s, the intake queue of an earlier version, holds %d event(s): delivering them; "
-            "it is deleted at a later start, once empty",
-            name,
-            waiting,
-        )
-        self._bus.consume(legacy, parse_event, intake)
+        for queue in self._shard_queues:
+            self._bus.consume(queue, shard_message, in_hand)
+        # before the events went straight to the shards they waited in one intake queue
+        unbind = [(self._names.events_exchange, pattern) for pattern in WEBHOOKS_BINDINGS]
+        await retire(self._bus, self._names.queue(LEGACY_INTAKE), parse_event, intake, unbind)
+
+    async def drain(self) -> None:
+        await self._in_hand.idle()
 
     async def submit(self, job: Job) -> None:
         """Collect `job` for its shard; `flush` sends each shard's jobs as one message, in order."""
@@ -148,25 +126,30 @@ class MemoryJobQueue:
     one worker keeps the order, retries wait on the clock. `drain()` returns once nothing is
     queued or waiting; `close()` stops the worker."""
 
-    def __init__(self, bus: Bus, clock: Clock) -> None:
+    def __init__(self, bus: Bus, clock: Clock, endpoints: Mapping[str, EndpointSettings]) -> None:
         self._bus = bus
         self._clock = clock
-        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._endpoints = endpoints
+        self._jobs: MemoryWorkQueue[Job] = MemoryWorkQueue("webhooks jobs")
         self._timers: set[asyncio.Task[None]] = set()
-        self._worker: asyncio.Task[None] | None = None
 
-    async def consume(self, dispatcher: Dispatcher, endpoints: Mapping[str, EndpointSettings]) -> None:
-        await self._bus.subscribe("webhooks", Intake(endpoints, self.submit), bindings=WEBHOOKS_BINDINGS)
-        self._worker = asyncio.create_task(self._run(dispatcher), name="webhooks jobs")
+    async def consume(self, handler: Callable[[Job], Awaitable[None]]) -> None:
+        intake = Intake(self._endpoints, self.submit)
+        await self._bus.subscribe("webhooks", intake, bindings=WEBHOOKS_BINDINGS)
+        await self._jobs.consume(handler)
 
     async def close(self) -> None:
-        for task in [self._worker, *self._timers]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in [self._worker, *self._timers] if t), return_exceptions=True)
+        for timer in self._timers:
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+        await self._jobs.close()
+
+    @property
+    def set_aside(self) -> int:
+        return self._jobs.set_aside
 
     async def submit(self, job: Job) -> None:
-        self._jobs.put_nowait(job)
+        await self._jobs.submit(job)
 
     async def retry(self, job: Job, delay: float) -> None:
         due = self._clock.now() + timedelta(seconds=delay)
@@ -181,17 +164,9 @@ class MemoryJobQueue:
     async def flush(self) -> None:
         return None  # nothing to wait for: the jobs are in this process's queue
 
-    async def _run(self, dispatcher: Dispatcher) -> None:
-        while True:
-            job = await self._jobs.get()
-            try:
-                await dispatcher.handle(job)
-            finally:
-                self._jobs.task_done()
-
     async def drain(self) -> None:
         while True:
-            await self._jobs.join()
+            await self._jobs.drain()
             if not self._timers:
                 return
             await asyncio.wait(set(self._timers))

@@ -24,12 +24,13 @@ from services.recordings.retention import prune
 from services.recordings.service import Recordings
 from services.recordings.tokens import signed_query
 from services.recordings.transcode import CorruptRecording, transcode
-from services.recordings.work import LocalConversions, Worker
+from services.recordings.work import ConversionJob, Worker
 from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
 from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings, Settings
+from shared.work_queue import MemoryWorkQueue
 from tests import mp3
 from tests.factories import make_call_ended
 from tests.fakes import Recorder
@@ -153,10 +154,14 @@ class TestScanning:
         )  # type: ignore[arg-type]
         clock = VirtualClock(self.start)
         with ThreadPoolExecutor(1) as executor:
-            conversions = LocalConversions(Worker(bus, executor, clock))
+            conversions: MemoryWorkQueue[ConversionJob] = MemoryWorkQueue("conversions")
+            await conversions.consume(Worker(bus, executor, clock))
             wired = running(Settings(recordings=config), bus, clock, conversions, secret=b"s", live=False)
-            async with wired as recordings:
-                yield recordings
+            try:
+                async with wired as recordings:
+                    yield recordings
+            finally:
+                await conversions.close()
 
     async def talk(self, recordings: Recordings) -> None:
         await recordings.on_event(

@@ -8,9 +8,10 @@ from uuid import uuid4
 
 import pytest
 
-from shared.bus import Bus, DeadLetter, Handler, RpcUnavailable
+from shared.bus import Bus, Handler, RpcUnavailable
 from shared.events import Message
 from shared.memory_bus import InMemoryBus
+from tests.broker import dead_letters
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
 from tests.integration.conftest import private_rabbit_bus
@@ -122,7 +123,7 @@ async def test_unparsable_body_is_dead_lettered(bus: Bus, recorder: Recorder) ->
     await bus.publish(good)
     await bus.flush()
     assert [e.event_id for e in await recorder.wait_for(1)] == [good.event_id]  # the queue goes on
-    dead = await _dead_letters(bus, 1)
+    dead = await dead_letters(bus, 1)
     assert dead[0].routing_key == "call.ringing"
     assert b"nonsense" in dead[0].body
     assert dead[0].queue.endswith("strict")
@@ -138,7 +139,7 @@ async def test_failing_handler_dead_letters_and_carries_on(bus: Bus, recorder: R
     for link in (0, 1, 2):
         await bus.publish(make_call_ringing(link=link))
     await bus.flush()
-    dead = await _dead_letters(bus, 1)
+    dead = await dead_letters(bus, 1)
     assert b'"link":1' in dead[0].body
     assert [getattr(e, "link", None) for e in await recorder.wait_for(2)] == [0, 2]
 
@@ -151,7 +152,7 @@ async def test_replaying_a_dead_letter_delivers_it(bus: Bus, recorder: Recorder)
     event = make_call_ringing(external_number=uuid4().hex)
     await bus.publish(event)
     await bus.flush()
-    dead = await _dead_letters(bus, 1)
+    dead = await dead_letters(bus, 1)
     await bus.subscribe("second", recorder, bindings=["call.ringing"])
     await bus.publish_raw(dead[0].routing_key, dead[0].body)
     await bus.flush()
@@ -208,18 +209,6 @@ async def test_a_failing_server_is_reported_without_its_details(bus: Bus) -> Non
     with pytest.raises(RpcUnavailable, match="failed") as caught:
         await bus.call("broken", {}, 5)
     assert "hunter2" not in str(caught.value)
-
-
-async def _dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
-    """Dead-lettering is asynchronous on RabbitMQ and nothing announces it: poll the dead-letter
-    queue (basic.get) until the letters are there."""
-    found: list[DeadLetter] = []
-    async with asyncio.timeout(10):
-        while len(found) < count:
-            found += await bus.take_dead_letters()
-            if len(found) < count:
-                await asyncio.sleep(0.02)
-    return found
 
 
 def _close_connection(name: str) -> None:

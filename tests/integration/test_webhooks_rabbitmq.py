@@ -91,7 +91,7 @@ async def webhooks_service(
             new_session() as session,
         ):
             policy = RetryPolicy(schedule, 0.2, random.Random(3))
-            queue = await RabbitJobQueue.declare(bus, names, policy)
+            queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
             store = DeliveryStore(settings.webhooks.database)
             transport = AiohttpTransport(session)
             async with webhooks.running(settings, bus, queue, store, transport, SystemClock()):

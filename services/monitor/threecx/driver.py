@@ -29,31 +29,15 @@ from urllib.parse import quote
 import aiohttp
 
 from shared.clock import Clock
-from shared.commands import (
-    Command,
-    CommandResult,
-    MakeCall,
-    SetForwarding,
-    SetOptions,
-    SetQueueLogin,
-    extension_of,
-)
-from shared.events import Directory, Extension
+from shared.commands import Command, CommandResult
 from shared.settings import PbxSettings
 
-from ..updates import (
-    EXTENSION,
-    DirectoryUpdate,
-    ForwardingUpdate,
-    OptionsUpdate,
-    ParticipantUpdate,
-    PbxUpdate,
-    QueueLoginUpdate,
-    RegistrationUpdate,
-)
+from ..updates import EXTENSION, DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from .assembler import CallAssembler
 from .check import connect, session
 from .client import PbxClient, PbxError
+from .commands import carry_out
+from .known import KnownDirectory, lower_keys, state_changes
 from .xapi import load_directory
 
 logger = logging.getLogger(__name__)
@@ -73,8 +57,7 @@ class ThreeCxDriver:
         self._out: asyncio.Queue[PbxUpdate] = asyncio.Queue()
         self._changed = asyncio.Event()  # the assembler has a new expiry to watch
         self._dn_types: dict[str, str] = {}
-        self._directory = Directory()
-        self._user_ids: dict[str, int] = {}
+        self._known = KnownDirectory()
         self._client: PbxClient | None = None
         self._finishing = False
         self.connected = asyncio.Event()  # the socket is open and the snapshot taken
@@ -108,7 +91,7 @@ class ThreeCxDriver:
         async with session(self._settings) as http:
             self._client = connect(self._settings, http)
             await self._load_directory(first=True)
-            yield DirectoryUpdate(self._clock.now(), self._directory)
+            yield DirectoryUpdate(self._clock.now(), self._known.directory)
             tasks = [
                 asyncio.create_task(self._listen(http), name="3cx socket"),
                 asyncio.create_task(self._expire(), name="3cx grace"),
@@ -188,8 +171,8 @@ class ThreeCxDriver:
 
     async def _frame(self, text: str) -> None:
         try:
-            frame = _lower_keys(json.loads(text))
-            event = _lower_keys(frame.get("event") or {})
+            frame = lower_keys(json.loads(text))
+            event = lower_keys(frame.get("event") or {})
             kind = event.get("event_type")
             kind = EVENT_TYPES.get(str(kind).lower(), kind) if isinstance(kind, str) else kind
             match = ENTITY.match(str(event.get("entity") or ""))
@@ -215,7 +198,7 @@ class ThreeCxDriver:
         dns = await self._client.get("/callcontrol") or []
         seen: set[tuple[str, int]] = set()
         for info in dns:
-            info = _lower_keys(info)
+            info = lower_keys(info)
             self._dn_types[str(info.get("dn"))] = str(info.get("type") or EXTENSION)
             for entity in info.get("participants") or ():
                 update = self._upsert(str(info.get("dn")), entity)
@@ -226,7 +209,7 @@ class ThreeCxDriver:
             self._remove(dn, number)
 
     def _upsert(self, dn: str, entity: dict[str, Any]) -> ParticipantUpdate | None:
-        fields = {k: v for k, v in _lower_keys(entity).items() if k in FIELDS}
+        fields = {k: v for k, v in lower_keys(entity).items() if k in FIELDS}
         try:
             update = ParticipantUpdate(
                 at=self._clock.now(), dn_type=self._dn_types.get(dn, EXTENSION), **(fields | {"dn": dn})
@@ -287,41 +270,14 @@ class ThreeCxDriver:
     async def _load_directory(self, first: bool = False) -> None:
         assert self._client is not None
         loaded = await load_directory(self._client)
-        directory, self._user_ids = loaded.directory, loaded.user_ids
+        directory, before = loaded.directory, self._known.directory
         self._assembler.set_dids({line.number: line.dids[0].number for line in directory.lines if line.dids})
-        if not first:
-            self._state_changes(self._directory, directory)
-            if directory.model_copy(update={"extensions": ()}) != self._directory.model_copy(
-                update={"extensions": ()}
-            ):
-                self._out.put_nowait(DirectoryUpdate(self._clock.now(), directory))
-        self._directory = directory
-
-    def _state_changes(self, before: Directory, after: Directory) -> None:
-        was = {e.number: e for e in before.extensions}
-        now = self._clock.now()
-        for extension in after.extensions:
-            old = was.get(extension.number)
-            if old is None:
-                continue
-            if old.registered != extension.registered:
-                self._out.put_nowait(RegistrationUpdate(now, extension.number, extension.registered))
-            if old.profile != extension.profile:
-                self._out.put_nowait(ForwardingUpdate(now, extension.number, extension.profile))
-            if old.queue_logged_in != extension.queue_logged_in:
-                self._out.put_nowait(
-                    QueueLoginUpdate(now, extension.number, "all", extension.queue_logged_in)
-                )
-            if (old.enabled, old.external, old.recording) != (
-                extension.enabled,
-                extension.external,
-                extension.recording,
-            ):
-                self._out.put_nowait(
-                    OptionsUpdate(
-                        now, extension.number, extension.enabled, extension.external, extension.recording
-                    )
-                )
+        self._known = KnownDirectory(directory, loaded.user_ids)
+        if first:
+            return
+        self._emit(state_changes(before, directory, self._clock.now()))
+        if directory.model_copy(update={"extensions": ()}) != before.model_copy(update={"extensions": ()}):
+            self._out.put_nowait(DirectoryUpdate(self._clock.now(), directory))
 
     async def _every(self, seconds: float, chore: Any) -> None:
         while True:
@@ -336,94 +292,8 @@ class ThreeCxDriver:
 
     async def execute(self, command: Command) -> CommandResult:
         with self._working():
-            return await self._carry_out(command)
-
-    async def _carry_out(self, command: Command) -> CommandResult:
-        client = self._client
-        if client is None:
-            return CommandResult.failed("refused", "not connected to the 3CX yet")
-        who = extension_of(command)
-        if who not in self._user_ids:
-            return CommandResult.failed("not_found", f"extension {who} does not exist")
-        try:
-            if isinstance(command, MakeCall):
-                return await self._makecall(client, command)
-            return await self._configure(client, command)
-        except PbxError as error:
-            return CommandResult.failed("refused", str(error))
-
-    async def _makecall(self, client: PbxClient, command: MakeCall) -> CommandResult:
-        answer = await client.request(
-            "POST", f"/callcontrol/{quote(command.first)}/makecall", {"destination": command.second}
-        )
-        answer = _lower_keys(answer or {})
-        status = str(answer.get("finalstatus", "Success")).lower()
-        if status not in ("1", "success"):
-            return CommandResult.failed(
-                "refused", str(answer.get("reasontext") or answer.get("reason") or status)
-            )
-        result = _lower_keys(answer.get("result") or {})
-        return CommandResult(ok=True, call_number=result.get("callid"))
-
-    async def _configure(self, client: PbxClient, command: Command) -> CommandResult:
-        extension = next(e for e in self._directory.extensions if e.number == extension_of(command))
-        now = self._clock.now()
-        if isinstance(command, SetForwarding):
-            await self._patch_user(client, extension, {"CurrentProfileName": command.profile})
-            self._swap(extension, profile=command.profile)
-            self._out.put_nowait(ForwardingUpdate(now, extension.number, command.profile))
-        elif isinstance(command, SetQueueLogin):
-            if command.queue != "all":
-                return CommandResult.failed(
-                    "refused",
-                    "3CX v20 offers no API to log an agent in or out of one queue (only its web client "
-                    "can); log in or out of all queues with ext.queueglobal.set",
-                )
-            status = "LoggedIn" if command.logged_in else "LoggedOut"
-            await self._patch_user(client, extension, {"QueueStatus": status})
-            self._swap(extension, queue_logged_in=command.logged_in)
-            self._out.put_nowait(QueueLoginUpdate(now, extension.number, "all", command.logged_in))
-        elif isinstance(command, SetOptions):
-            if command.external is not None:
-                return CommandResult.failed(
-                    "refused", "3CX's XAPI has no setting for outside calls per extension"
-                )
-            body: dict[str, Any] = {}
-            if command.enabled is not None:
-                body["Enabled"] = command.enabled
-            if command.recording is not None:
-                body |= {
-                    "RecordCalls": command.recording != "off",
-                    "RecordExternalCallsOnly": command.recording == "external",
-                }
-            await self._patch_user(client, extension, body)
-            changed = self._swap(
-                extension,
-                enabled=extension.enabled if command.enabled is None else command.enabled,
-                recording=command.recording or extension.recording,
-            )
-            self._out.put_nowait(
-                OptionsUpdate(now, changed.number, changed.enabled, changed.external, changed.recording)
-            )
-        self._changed.set()
-        return CommandResult(ok=True)
-
-    async def _patch_user(self, client: PbxClient, extension: Extension, body: dict[str, Any]) -> None:
-        await client.request("PATCH", f"/xapi/v1/Users({self._user_ids[extension.number]})", body)
-
-    def _swap(self, extension: Extension, **changes: Any) -> Extension:
-        changed = extension.model_copy(update=changes)
-        extensions = tuple(changed if e.number == extension.number else e for e in self._directory.extensions)
-        self._directory = self._directory.model_copy(update={"extensions": extensions})
-        return changed
-
-
-def _lower_keys(value: Any) -> Any:
-    """3CX's frames and objects come in snake_case, PascalCase or camelCase: read them alike."""
-    if not isinstance(value, dict):
-        return value
-    return {_snake(str(k)): v for k, v in value.items()}
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+            if self._client is None:
+                return CommandResult.failed("refused", "not connected to the 3CX yet")
+            result, updates = await carry_out(self._client, self._known, command, self._clock.now())
+            self._emit(updates)
+            return result

@@ -13,7 +13,7 @@ from services.monitor.tracker import CallTracker
 from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from services.webhooks.classic import classic_payload
 from shared.events import CallEvent, Event
-from simulation.fake3cx import CallControlView
+from simulation.call_control import CallControlView
 from simulation.scenario import load_scenario
 from simulation.simulator import PbxSimulator
 from tests.conftest import EXAMPLES, check_webhooks

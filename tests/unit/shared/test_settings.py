@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.config_file import load_settings
 from shared.logging import configure_logging, redact, redact_url
-from shared.settings import ConfigError, EndpointSettings, load_settings
+from shared.settings import ConfigError, EndpointSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
