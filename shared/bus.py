@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .events import Event, Message
+from .event_base import Event
+from .events import Message
 
 Handler = Callable[[Message], Awaitable[None]]
 RpcHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]

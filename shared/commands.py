@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from .events import ForwardingProfile, RecordingOption
+from .directory import ForwardingProfile, RecordingOption
 
 SNAPSHOT = "snapshot"
 COMMAND = "command"

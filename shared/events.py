@@ -12,51 +12,18 @@ Evolve additively: a new field gets a default; a changed meaning is a new messag
 JSON schema of `Message` is snapshotted in tests/unit/shared/event_schema.json.
 """
 
-import os
 from typing import Annotated, Any, Literal
-from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
+
+from .call_state import CallState
+from .directory import Directory, ForwardingProfile, RecordingOption
+from .event_base import Event
 
 ChainDirection = Literal["inbound", "outbound"]
 UserType = Literal["queue", "ext", "other"]
 TransferType = Literal["NotDef", "Blind", "Accomp"]
-RecordingOption = Literal["off", "external", "all"]
-ForwardingProfile = Literal["Available", "Away", "Out of office", "Custom 1", "Custom 2"]
 RoutedType = Literal["extension", "queue", "group", "ivr", "external"]
-
-FORWARDING_PROFILES: tuple[str, ...] = ("Available", "Away", "Out of office", "Custom 1", "Custom 2")
-RECORDING_OPTIONS: tuple[str, ...] = ("off", "external", "all")
-
-
-_IDS: list[int] = []
-# uuid.UUID(version=4) sets these bits: the variant (RFC 4122) and the version (4)
-_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_V4_SET = (0x8000 << 48) | (4 << 76)
-
-
-def new_event_id() -> UUID:
-    """A random (version 4) UUID, as `uuid.uuid4` makes, from urandom bytes read 4 KiB at a
-    time instead of 16 bytes per id (a system call saved per event: the tracker makes many),
-    with the version bits set 256 at a time."""
-    if not _IDS:
-        block = os.urandom(4096)
-        _IDS.extend(
-            (int.from_bytes(block[at : at + 16], "big") & _V4_CLEAR) | _V4_SET for at in range(0, 4096, 16)
-        )
-    return UUID(int=_IDS.pop())
-
-
-class Event(BaseModel):
-    """Fields every bus message carries."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    type: str
-    event_id: UUID = Field(default_factory=new_event_id)
-    occurred_at: AwareDatetime
-    source: str = Field(description="id of the service run that published the message (a monitor's, mostly)")
-    seq: int = Field(ge=1, description="the source's sequence number, contiguous in publish order")
 
 
 # --- call events ------------------------------------------------------------------------------
@@ -174,109 +141,7 @@ class ExtensionOptions(ExtensionEvent):
     recording: RecordingOption
 
 
-# --- calls in progress (the API's pbx.ac.get / pbx.callsinfo.get) -------------------------------
-
-PartyType = Literal["extension", "queue", "group", "ivr", "line", "external"]
-LegStatus = Literal["Dialing", "Ringing", "Connected"]
-CallStateDirection = Literal["FromExternal", "FromInternal", "Inbound", "Outbound", "External", "Internal"]
-CallStateName = Literal["Unknown", "Initiating", "Routing", "Talking", "Transferring", "Rerouting"]
-
-
-class CallParty(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    number: str
-    name: str = ""
-    type: PartyType
-
-
-class CallLeg(BaseModel):
-    """One participant of a call (a 3CX active connection): whose leg, and to whom."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dn: str
-    dn_type: PartyType
-    status: LegStatus
-    external_party: str = Field(description="the number at the other end of this leg")
-
-
-class CallState(Event):
-    """Any call in progress, internal ones too, after each change; `ended` when its last leg left.
-
-    direction: `Inbound` an external caller reaching an extension (ringing or talking),
-    `FromExternal` one not at an extension yet (IVR, queue, ring group), `Outbound` an extension
-    dialling out, `Internal` extension to extension, `FromInternal` an extension whose call rings
-    no one yet (a click-to-dial ringing its own phone first), `External` external to external.
-    state: `Initiating` dialling (nobody answered yet), `Routing` ringing or waiting unanswered,
-    `Rerouting` unanswered and moved on from its first destination, `Transferring` blind-transferred
-    and ringing its new destination, `Talking` someone talks with the owner, else `Unknown`."""
-
-    type: Literal["pbx.call"] = "pbx.call"
-    call_number: int
-    chain_id: str = Field("", description="the classic chain id when the call has an external party")
-    direction: CallStateDirection
-    state: CallStateName
-    started_at: AwareDatetime
-    answered_at: AwareDatetime | None = None
-    did: str = ""
-    owner: CallParty | None = Field(description="who placed the call")
-    talk_to: tuple[CallParty, ...] = ()
-    routing_to: tuple[CallParty, ...] = ()
-    legs: tuple[CallLeg, ...] = ()
-    ended: bool = False
-
-
 # --- directory snapshot -----------------------------------------------------------------------
-
-
-class _Entry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    number: str
-    name: str = ""
-
-
-class Extension(_Entry):
-    recording: RecordingOption = "off"
-    enabled: bool = True
-    external: bool = True
-    registered: bool = True
-    profile: ForwardingProfile = "Available"
-    queue_logged_in: bool = Field(True, description="the global queue status")
-    logged_out_queues: tuple[str, ...] = Field((), description="queues the agent is logged out of")
-
-
-class Queue(_Entry):
-    agents: tuple[str, ...] = ()
-
-
-class RingGroup(_Entry):
-    members: tuple[str, ...] = ()
-
-
-class Ivr(_Entry):
-    pass
-
-
-class Did(_Entry):
-    pass
-
-
-class Line(_Entry):
-    dids: tuple[Did, ...] = ()
-
-
-class Directory(BaseModel):
-    """The PBX's configuration: who can ring, route and carry calls."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    extensions: tuple[Extension, ...] = ()
-    queues: tuple[Queue, ...] = ()
-    groups: tuple[RingGroup, ...] = ()
-    ivrs: tuple[Ivr, ...] = ()
-    lines: tuple[Line, ...] = ()
 
 
 class DirectorySnapshot(Event):

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .bus import DeadLetter, Handler, RpcHandler, RpcUnavailable
-from .events import Event, encode_event, parse_event
+from .event_base import Event
+from .events import encode_event, parse_event
 from .routing import topic_matches
 
 logger = logging.getLogger(__name__)

@@ -8,21 +8,16 @@ monitor run it is complete (`source`, `seq`), so a consumer knows which later ev
 
 from pydantic import BaseModel, ConfigDict
 
+from .call_state import CallState
+from .directory import Directory, Extension, Ivr, Line, Queue, RingGroup
+from .event_base import Event
 from .events import (
-    CallState,
-    Directory,
     DirectorySnapshot,
-    Event,
-    Extension,
     ExtensionForwarding,
     ExtensionOptions,
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
-    Ivr,
-    Line,
-    Queue,
-    RingGroup,
 )
 
 # The event types that change the state; all of them come from the monitor, numbered by `seq`.

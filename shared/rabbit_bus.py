@@ -36,7 +36,8 @@ from prometheus_client.registry import Collector
 
 from . import topology
 from .bus import DeadLetter, Handler, PublishError, RpcHandler
-from .events import Event, encode_event, parse_event
+from .event_base import Event
+from .events import encode_event, parse_event
 from .logging import redact_url
 from .rabbit_consumer import consume, watch_waiting
 from .rabbit_metrics import BusCollector

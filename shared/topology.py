@@ -15,7 +15,8 @@ other name derives from it, so a test can run a whole private topology under a u
 import hashlib
 from dataclasses import dataclass
 
-from .events import Event, ordering_scope
+from .event_base import Event
+from .events import ordering_scope
 from .routing import topic_matches
 
 DEFAULT_EXCHANGE = "callbridge"

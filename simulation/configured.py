@@ -11,7 +11,7 @@ from services.monitor.driver import Driver
 from services.monitor.threecx.check import check_pbx_settings
 from services.monitor.threecx.driver import ThreeCxDriver
 from shared.clock import Clock, ScaledClock, SystemClock
-from shared.events import Directory
+from shared.directory import Directory
 from shared.settings import Settings
 
 from .driver import SimulatorDriver, playable_scenario

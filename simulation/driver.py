@@ -24,7 +24,7 @@ from shared.commands import (
     SetQueueLogin,
     extension_of,
 )
-from shared.events import Directory
+from shared.directory import Directory
 
 from .recorder import WavRecorder
 from .scenario import Scenario, ScenarioError, Step, load_scenario

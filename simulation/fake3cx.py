@@ -21,7 +21,7 @@ from aiohttp import web
 
 from services.monitor.updates import EXTENSION, IVR, QUEUE, ParticipantUpdate
 from shared.commands import MakeCall
-from shared.events import Directory
+from shared.directory import Directory
 
 from .call_control import CallControlView
 from .driver import SimulatorDriver

@@ -17,7 +17,7 @@ from services.monitor.updates import (
     PbxUpdate,
     Status,
 )
-from shared.events import Directory, Extension
+from shared.directory import Directory, Extension
 
 from .recorder import Stretch, WavRecorder
 from .scenario import ScenarioError, Step

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from shared.events import FORWARDING_PROFILES, RECORDING_OPTIONS, Directory
+from shared.directory import FORWARDING_PROFILES, RECORDING_OPTIONS, Directory
 
 
 class ScenarioError(Exception):

@@ -9,7 +9,7 @@ conversations through a `WavRecorder`, one file per stretch. No I/O besides the 
 from datetime import datetime
 
 from services.monitor.updates import PbxUpdate
-from shared.events import Directory
+from shared.directory import Directory
 
 from .pbx import SimulatedPbx
 from .recorder import WavRecorder

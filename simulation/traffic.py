@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
-from shared.events import Directory
+from shared.directory import Directory
 
 from .scenario import ScenarioError, Step
 

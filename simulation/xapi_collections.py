@@ -6,7 +6,7 @@ from typing import Any
 
 from services.monitor.threecx.xapi import profile_of
 from shared.commands import Command, SetForwarding, SetOptions, SetQueueLogin
-from shared.events import Directory, Extension
+from shared.directory import Directory, Extension
 
 Rows = list[dict[str, Any]]
 PROFILES = {"Custom 1": "Available2", "Custom 2": "OutOfOffice2", "Out of office": "OutOfOffice"}

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from services.api import main as api_main
 from shared.bus import Bus
-from shared.events import CallState, Message
+from shared.call_state import CallState
+from shared.events import Message
 from shared.settings import ApiSettings, Settings
 from simulation.driver import SimulatorDriver
 from simulation.scenario import default_directory, parse_scenario

@@ -65,3 +65,19 @@ async def dead_letters(bus: Bus, count: int) -> list[DeadLetter]:
             if len(found) < count:
                 await asyncio.sleep(0.02)
     return found
+
+
+def close_connection(name: str) -> None:
+    """Have the broker drop our connection, as a broker restart or a network cut would."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines() if name in line]
+    assert pids, f"connection {name} not found in: {listing[:500]}"
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", pid, "test: dropped"], check=True, capture_output=True
+        )

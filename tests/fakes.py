@@ -15,7 +15,8 @@ from services.monitor import main as monitor_main
 from services.monitor.driver import Driver
 from services.monitor.tracker import CallTracker
 from shared.bus import Bus
-from shared.events import CallEvent, Event, Message
+from shared.event_base import Event
+from shared.events import CallEvent, Message
 from shared.settings import Settings
 from simulation.scenario import default_directory, parse_scenario
 from simulation.simulator import PbxSimulator

@@ -12,17 +12,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from shared.events import (
-    CallParty,
-    CallState,
-    CallStateDirection,
-    CallStateName,
-    Extension,
-    ForwardingProfile,
-    LegStatus,
-    PartyType,
-    RecordingOption,
-)
+from shared.call_state import CallParty, CallState, CallStateDirection, CallStateName, LegStatus, PartyType
+from shared.directory import Extension, ForwardingProfile, RecordingOption
 from shared.pbx_state import PbxState
 
 Presence = Literal["Free", "Busy"]

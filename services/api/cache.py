@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from shared.bus import Bus, RpcUnavailable
 from shared.commands import SNAPSHOT
-from shared.events import Event
+from shared.event_base import Event
 from shared.pbx_state import STATE_EVENTS, PbxState, StateSnapshot
 
 logger = logging.getLogger(__name__)

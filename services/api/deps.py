@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from shared import commands
 from shared.bus import Bus, RpcUnavailable
-from shared.events import Extension
+from shared.directory import Extension
 from shared.pbx_state import PbxState
 from shared.settings import ApiSettings
 

@@ -9,7 +9,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from shared.events import Event, encode_event
+from shared.event_base import Event
+from shared.events import encode_event
 from shared.routing import topic_matches
 
 # internal to the recordings service: nothing a listener can use

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.events import CallLeg, CallParty, CallState, CallStateDirection, CallStateName, PartyType
+from shared.call_state import CallLeg, CallParty, CallState, CallStateDirection, CallStateName, PartyType
 
 from .chains import Chain, Emit
 from .updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, RING_GROUP, ParticipantUpdate

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from shared import commands
 from shared.bus import Bus
-from shared.events import Directory
+from shared.directory import Directory
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging

@@ -18,10 +18,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.directory import Directory
+from shared.event_base import Event
 from shared.events import (
-    Directory,
     DirectorySnapshot,
-    Event,
     ExtensionForwarding,
     ExtensionOptions,
     ExtensionPresence,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from shared.events import Directory, ForwardingProfile, RecordingOption
+from shared.directory import Directory, ForwardingProfile, RecordingOption
 
 Status = Literal["Dialing", "Ringing", "Connected"]
 

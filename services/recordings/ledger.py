@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shared.events import CallAnswered, CallEnded, DirectorySnapshot, Event
+from shared.event_base import Event
+from shared.events import CallAnswered, CallEnded, DirectorySnapshot
 from shared.sqlite import open_database
 
 from .naming import PbxRecording, archive_name

@@ -5,7 +5,8 @@ strings, or None for events that send no classic call-event webhook (chain start
 recordings). `classic_recording(event)` gives a recording POST's JSON body.
 """
 
-from shared.events import CallAnswered, CallEnded, CallRinging, Event, RecordingReady
+from shared.event_base import Event
+from shared.events import CallAnswered, CallEnded, CallRinging, RecordingReady
 
 
 def duration_text(seconds: float) -> str:

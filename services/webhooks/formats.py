@@ -17,7 +17,8 @@ from datetime import datetime
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from shared.events import Event, RecordingReady
+from shared.event_base import Event
+from shared.events import RecordingReady
 
 from .classic import classic_payload, classic_recording
 

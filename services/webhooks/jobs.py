@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import Event, Message, RecordingReady, encode_event, ordering_scope, parse_event
+from shared.event_base import Event
+from shared.events import Message, RecordingReady, encode_event, ordering_scope, parse_event
 from shared.routing import topic_matches
 from shared.settings import EndpointSettings
 

@@ -22,8 +22,10 @@ from services.monitor.threecx.client import (
 from services.monitor.threecx.driver import ThreeCxDriver
 from services.monitor.threecx.xapi import load_directory, profile_of
 from services.webhooks.classic import classic_payload
+from shared.call_state import CallState
 from shared.commands import MakeCall, SetForwarding, SetOptions, SetQueueLogin
-from shared.events import CallEnded, CallEvent, CallState, Event
+from shared.event_base import Event
+from shared.events import CallEnded, CallEvent
 from shared.http_server import free_port
 from shared.memory_bus import InMemoryBus
 from simulation.fake3cx import FakePbx, Switches

@@ -12,7 +12,8 @@ import pytest
 from services.api.main import running
 from services.webhooks.classic import classic_payload
 from shared.bus import Bus
-from shared.events import CallEnded, CallEvent, CallState, ExtensionForwarding
+from shared.call_state import CallState
+from shared.events import CallEnded, CallEvent, ExtensionForwarding
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings

@@ -1,7 +1,6 @@
 """One contract, two buses: InMemoryBus must route exactly as RabbitMQ does."""
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -11,7 +10,7 @@ import pytest
 from shared.bus import Bus, Handler, RpcUnavailable
 from shared.events import Message
 from shared.memory_bus import InMemoryBus
-from tests.broker import dead_letters
+from tests.broker import close_connection, dead_letters
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
 from tests.integration.conftest import private_rabbit_bus
@@ -211,22 +210,6 @@ async def test_a_failing_server_is_reported_without_its_details(bus: Bus) -> Non
     assert "hunter2" not in str(caught.value)
 
 
-def _close_connection(name: str) -> None:
-    """Have the broker drop our connection, as a broker restart or a network cut would."""
-    listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    pids = [line.split("\t")[0] for line in listing.splitlines() if name in line]
-    assert pids, f"connection {name} not found in: {listing[:500]}"
-    for pid in pids:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "close_connection", pid, "test: dropped"], check=True, capture_output=True
-        )
-
-
 @pytest.mark.rabbitmq
 async def test_a_dropped_connection_loses_no_event(amqp_url: str, recorder: Recorder) -> None:
     name = f"drop-{uuid4().hex[:8]}"
@@ -236,7 +219,7 @@ async def test_a_dropped_connection_loses_no_event(amqp_url: str, recorder: Reco
         after = [make_call_ringing(link=n) for n in range(200, 400)]
         for event in before:
             await bus.publish(event)
-        await asyncio.to_thread(_close_connection, name)  # with confirms possibly still in flight
+        await asyncio.to_thread(close_connection, name)  # with confirms possibly still in flight
         for event in after:
             await bus.publish(event)
         await bus.flush()  # raises if any event could not be sent again
@@ -267,7 +250,7 @@ async def test_a_consumer_survives_losing_its_channel_mid_message(amqp_url: str,
         await bus.publish(first)
         await bus.flush()
         await holding.wait()
-        await asyncio.to_thread(_close_connection, name)
+        await asyncio.to_thread(close_connection, name)
         release.set()  # its ack now fails: the channel it came on is gone
         await bus.publish(second)
         await bus.flush()

@@ -29,7 +29,7 @@ from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSet
 from shared.topology import WEBHOOKS_BINDINGS, Topology
 from simulation.driver import SimulatorDriver
 from simulation.scenario import load_scenario
-from tests.broker import new_prefix, purge
+from tests.broker import close_connection, new_prefix, purge
 from tests.conftest import EXAMPLES, check_webhooks
 from tests.factories import AT, make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
@@ -200,8 +200,6 @@ async def run_cli(*args: str) -> str:
 
 
 async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_path: Path) -> None:
-    from tests.integration.test_bus_contract import _close_connection
-
     async with (
         Receiver() as receiver,
         webhooks_service(
@@ -213,7 +211,7 @@ async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_pa
         await play(service.bus, "outgoing-transfer")
         await receiver.wait_for(lambda r: len(r.delivered()) == 6)
         before = service.bus.reconnects
-        await asyncio.to_thread(_close_connection, service.connection_name)
+        await asyncio.to_thread(close_connection, service.connection_name)
         async with asyncio.timeout(30):
             await service.bus.wait_reconnected(before)
         await play(service.bus, "missed-calls")  # through restored consumers, or not at all

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from shared import commands
-from shared.events import FORWARDING_PROFILES, ForwardingProfile
+from shared.directory import FORWARDING_PROFILES, ForwardingProfile
 
 from .. import answers
 from ..deps import COMMAND, COMMAND_ERRORS, LogIn, Number, OnOff, Wired, send

@@ -16,7 +16,7 @@ from shared.commands import (
     SetQueueLogin,
     extension_of,
 )
-from shared.events import Extension
+from shared.directory import Extension
 
 from ..updates import ForwardingUpdate, OptionsUpdate, PbxUpdate, QueueLoginUpdate
 from .client import PbxClient, PbxError

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.events import Directory, Extension
+from shared.directory import Directory, Extension
 
 from ..updates import ForwardingUpdate, OptionsUpdate, PbxUpdate, QueueLoginUpdate, RegistrationUpdate
 

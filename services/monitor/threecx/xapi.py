@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from shared.events import (
+from shared.directory import (
     FORWARDING_PROFILES,
     Did,
     Directory,

@@ -4,7 +4,8 @@ re-renders only the call that changed."""
 import json
 
 from services.api import answers
-from shared.events import CallState, Event
+from shared.call_state import CallState
+from shared.event_base import Event
 from shared.pbx_state import PbxState
 from tests.fakes import play
 

@@ -12,7 +12,8 @@ from services.monitor.threecx.assembler import CallAssembler
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from services.webhooks.classic import classic_payload
-from shared.events import CallEvent, Event
+from shared.event_base import Event
+from shared.events import CallEvent
 from simulation.call_control import CallControlView
 from simulation.scenario import load_scenario
 from simulation.simulator import PbxSimulator

@@ -6,7 +6,9 @@ from zoneinfo import ZoneInfo
 
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import ParticipantUpdate
-from shared.events import CallEnded, CallStarted, CallState, Event, ExtensionPresence
+from shared.call_state import CallState
+from shared.event_base import Event
+from shared.events import CallEnded, CallStarted, ExtensionPresence
 from simulation.scenario import default_directory
 from tests.fakes import brief, calls, play
 

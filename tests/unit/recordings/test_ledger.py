@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 
 from services.recordings.ledger import RecordingLedger
 from services.recordings.naming import PbxRecording
-from shared.events import CallAnswered, CallEnded, Directory, DirectorySnapshot, Extension
+from shared.directory import Directory, Extension
+from shared.events import CallAnswered, CallEnded, DirectorySnapshot
 from tests.factories import make_call_ended
 
 T0 = datetime(2021, 12, 30, 9, 6, 14, tzinfo=UTC)  # 10:06:14 in Prague

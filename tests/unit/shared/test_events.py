@@ -11,16 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from shared import events
+from shared.call_state import CallLeg, CallParty, CallState
+from shared.directory import Directory
+from shared.event_base import Event, new_event_id
 from shared.events import (
     MESSAGE_ADAPTER,
     CallAnswered,
-    CallLeg,
-    CallParty,
     CallStarted,
-    CallState,
-    Directory,
     DirectorySnapshot,
-    Event,
     ExtensionForwarding,
     ExtensionOptions,
     ExtensionPresence,
@@ -31,7 +29,6 @@ from shared.events import (
     RecordingReady,
     WebhookEndpointDisabled,
     encode_event,
-    new_event_id,
     parse_event,
 )
 from tests.factories import AT, make_call_ended, make_call_ringing

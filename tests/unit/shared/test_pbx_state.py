@@ -2,18 +2,14 @@
 
 from datetime import UTC, datetime
 
+from shared.call_state import CallLeg, CallParty, CallState
+from shared.directory import Directory, Extension, Queue
 from shared.events import (
-    CallLeg,
-    CallParty,
-    CallState,
-    Directory,
     DirectorySnapshot,
-    Extension,
     ExtensionForwarding,
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
-    Queue,
 )
 from shared.pbx_state import PbxState
 

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.monitor.tracker import CallTracker
-from shared.events import CallAnswered, CallEnded, CallEvent, CallRinging, CallStarted, Event
+from shared.event_base import Event
+from shared.events import CallAnswered, CallEnded, CallEvent, CallRinging, CallStarted
 from simulation.scenario import default_directory
 from simulation.simulator import PbxSimulator
 from simulation.traffic import TrafficGenerator

@@ -1,0 +1,58 @@
+"""Calls in progress, internal ones too (the API's `pbx.ac.get` and `pbx.callsinfo.get`): the
+`pbx.call` event the monitor publishes after each change of a call."""
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from .event_base import Event
+
+PartyType = Literal["extension", "queue", "group", "ivr", "line", "external"]
+LegStatus = Literal["Dialing", "Ringing", "Connected"]
+CallStateDirection = Literal["FromExternal", "FromInternal", "Inbound", "Outbound", "External", "Internal"]
+CallStateName = Literal["Unknown", "Initiating", "Routing", "Talking", "Transferring", "Rerouting"]
+
+
+class CallParty(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: str
+    name: str = ""
+    type: PartyType
+
+
+class CallLeg(BaseModel):
+    """One participant of a call (a 3CX active connection): whose leg, and to whom."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dn: str
+    dn_type: PartyType
+    status: LegStatus
+    external_party: str = Field(description="the number at the other end of this leg")
+
+
+class CallState(Event):
+    """Any call in progress, internal ones too, after each change; `ended` when its last leg left.
+
+    direction: `Inbound` an external caller reaching an extension (ringing or talking),
+    `FromExternal` one not at an extension yet (IVR, queue, ring group), `Outbound` an extension
+    dialling out, `Internal` extension to extension, `FromInternal` an extension whose call rings
+    no one yet (a click-to-dial ringing its own phone first), `External` external to external.
+    state: `Initiating` dialling (nobody answered yet), `Routing` ringing or waiting unanswered,
+    `Rerouting` unanswered and moved on from its first destination, `Transferring` blind-transferred
+    and ringing its new destination, `Talking` someone talks with the owner, else `Unknown`."""
+
+    type: Literal["pbx.call"] = "pbx.call"
+    call_number: int
+    chain_id: str = Field("", description="the classic chain id when the call has an external party")
+    direction: CallStateDirection
+    state: CallStateName
+    started_at: AwareDatetime
+    answered_at: AwareDatetime | None = None
+    did: str = ""
+    owner: CallParty | None = Field(description="who placed the call")
+    talk_to: tuple[CallParty, ...] = ()
+    routing_to: tuple[CallParty, ...] = ()
+    legs: tuple[CallLeg, ...] = ()
+    ended: bool = False
