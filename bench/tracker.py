@@ -16,6 +16,7 @@ import asyncio
 import gc
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.monitor.main import running
+from services.monitor.outbox import Outbox
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from shared.bus import Bus
@@ -99,8 +101,12 @@ async def pipeline(steps: list[tuple[datetime, Step]], bus: Bus | None, *, consu
         async for update in _Replay(steps).updates():  # type: ignore[attr-defined]
             tracker.apply(update)
     else:
-        async with running(Settings(), bus, _Replay(steps), source="bench") as monitor:  # type: ignore[arg-type]
-            await monitor.finished()
+        with tempfile.TemporaryDirectory() as folder:  # the outbox on disk, as in production
+            outbox = Outbox(Path(folder) / "outbox.db")
+            wired = running(Settings(), bus, _Replay(steps), outbox, source="bench")  # type: ignore[arg-type]
+            async with wired as monitor:
+                await monitor.finished()
+            outbox.close()
     return time.perf_counter() - began
 
 

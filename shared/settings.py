@@ -105,6 +105,10 @@ class MonitorSettings(_Section):
     id: str = Field("", description="the monitor's id on its events; empty: the host name")
     http_host: Host = "127.0.0.1"
     http_port: int = Field(8081, ge=0, le=65535)
+    outbox: Path = Field(
+        Path("/var/lib/callbridge/monitor-outbox.db"),
+        description="the events not yet confirmed by RabbitMQ (SQLite): on a disk that survives restarts",
+    )
 
     @property
     def source(self) -> str:

@@ -56,6 +56,10 @@ class FakePbx:
     entity_gets: int = 0
     played: asyncio.Event = field(default_factory=asyncio.Event)
     frames_sent: int = 0  # Call Control notices written to a socket
+    snapshot_asked: asyncio.Event = field(default_factory=asyncio.Event)  # set at each `GET /callcontrol`
+    # an Event: each snapshot is taken when asked for and answered only once it is set (a busy PBX
+    # answering from an older moment, while its socket goes on)
+    snapshot_gate: asyncio.Event | None = None
     _token: str = ""
     _counter: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _entities: dict[tuple[str, int], ParticipantUpdate] = field(default_factory=dict)
@@ -115,10 +119,11 @@ class FakePbx:
                 for ws in list(self._sockets):
                     await ws.close()  # the driver reconnects; what happens meanwhile it must repair
             for shown in self.view.show(update):
-                await self._publish(shown)
+                await self.publish(shown)
         self.played.set()
 
-    async def _publish(self, p: ParticipantUpdate) -> None:
+    async def publish(self, p: ParticipantUpdate) -> None:
+        """Show `p` through Call Control: its entity, and a notice on every socket."""
         key = (p.dn, p.id)
         if p.removed:
             self._entities.pop(key, None)
@@ -187,7 +192,7 @@ class FakePbx:
     # --- Call Control --------------------------------------------------------------------------
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        return web.json_response(
+        taken = web.json_response(
             [
                 {
                     "dn": dn,
@@ -198,6 +203,10 @@ class FakePbx:
                 for dn, kind in self._monitored()
             ]
         )
+        self.snapshot_asked.set()
+        if self.snapshot_gate is not None:
+            await self.snapshot_gate.wait()
+        return taken
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         refused = self._refuse_until

@@ -22,6 +22,7 @@ from typing import TextIO
 from services.api import main as api_main
 from services.monitor import main as monitor_main
 from services.monitor.driver import Driver
+from services.monitor.outbox import Outbox
 from services.recordings import http as recordings_http
 from services.recordings import main as recordings_main
 from services.recordings.service import Recordings
@@ -63,7 +64,9 @@ async def play(run: OneProcess) -> int:
             await _serve_api(run, bus, stack)
         recordings = await _recordings(run, bus, stack) if run.converting is not None else None
         delivered = await _webhooks(run, bus, stack)
-        async with monitor_main.running(run.settings, bus, run.driver, source=run.source) as monitor:
+        outbox = Outbox(Path(":memory:"))  # one process: nothing outlives it
+        stack.callback(outbox.close)
+        async with monitor_main.running(run.settings, bus, run.driver, outbox, source=run.source) as monitor:
             await monitor.finished()
         if recordings is not None and not run.live:  # one pass: every call is over, every file final
             await recordings.scan()

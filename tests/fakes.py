@@ -13,6 +13,7 @@ import yaml
 
 from services.monitor import main as monitor_main
 from services.monitor.driver import Driver
+from services.monitor.outbox import Outbox
 from services.monitor.tracker import CallTracker
 from shared.bus import Bus
 from shared.event_base import Event
@@ -70,8 +71,14 @@ async def follow(
     driver: Driver, bus: Bus, *, source: str = "test", settings: Settings | None = None
 ) -> CallTracker:
     """The monitor on `bus` until `driver` runs dry; its tracker."""
-    async with monitor_main.running(settings or Settings(), bus, driver, source=source) as monitor:
-        return await monitor.finished()
+    outbox = Outbox(Path(":memory:"))
+    try:
+        async with monitor_main.running(
+            settings or Settings(), bus, driver, outbox, source=source
+        ) as monitor:
+            return await monitor.finished()
+    finally:
+        outbox.close()
 
 
 UTC = ZoneInfo("UTC")

@@ -3,7 +3,9 @@
 It starts from the monitor's snapshot (RPC) and applies the monitor's later events in sequence.
 Events that arrive while a snapshot is on its way wait, and those the snapshot already holds are
 skipped. A gap in the sequence, or a new monitor run (another `source`), asks for a fresh
-snapshot. Until the first snapshot arrives the cache is not ready, and the API answers 503.
+snapshot; once it has moved on to a new run, the late events of the runs before it (a monitor's
+outbox sent after a restart, a copy sent again) are ignored. Until the first snapshot arrives the
+cache is not ready, and the API answers 503.
 """
 
 import asyncio
@@ -34,6 +36,7 @@ class StateCache:
         self._answer_within = answer_within
         self._quiet_start = quiet_start
         self._pending: list[Event] = []
+        self._retired: set[str] = set()  # monitor runs this cache has moved on from
         self._syncing: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
         self._changed = asyncio.Condition()
@@ -62,6 +65,8 @@ class StateCache:
     async def handle(self, event: Event) -> None:
         """The bus handler: fold a state event in, or notice that one is missing. Every event of
         the followed monitor counts in its sequence, call events included."""
+        if event.source in self._retired:
+            return
         if self._syncing is not None:
             if len(self._pending) < PENDING_LIMIT:
                 self._pending.append(event)  # kept whatever its source: the snapshot will tell
@@ -126,6 +131,8 @@ class StateCache:
         the events that showed a gap arrived, so it holds them; an event that still does not
         follow it cannot be placed and is dropped (the next event shows whether more is missing)."""
         self.state = PbxState.from_snapshot(snapshot)
+        if self.source and self.source != snapshot.source:
+            self._retired.add(self.source)
         self.source, self.seq = snapshot.source, snapshot.seq
         self.snapshots += 1
         pending, self._pending = self._pending, []

@@ -1,4 +1,4 @@
-"""The monitor's HTTP side: `/healthz`, `/readyz` (connected to RabbitMQ and to the PBX), and
+"""The monitor's HTTP side: `/healthz`, `/readyz` (RabbitMQ and the PBX connected, the outbox writable), and
 Prometheus `/metrics`. It listens on `[monitor] http_host`:`http_port` (127.0.0.1 by default)."""
 
 from collections.abc import Callable

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from shared import commands
 from shared.bus import Bus
 from shared.directory import Directory
+from shared.event_base import Event
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
@@ -30,9 +31,11 @@ from shared.settings import Settings
 from .driver import Driver
 from .http import create_app
 from .metrics import MonitorMetrics
+from .outbox import Outbox, Relay
 from .tracker import CallTracker
 
 logger = logging.getLogger(__name__)
+KEEP_RETRY_FIRST, KEEP_RETRY_MAX = 1.0, 30.0  # seconds between tries to keep events on a full disk
 
 
 def new_source(monitor_id: str) -> str:
@@ -45,18 +48,29 @@ def new_source(monitor_id: str) -> str:
 class Monitor:
     tracker: CallTracker
     following: "asyncio.Task[None]"
+    outbox: Outbox
 
     async def finished(self) -> CallTracker:
-        """Once the driver has run dry (a scenario played): the tracker, with everything published."""
+        """Once the driver has run dry (a scenario played): the tracker, with every event it made
+        confirmed by the bus."""
         await self.following
         return self.tracker
 
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, bus: Bus, driver: Driver, *, source: str, metrics: MonitorMetrics | None = None
+    settings: Settings,
+    bus: Bus,
+    driver: Driver,
+    outbox: Outbox,
+    *,
+    source: str,
+    metrics: MonitorMetrics | None = None,
 ) -> AsyncIterator[Monitor]:
+    """Follow `driver`; keep the events made in `outbox`, from which they go to `bus` in order."""
     figures = metrics or MonitorMetrics()
+    figures.watch(outbox)
+    relay = Relay(outbox, bus)
     tracker = CallTracker(Directory(), zone=settings.pbx.zone, source=source)
     state = PbxState()
 
@@ -74,42 +88,58 @@ async def running(
         return result.model_dump()
 
     async def follow() -> None:
-        try:
-            async for update in driver.updates():
-                made = tracker.apply(update)
-                figures.updates.inc()
-                for event in made:  # the state is complete up to tracker.seq before anything is sent
-                    state.apply(event)
-                figures.seq.set(tracker.seq)
-                figures.calls.set(len(state.calls))
-                for event in made:
-                    await bus.publish(event)
-                    figures.events.labels(event.type).inc()
-        finally:
-            await bus.flush()
+        async for update in driver.updates():
+            made = tracker.apply(update)
+            figures.updates.inc()
+            for event in made:  # the state is complete up to tracker.seq before anything is sent
+                state.apply(event)
+            figures.seq.set(tracker.seq)
+            figures.calls.set(len(state.calls))
+            if made:
+                await keep(outbox, made)
+            for event in made:
+                figures.events.labels(event.type).inc()
+        await relay.drained()
 
     await bus.serve(commands.SNAPSHOT, snapshot)
     await bus.serve(commands.COMMAND, command)
+    relaying = asyncio.create_task(relay.run(), name="monitor outbox")
     following = asyncio.create_task(follow(), name="monitor")
     try:
-        yield Monitor(tracker, following)
+        yield Monitor(tracker, following, outbox)
     finally:
-        following.cancel()
-        await asyncio.gather(following, return_exceptions=True)
+        for task in (following, relaying):
+            task.cancel()
+        await asyncio.gather(following, relaying, return_exceptions=True)
+
+
+async def keep(outbox: Outbox, events: list[Event]) -> None:
+    """Put `events` in the outbox; while it cannot take them (a full disk), wait and try again:
+    the PBX's updates wait meanwhile, and readiness says so."""
+    delay = KEEP_RETRY_FIRST
+    while True:
+        try:
+            outbox.append(events)
+            return
+        except OSError as error:
+            logger.error("%s; trying again in %g s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, KEEP_RETRY_MAX)
 
 
 async def main(settings: Settings, driver: Driver) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
     source = new_source(settings.monitor.source)
     metrics = MonitorMetrics()
+    outbox = Outbox(settings.monitor.outbox)
     async with (
         RabbitBus.configured(settings.bus, f"monitor {source}") as bus,
         serving(
-            create_app(metrics, lambda: bus.connected and driver.ready()),
+            create_app(metrics, lambda: bus.connected and driver.ready() and outbox.writable),
             settings.monitor.http_host,
             settings.monitor.http_port,
         ),
-        running(settings, bus, driver, source=source, metrics=metrics) as monitor,
+        running(settings, bus, driver, outbox, source=source, metrics=metrics) as monitor,
     ):
         metrics.registry.register(bus.collector())
         logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
@@ -119,4 +149,5 @@ async def main(settings: Settings, driver: Driver) -> None:
         if monitor.following in done:
             monitor.following.result()  # the driver failed for good: say why
             logger.info("monitor %s: the scenario has ended", source)
+    outbox.close()
     logger.info("monitor %s stopped", source)

@@ -1,6 +1,11 @@
 """The monitor's Prometheus figures."""
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 
 class MonitorMetrics:
@@ -11,7 +16,7 @@ class MonitorMetrics:
         )
         self.events = Counter(
             "callbridge_monitor_events_published",
-            "Events published, by type",
+            "Events published (kept in the outbox, from which they go to RabbitMQ), by type",
             ["type"],
             registry=self.registry,
         )
@@ -25,3 +30,18 @@ class MonitorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.outbox_events = Gauge(
+            "callbridge_monitor_outbox_events",
+            "Events in the outbox not yet confirmed by RabbitMQ",
+            registry=self.registry,
+        )
+        self.outbox_age = Gauge(
+            "callbridge_monitor_outbox_oldest_seconds",
+            "How long the oldest event in the outbox has waited for RabbitMQ (0: none waits)",
+            registry=self.registry,
+        )
+
+    def watch(self, outbox: "Outbox") -> None:
+        """Read the outbox's backlog at each scrape."""
+        self.outbox_events.set_function(lambda: outbox.backlog().events)
+        self.outbox_age.set_function(lambda: outbox.backlog().oldest or 0.0)

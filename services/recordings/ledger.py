@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL,
     converted INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS files_link ON files (chain_id, link);
 CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, recording TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 """
 
 
@@ -77,7 +79,19 @@ class RecordingLedger:
                     "INSERT INTO recording_options VALUES (?, ?)",
                     [(e.number, e.recording) for e in event.directory.extensions],
                 )
-        elif isinstance(event, CallAnswered):
+        elif isinstance(event, CallAnswered | CallEnded):
+            with db:
+                db.execute("BEGIN")
+                if db.execute(
+                    "INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)",
+                    (str(event.event_id), received.timestamp()),
+                ).rowcount:
+                    self._call(event, received)
+            # a copy of an event taken already (sent again by the monitor) changes nothing
+
+    def _call(self, event: CallAnswered | CallEnded, received: datetime) -> None:
+        db = self._db
+        if isinstance(event, CallAnswered):
             db.execute(
                 "INSERT OR IGNORE INTO chains (chain_id, call_number, seen) VALUES (?, ?, ?)",
                 (event.chain_id, event.call_number, received.timestamp()),
@@ -86,7 +100,7 @@ class RecordingLedger:
                 "INSERT OR REPLACE INTO links (chain_id, link, extension, started) VALUES (?, ?, ?, ?)",
                 (event.chain_id, event.link, event.extension, event.occurred_at.timestamp()),
             )
-        elif isinstance(event, CallEnded):
+        else:
             if event.answered:
                 db.execute(
                     "UPDATE links SET ended_at = ?, ended = ? WHERE chain_id = ? AND link = ?",
@@ -219,6 +233,7 @@ class RecordingLedger:
         ]
         with self._db:
             self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM seen WHERE at < ?", (before,))
             for chain_id in old:
                 for table in ("files", "links", "chains"):
                     self._db.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))

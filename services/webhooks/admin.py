@@ -41,7 +41,9 @@ async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery]
     for endpoint in {d.endpoint for d in dead}:
         store.enable(endpoint)
     for delivery in dead:
-        await queue.submit(Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0}))
+        await queue.submit(
+            Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0, "replayed": True})
+        )
     await queue.flush()
     now = clock.now().timestamp()
     for delivery in dead:

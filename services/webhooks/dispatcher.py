@@ -9,6 +9,9 @@ Per ordering key (endpoint + chain), at most one delivery is outstanding:
   gone), the held jobs are released in order; the first that fails becomes the new blocker.
 - Other keys never wait: a failing chain holds back only itself.
 
+Each event's job is handled once: a copy that comes again (a monitor sending again what the
+broker had not confirmed, say) is skipped, unless the first was cut short by a crash.
+
 Crash safety: the store is written before the broker is told, and the incoming message is acked
 only after `handle` returns, so a crash at any step repeats an attempt (same webhook-id) at
 worst. If a process dies while releasing, the key's block becomes overdue and `sweep` (any
@@ -83,11 +86,19 @@ class Dispatcher:
             if blocker == job.blocker:
                 await self._release(job.key)
             return
+        first = job.attempt == 0 and not job.replayed  # an event's job, as it came in
+        if first and self._store.taken(job.job_id):
+            logger.info(
+                "%s %s to %s: a copy was handled already; skipped", job.event_type, job.chain, job.endpoint
+            )
+            self._metrics.duplicate(job.endpoint)
+            return
         if blocker is not None and blocker != job.job_id:
             self._store.hold(job.key, job.model_dump_json())
-            return
-        if await self._attempt(job) and blocker is not None:
+        elif await self._attempt(job) and blocker is not None:
             await self._release(job.key)
+        if first:  # only now: a copy that comes after a crash mid-delivery is attempted again
+            self._store.take(job.job_id, self._clock.now().timestamp())
 
     async def sweep(self) -> int:
         """Send a release job for every abandoned block; returns how many."""

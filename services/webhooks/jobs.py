@@ -30,6 +30,7 @@ class Job(BaseModel):
     chain: str = ""  # the ordering scope (shared.events.ordering_scope): it picks the shard
     attempt: int = 0
     blocker: str = ""  # release jobs: the blocker whose turn is over
+    replayed: bool = False  # a dead letter sent again on purpose: not a duplicate
 
     @property
     def job_id(self) -> str:

@@ -24,6 +24,12 @@ class WebhookMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self._duplicates = Counter(
+            "callbridge_webhook_duplicates",
+            "Jobs skipped because a copy of them was handled already (an event sent twice)",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self._latency = Histogram(
             "callbridge_webhook_latency_seconds",
             "HTTP latency of delivery attempts",
@@ -41,3 +47,6 @@ class WebhookMetrics:
 
     def dead_lettered(self, endpoint: str) -> None:
         self._dead.labels(endpoint).inc()
+
+    def duplicate(self, endpoint: str) -> None:
+        self._duplicates.labels(endpoint).inc()

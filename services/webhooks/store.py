@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS blocked (key TEXT PRIMARY KEY, job_id TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS held (id INTEGER PRIMARY KEY, key TEXT NOT NULL, job TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS held_key ON held (key, id);
 CREATE TABLE IF NOT EXISTS disabled (endpoint TEXT PRIMARY KEY, at REAL NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS taken (job_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS taken_at ON taken (at);
 """
 
 RESPONSE_LIMIT = 2048
@@ -96,6 +98,15 @@ class DeliveryStore:
     def forget_held(self, held_id: int) -> None:
         self._db.execute("DELETE FROM held WHERE id = ?", (held_id,))
 
+    # --- jobs already handled ------------------------------------------------------------------------
+
+    def taken(self, job_id: str) -> bool:
+        """Whether a copy of this job was handled already (delivered, held, retried or buried)."""
+        return self._db.execute("SELECT 1 FROM taken WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+    def take(self, job_id: str, at: float) -> None:
+        self._db.execute("INSERT OR IGNORE INTO taken (job_id, at) VALUES (?, ?)", (job_id, at))
+
     # --- attempts and dead letters ------------------------------------------------------------------
 
     def log_attempt(self, attempt: Attempt) -> None:
@@ -126,6 +137,8 @@ class DeliveryStore:
         return [Attempt(*row) for row in rows]
 
     def prune_attempts(self, before: float) -> int:
+        """Forget the attempts made before `before`, and which jobs were handled then."""
+        self._db.execute("DELETE FROM taken WHERE at < ?", (before,))
         return self._db.execute("DELETE FROM attempts WHERE at < ?", (before,)).rowcount
 
     def bury(self, at: float, endpoint: str, job: str, event_type: str, chain: str, reason: str) -> None:

@@ -5,6 +5,8 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -21,13 +23,16 @@ from services.monitor.threecx.client import (
 )
 from services.monitor.threecx.driver import ThreeCxDriver
 from services.monitor.threecx.xapi import load_directory, profile_of
+from services.monitor.updates import ParticipantUpdate
 from services.webhooks.classic import classic_payload
 from shared.call_state import CallState
+from shared.clock import SystemClock
 from shared.commands import MakeCall, SetForwarding, SetOptions, SetQueueLogin
 from shared.event_base import Event
 from shared.events import CallEnded, CallEvent
 from shared.http_server import free_port
 from shared.memory_bus import InMemoryBus
+from shared.settings import PbxSettings
 from simulation.fake3cx import FakePbx, Switches
 from simulation.playback import through_fake_3cx
 from simulation.scenario import default_directory, load_scenario
@@ -262,3 +267,51 @@ async def test_commands_go_through_call_control_and_xapi() -> None:
     changed = {e.number: e for e in directory.extensions}
     assert changed["204"].profile == "Away" and changed["204"].recording == "all"
     assert not changed["203"].queue_logged_in  # the PBX itself changed, as XAPI asked
+
+
+async def test_what_the_socket_says_during_a_snapshot_wins() -> None:
+    """A call that begins while a periodic snapshot is on its way is missing from that snapshot:
+    it must not be removed as vanished, nor a newer state overwritten by the older one."""
+    fake = FakePbx(default_directory())
+    async with fake.serving(free_port()) as url:
+        settings = PbxSettings(
+            driver="3cx",
+            url=url,
+            client_id=fake.client_id,
+            client_secret=SecretStr(fake.client_secret),
+            snapshot_interval=0.05,
+        )
+        driver = ThreeCxDriver(settings, SystemClock(), grace=60)
+        updates: list[ParticipantUpdate] = []
+        arrived = asyncio.Condition()
+
+        async def collect() -> None:
+            async for update in driver.updates():
+                if isinstance(update, ParticipantUpdate):
+                    async with arrived:
+                        updates.append(update)
+                        arrived.notify_all()
+
+        collecting = asyncio.create_task(collect())
+        await asyncio.wait_for(driver.connected.wait(), 10)
+        fake.snapshot_gate, fake.snapshot_asked = asyncio.Event(), asyncio.Event()
+        await asyncio.wait_for(fake.snapshot_asked.wait(), 10)  # a snapshot taken with no call
+        now = datetime.now(UTC)
+        leg = ParticipantUpdate(
+            at=now, dn="101", dn_type="Extension", id=7, callid=900, legid=1, status="Ringing",
+            party_caller_id="420777000111", party_dn="10000", party_dn_type="ExternalLine",
+        )  # fmt: skip
+        for state in (leg, replace(leg, status="Connected")):
+            await fake.publish(state)
+            async with asyncio.timeout(10), arrived:
+                await arrived.wait_for(
+                    lambda s=state: any(u.dn == "101" and u.status == s.status for u in updates)
+                )
+        fake.snapshot_asked.clear()
+        fake.snapshot_gate.set()  # the old snapshot arrives now
+        await asyncio.wait_for(fake.snapshot_asked.wait(), 10)  # and the driver is done with it
+        fake.snapshot_gate = None
+        collecting.cancel()
+        await asyncio.gather(collecting, return_exceptions=True)
+    ours = [u for u in updates if u.dn == "101"]
+    assert [(u.status, u.removed) for u in ours] == [("Ringing", False), ("Connected", False)]

@@ -28,6 +28,7 @@ def monitor_env(amqp_url: str, prefix: str, scenario: Path, recordings: Path) ->
         "CALLBRIDGE_SIMULATOR_SPEED": "200",
         "CALLBRIDGE_SIMULATOR_RECORDINGS_DIR": str(recordings),
         "CALLBRIDGE_MONITOR_ID": "it",
+        "CALLBRIDGE_MONITOR_OUTBOX": str(recordings / "monitor-outbox.db"),
     }
 
 

@@ -87,14 +87,15 @@ async def log_of(process: asyncio.subprocess.Process) -> str:
 
 @dataclass(frozen=True)
 class Sections:
-    """What a test adds to the configuration: `endpoint`, `recordings` and `api` add to the
-    `[webhook:crm]`, `[recordings]` and `[api]` sections; `more` ends the file with sections of
-    its own, its last one `[webhooks]`; `speed` is the simulator's."""
+    """What a test adds to the configuration: `endpoint`, `recordings`, `api` and `monitor` add to
+    the `[webhook:crm]`, `[recordings]`, `[api]` and `[monitor]` sections; `more` ends the file
+    with sections of its own, its last one `[webhooks]`; `speed` is the simulator's."""
 
     endpoint: str
     recordings: str
     speed: int = 100
     api: str = ""
+    monitor: str = ""
     more: str = ""
 
 
@@ -111,6 +112,9 @@ amqp_url = {amqp_url}
 exchange = {prefix}
 [api]
 {sections.api or "http_port = 0"}
+[monitor]
+outbox = {folder / "monitor-outbox.db"}
+{sections.monitor}
 [simulator]
 {simulator}
 speed = {sections.speed}
@@ -255,8 +259,8 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
             endpoint=f"url = http://127.0.0.1:9/\nformat = json\nsecret = {secret}",
             recordings=f"http_port = {ports['recordings']}\nhttp_host = 127.0.0.1",
             api=f"http_port = {ports['api']}\nkeys = {key}",
-            more=f"[log]\njson_lines = true\n[monitor]\nhttp_port = {ports['monitor']}\n"
-            f"[webhooks]\nhttp_port = {ports['webhooks']}",
+            monitor=f"http_port = {ports['monitor']}",
+            more=f"[log]\njson_lines = true\n[webhooks]\nhttp_port = {ports['webhooks']}",
         ),
     )
     started = {"monitor": b"started on the simulator driver", "api": b"api started"}

@@ -64,6 +64,7 @@ class ThreeCxDriver:
         self.reconnects = 0
         self.frames_handled = 0  # Call Control notices read off the socket, each one done with
         self._busy = 0  # pieces of work in hand (a notice, a snapshot, an expiry, a command)
+        self._heard: list[set[tuple[str, int]]] = []  # per snapshot in flight: who the socket told of
         self._tried = False  # the first connection attempt has succeeded or failed
 
     def caught_up(self, frames_sent: int) -> bool:
@@ -182,6 +183,8 @@ class ThreeCxDriver:
         if match is None or kind not in (0, 1):
             return  # DTMF, prompts, answers to requests: not about who is on which call
         dn, number = match.group(1), int(match.group(2))
+        for heard in self._heard:
+            heard.add((dn, number))  # the socket's word is newer than any snapshot in flight
         if kind == 1:
             self._remove(dn, number)
             return
@@ -193,15 +196,25 @@ class ThreeCxDriver:
             self._upsert(dn, entity)
 
     async def _reconcile(self) -> None:
-        """Take the snapshot: unknown participants are upserts, vanished ones removals."""
+        """Take the snapshot: unknown participants are upserts, vanished ones removals; but a
+        participant the socket told of while the snapshot was on its way is as the socket said
+        (the snapshot may be older than that notice)."""
         assert self._client is not None
-        dns = await self._client.get("/callcontrol") or []
-        seen: set[tuple[str, int]] = set()
+        heard: set[tuple[str, int]] = set()
+        self._heard.append(heard)
+        try:
+            dns = await self._client.get("/callcontrol") or []
+        finally:
+            self._heard.remove(heard)
+        seen: set[tuple[str, int]] = set(heard)
         for info in dns:
             info = lower_keys(info)
-            self._dn_types[str(info.get("dn"))] = str(info.get("type") or EXTENSION)
+            dn = str(info.get("dn"))
+            self._dn_types[dn] = str(info.get("type") or EXTENSION)
             for entity in info.get("participants") or ():
-                update = self._upsert(str(info.get("dn")), entity)
+                if (dn, _number(entity)) in heard:
+                    continue
+                update = self._upsert(dn, entity)
                 if update is not None:
                     seen.add((update.dn, update.id))
         for dn, number in set(self._assembler.members()) - seen:
@@ -297,3 +310,11 @@ class ThreeCxDriver:
             result, updates = await carry_out(self._client, self._known, command, self._clock.now())
             self._emit(updates)
             return result
+
+
+def _number(entity: Any) -> int | None:
+    """A snapshot participant's id, however 3CX spells the key."""
+    try:
+        return int(lower_keys(entity).get("id"))
+    except (TypeError, ValueError, AttributeError):
+        return None

@@ -128,3 +128,17 @@ async def test_a_new_monitor_run_asks_for_its_snapshot() -> None:
     await cache.wait_until(lambda c: c.source == "monitor/2")
     assert (cache.seq, cache.snapshots) == (1, 2)
     await cache.close()
+
+
+async def test_late_events_of_an_earlier_monitor_run_are_ignored() -> None:
+    bus = CountingBus()
+    monitor = Monitor("monitor/1", 40)
+    cache = await loaded(bus, monitor)
+    monitor.source, monitor.seq = "monitor/2", 1
+    await cache.handle(presence(1, source="monitor/2"))
+    await cache.wait_until(lambda c: c.source == "monitor/2")
+    for seq in (41, 42):  # the old run's outbox, sent again after the restart
+        await cache.handle(presence(seq, busy=False, source="monitor/1"))
+    await cache.handle(presence(2, source="monitor/2"))
+    assert (cache.source, cache.seq, cache.snapshots, bus.calls) == ("monitor/2", 2, 2, 2)
+    await cache.close()

@@ -146,3 +146,16 @@ def test_the_ledger_survives_a_restart_and_is_shared(tmp_path: Path) -> None:
     later = T0 + timedelta(seconds=40)
     announced = second.due(later, QUIET, WAIT) + other.due(later, QUIET, WAIT)
     assert [(a.link, a.names) for a in announced] == [(1, ("211230100614_665-1-1.mp3",))]  # announced once
+
+
+def test_a_copy_of_an_event_taken_already_changes_nothing() -> None:
+    ledger = ledger_with_directory("102", "103")
+    first = answered(1, "102", 5)
+    feed(ledger, first, ended(1, "102", 30, False), answered(2, "103", 35))
+    feed(ledger, first)  # sent again by the monitor after its link ended
+    feed(ledger, ended(2, "103", 95, True))
+    found = recording("102", "10:06:19")
+    ledger.match(found, T0 + timedelta(seconds=96))
+    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    [only] = ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
+    assert (only.link, only.ended.occurred_at) == (1, T0 + timedelta(seconds=30))  # still ended

@@ -45,14 +45,14 @@ class RecordingQueue:
 class Receiver:
     """The HTTP transport, faked: answers from a script and remembers what it was asked to send."""
 
-    def __init__(self, answer: Callable[[WebhookRequest], Answer | Exception] | None = None) -> None:
+    def __init__(self, answer: Callable[[WebhookRequest], Answer | BaseException] | None = None) -> None:
         self.requests: list[WebhookRequest] = []
         self.answer = answer or (lambda request: Answer(200, None, ""))
 
     async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
         self.requests.append(request)
         result = self.answer(request)
-        if isinstance(result, Exception):
+        if isinstance(result, BaseException):
             raise result
         return result
 
@@ -260,3 +260,51 @@ async def test_json_deliveries_verify_with_standardwebhooks(tmp_path: Path) -> N
 def test_events_are_filtered_per_endpoint(tmp_path: Path) -> None:
     h = Harness(tmp_path, Receiver(), events=("call.ended",))
     assert [j.event_type for j in h.jobs(make_call_ringing(), make_call_ended())] == ["call.ended"]
+
+
+async def test_an_event_sent_twice_is_delivered_once(tmp_path: Path) -> None:
+    receiver = Receiver()
+    h = Harness(tmp_path, receiver)
+    jobs = h.jobs(make_call_ringing(link=0), make_call_ended(link=1))
+    for job in jobs + jobs:  # the monitor sent them again (the broker had not confirmed them)
+        await h.dispatcher.handle(job)
+    assert receiver.ids() == ["211230100614_665-0", "211230100614_665-1"]
+
+
+async def test_a_copy_of_a_held_job_is_not_held_again(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(503))
+    h = Harness(tmp_path, receiver)
+    ring, end = h.jobs(make_call_ringing(link=0), make_call_ended(link=1))
+    for job in (ring, end, end):  # the ringing fails: the call end is held, and comes again
+        await h.dispatcher.handle(job)
+    await h.fire_retries()
+    assert receiver.ids() == ["211230100614_665-0", "211230100614_665-0", "211230100614_665-1"]
+
+
+async def test_a_copy_after_a_crash_mid_delivery_is_attempted_again(tmp_path: Path) -> None:
+    def crash(request: WebhookRequest) -> BaseException:
+        receiver.answer = lambda request: Answer(200, None, "")
+        return SystemExit("killed mid-delivery")  # not an error the sender handles: the process ends
+
+    receiver = Receiver(crash)
+    h = Harness(tmp_path, receiver)
+    (ring,) = h.jobs(make_call_ringing())
+    with pytest.raises(SystemExit):
+        await h.dispatcher.handle(ring)
+    await h.dispatcher.handle(ring)  # the broker delivers the unacked message again
+    assert receiver.ids() == ["211230100614_665-0", "211230100614_665-0"]  # the same webhook id
+
+
+async def test_a_replayed_dead_letter_is_delivered_again(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(500, 500, 500, 500))
+    h = Harness(tmp_path, receiver)
+    (ring,) = h.jobs(make_call_ringing())
+    await h.dispatcher.handle(ring)
+    for _ in range(3):
+        await h.fire_retries()
+    (dead,) = h.store.dead()  # four failures: given up on
+    await h.dispatcher.handle(
+        Job.model_validate_json(dead.job).model_copy(update={"attempt": 0, "replayed": True})
+    )
+    assert len(receiver.requests) == 5
+    assert h.store.attempts()[0].outcome == "Delivered"

@@ -1,0 +1,134 @@
+"""The monitor's durable outbox: an event counts as published once it is in this SQLite file
+(`[monitor] outbox`, WAL); `Relay` sends the file's events to the bus in order, and deletes them
+once the broker has confirmed them. A broker away for minutes, or hours, costs disk, not events;
+a monitor killed at any instruction sends, when it starts again, what was never confirmed, with
+the same event ids (the consumers drop what they already had: README, "Failure modes").
+
+One file per monitor: it is the monitor's own state, never shared between hosts.
+"""
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.bus import Bus, PublishError
+from shared.event_base import Event
+from shared.events import encode_event, parse_event
+from shared.sqlite import open_database
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    body BLOB NOT NULL,
+    added REAL NOT NULL
+);
+"""
+BATCH = 500  # events sent per confirm round
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between sends after the broker refused a batch
+
+
+@dataclass(frozen=True)
+class Backlog:
+    events: int
+    oldest: float | None  # seconds the oldest unconfirmed event has waited
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        # synchronous=NORMAL in WAL: a committed event survives the process being killed at any
+        # instruction; a power cut may lose the last commits (README, "Failure modes")
+        self._db = open_database(path, SCHEMA, "the monitor's outbox", synchronous="NORMAL")
+        self.added = asyncio.Event()  # set on every append: the relay wakes
+        self.writable = True  # the last append succeeded (readiness)
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Keep `events`, in one transaction. Raises OSError (a full disk, say): nothing kept."""
+        now = time.time()
+        rows = [(encode_event(event), now) for event in events]
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT INTO outbox (body, added) VALUES (?, ?)", rows)
+        except sqlite3.Error as error:
+            self.writable = False
+            raise OSError(f"the monitor's outbox cannot keep events: {error}") from None
+        self.writable = True
+        self.added.set()
+
+    def pending(self, limit: int = BATCH) -> list[tuple[int, bytes]]:
+        """The oldest unconfirmed events, in order: (id, body)."""
+        return self._db.execute("SELECT id, body FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+
+    def confirmed(self, last: int) -> None:
+        """Every event up to id `last` reached the broker."""
+        with self._db:
+            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last,))
+
+    def backlog(self) -> Backlog:
+        first, last = self._db.execute("SELECT min(id), max(id) FROM outbox").fetchone()
+        if first is None:
+            return Backlog(0, None)
+        (added,) = self._db.execute("SELECT added FROM outbox WHERE id = ?", (first,)).fetchone()
+        return Backlog(last - first + 1, max(0.0, time.time() - added))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Relay:
+    """Sends the outbox's events to the bus in order, a batch at a time: a batch the broker did not
+    confirm is sent again, whole and in order, until it is (its events keep their ids). Anything
+    else that goes wrong is logged and tried again: the relay never stops by itself."""
+
+    def __init__(self, outbox: Outbox, bus: Bus) -> None:
+        self._outbox = outbox
+        self._bus = bus
+        self._progress = asyncio.Condition()
+        self._empty = False
+
+    async def run(self) -> None:
+        delay = RETRY_FIRST
+        while True:
+            try:
+                sent = await self._round()
+            except Exception as error:
+                level = logging.WARNING if isinstance(error, PublishError) else logging.ERROR
+                logger.log(
+                    level,
+                    "events wait in the outbox (%s); sending again in %g s",
+                    error,
+                    delay,
+                    exc_info=level == logging.ERROR,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if sent:
+                delay = RETRY_FIRST
+            else:
+                await self._outbox.added.wait()
+
+    async def drained(self) -> None:
+        """Return once every event kept so far has been confirmed."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._empty and not self._outbox.added.is_set())
+
+    async def _round(self) -> int:
+        """Send the oldest batch; how many were confirmed (0: the outbox was empty)."""
+        self._outbox.added.clear()
+        rows = self._outbox.pending()
+        if rows:
+            for _, body in rows:
+                await self._bus.publish(parse_event(body))
+            await self._bus.flush()
+            self._outbox.confirmed(rows[-1][0])
+        async with self._progress:
+            self._empty = not rows
+            self._progress.notify_all()
+        return len(rows)

@@ -1,0 +1,167 @@
+"""The monitor's outbox (a SQLite file) and its relay to the bus: an event is kept before it is
+sent, sent in order, sent again (same id) until the broker confirms it, kept through a restart,
+and a full disk holds the monitor back instead of losing events."""
+
+import asyncio
+import sqlite3
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.monitor import main as monitor_main
+from services.monitor.outbox import Outbox, Relay
+from shared.bus import PublishError
+from shared.clock import VirtualClock
+from shared.event_base import Event
+from shared.memory_bus import InMemoryBus
+from shared.settings import Settings
+from simulation.driver import SimulatorDriver, playable_scenario
+from tests.conftest import EXAMPLES
+from tests.factories import make_call_ringing
+from tests.fakes import Recorder
+
+
+class RefusingBus(InMemoryBus):
+    """A bus whose broker refuses to confirm the first `refusals` flushes (an outage)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.sent: list[Event] = []
+
+    async def publish(self, event: Event) -> None:
+        self.sent.append(event)
+        await super().publish(event)
+
+    async def flush(self) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise PublishError("1 message(s) not confirmed, first: the broker is away")
+        await super().flush()
+
+
+def fill_disk(outbox: Outbox) -> None:
+    """The outbox's disk full: no page may be added (SQLite answers SQLITE_FULL, as on a full
+    disk). A limit of the outbox's own connection, hence the private door."""
+    db: sqlite3.Connection = outbox._db
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def scenario_driver(name: str) -> SimulatorDriver:
+    scenario = playable_scenario(EXAMPLES / f"{name}.yaml")
+    start = scenario.start.replace(tzinfo=UTC)
+    steps = [(start + timedelta(seconds=step.t), step) for step in scenario.steps]
+    return SimulatorDriver(
+        scenario.directory, steps, VirtualClock(start), first_call_number=scenario.first_call_number
+    )
+
+
+def test_events_are_kept_in_order_until_confirmed(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    events = [make_call_ringing(link=n) for n in range(5)]
+    outbox.append(events[:3])
+    outbox.append(events[3:])
+    pending = outbox.pending()
+    assert [body for _, body in pending] == [e.model_dump_json().encode() for e in events]
+    assert outbox.backlog().events == 5
+    outbox.confirmed(pending[1][0])
+    assert [id for id, _ in outbox.pending()] == [id for id, _ in pending[2:]]
+    assert outbox.backlog().events == 3
+    outbox.close()
+
+
+def test_what_was_not_confirmed_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    first = Outbox(path)
+    events = [make_call_ringing(link=n) for n in range(3)]
+    first.append(events)
+    first.confirmed(first.pending()[0][0])
+    del first  # killed: no close, no relay
+    again = Outbox(path)
+    assert [body for _, body in again.pending()] == [e.model_dump_json().encode() for e in events[1:]]
+    again.close()
+
+
+def test_a_full_disk_keeps_nothing_and_says_so(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.append([make_call_ringing()])
+    fill_disk(outbox)
+    with pytest.raises(OSError, match="cannot keep events"):
+        outbox.append([make_call_ringing(external_number=str(n) * 300) for n in range(200)])
+    assert not outbox.writable
+    assert outbox.backlog().events == 1
+    outbox.close()
+
+
+async def test_the_relay_sends_a_refused_batch_again_whole_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("services.monitor.outbox.RETRY_FIRST", 0.01)
+    bus = RefusingBus(refusals=2)
+    recorder = Recorder()
+    await bus.subscribe("after", recorder, bindings=["#"])
+    outbox = Outbox(tmp_path / "outbox.db")
+    events = [make_call_ringing(link=n) for n in range(4)]
+    outbox.append(events)
+    relay = Relay(outbox, bus)
+    relaying = asyncio.create_task(relay.run())
+    await relay.drained()
+    relaying.cancel()
+    ids = [e.event_id for e in events]
+    assert [e.event_id for e in bus.sent] == ids * 3  # twice refused, then confirmed: the same ids
+    assert outbox.backlog().events == 0
+    outbox.close()
+
+
+async def test_a_monitor_on_a_full_disk_waits_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitor_main, "KEEP_RETRY_FIRST", 0.01)
+    expected = [brief(e) for e in await _events_of("outgoing-transfer", tmp_path / "baseline.db")]
+    outbox = Outbox(tmp_path / "outbox.db")
+    refused = asyncio.Event()
+    append = outbox.append
+    disk_full = True
+
+    def watched(events: list[Event]) -> None:
+        """The outbox's append, on a disk that is full until the test makes room (a real full
+        disk: test_a_full_disk_keeps_nothing_and_says_so)."""
+        if disk_full:
+            outbox.writable = False
+            refused.set()
+            raise OSError("the monitor's outbox cannot keep events: database or disk is full")
+        append(events)
+
+    monkeypatch.setattr(outbox, "append", watched)
+    bus = InMemoryBus()
+    recorder = Recorder()
+    await bus.subscribe("all", recorder, bindings=["#"])
+    driver = scenario_driver("outgoing-transfer")
+    async with monitor_main.running(Settings(), bus, driver, outbox, source="t") as monitor:
+        await refused.wait()  # the first events find the disk full
+        assert not outbox.writable
+        assert not recorder.events
+        disk_full = False
+        tracker = await monitor.finished()
+    assert outbox.writable
+    assert [e.seq for e in recorder.events] == list(range(1, tracker.seq + 1))  # none lost, none twice
+    assert [brief(e) for e in recorder.events] == expected  # as on a disk with room
+    outbox.close()
+
+
+async def _events_of(name: str, path: Path) -> list[Event]:
+    bus = InMemoryBus()
+    recorder = Recorder()
+    await bus.subscribe("all", recorder, bindings=["#"])
+    outbox = Outbox(path)
+    async with monitor_main.running(Settings(), bus, scenario_driver(name), outbox, source="t") as monitor:
+        await monitor.finished()
+    outbox.close()
+    return list(recorder.events)
+
+
+def brief(event: Event) -> str:
+    """An event without what differs from run to run (its id)."""
+    return event.model_dump_json(exclude={"event_id"})
