@@ -4,6 +4,7 @@ ends in one line on stderr and a non-zero status (2: bad input; 1: anything else
 
 monitor | api | webhooks | recordings  a service, on RabbitMQ
 pbx check                              connect to the configured 3CX and print what it shows
+pbx fake                               a fake 3CX playing [simulator] on [pbx] url (for trials and tests)
 webhooks dead list|replay              deliveries given up on: list them, send them again
 webhooks attempts                      the delivery attempt log
 recordings convert DIR                 convert a folder of WAVs, with a progress bar
@@ -30,6 +31,8 @@ from shared.settings import ConfigError, Settings
 from simulation import demo, playing
 from simulation.compare import ExpectationError
 from simulation.configured import pbx_driver
+from simulation.fake3cx import Switches
+from simulation.fake_process import serve_fake
 from simulation.scenario import ScenarioError
 
 from . import health
@@ -112,6 +115,16 @@ def _pbx(commands: "argparse._SubParsersAction[_Parser]") -> None:
     pbx = commands.add_parser("pbx", help="the phone system").add_subparsers(required=True, metavar="ACTION")
     check = pbx.add_parser("check", help="connect to the configured 3CX and print what it shows")
     check.set_defaults(run=_pbx_check)
+    fake = pbx.add_parser(
+        "fake", help="a fake 3CX on 127.0.0.1 at the port of [pbx] url, playing [simulator] (trials, tests)"
+    )
+    fake.add_argument(
+        "--snapshot-delay",
+        type=number(0, 60),
+        default=0.0,
+        help="seconds each Call Control snapshot takes to answer (taken when asked, older by then)",
+    )
+    fake.set_defaults(run=lambda a, s: _ran(serve_fake(s, Switches(snapshot_delay=a.snapshot_delay))))
 
 
 def _pbx_check(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,12 +8,13 @@ import heapq
 import itertools
 import logging
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.monitor.updates import DirectoryUpdate, PbxUpdate
+from services.monitor.updates import DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from shared.clock import Clock
 from shared.commands import (
     Command,
@@ -101,6 +102,12 @@ class SimulatorDriver:
             recordings=recordings,
             live=live,
         )
+
+    def resume(self, participants: list[ParticipantUpdate]) -> None:
+        """A restarted monitor's calls: the simulator (begun afresh) has none of them, so each
+        participant comes as removed, right after the directory."""
+        now = self._clock.now()
+        self._ready.extend(replace(p, at=now, removed=True) for p in participants)
 
     async def updates(self) -> AsyncIterator[PbxUpdate]:
         """The directory, then each step's updates at its time; ends when the timeline and the

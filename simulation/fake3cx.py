@@ -10,6 +10,7 @@ a scenario directory (`Users`, `Queues`, `RingGroups`, `Receptionists`, `Trunks`
 import asyncio
 import contextlib
 import itertools
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from .call_control import CallControlView
 from .driver import SimulatorDriver
 from .xapi_collections import COLLECTIONS, Rows, user_changes
 
+logger = logging.getLogger(__name__)
 VERSION = "20.0.8.1109"
 
 
@@ -40,6 +42,7 @@ class Switches:
     drop_socket_at: float | None = None  # PBX seconds into the scenario: the sockets close; frames are lost
     socket_outage: float = 0.0  # and for this many PBX seconds after the drop, new sockets are refused (503)
     empty_did: bool = False  # party_did empty, as v20 sends it on inbound calls
+    snapshot_delay: float = 0.0  # wall seconds a snapshot takes to answer (taken when asked: older by then)
 
 
 @dataclass
@@ -204,6 +207,9 @@ class FakePbx:
             ]
         )
         self.snapshot_asked.set()
+        logger.info("Call Control snapshot asked (%d participants)", len(self._entities))
+        if self.switches.snapshot_delay:
+            await asyncio.sleep(self.switches.snapshot_delay)
         if self.snapshot_gate is not None:
             await self.snapshot_gate.wait()
         return taken

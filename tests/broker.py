@@ -81,3 +81,10 @@ def close_connection(name: str) -> None:
         subprocess.run(
             ["rabbitmqctl", "-q", "close_connection", pid, "test: dropped"], check=True, capture_output=True
         )
+
+
+def rabbitmq_app(action: str) -> None:
+    """Stop or start RabbitMQ's application (the node stays up to be started again)."""
+    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
+    if action == "start_app":
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)

@@ -1,14 +1,19 @@
-"""Shared fixtures: the example scenarios and their check, a recorder that waits for events
-without sleeping, notices of what this machine cannot run."""
+"""Shared fixtures: the real broker (RabbitMQ at $AMQP_URL: a test that needs it fails loudly when
+it is absent, and works under a prefix of its own), the example scenarios and their check, a
+recorder that waits for events without sleeping, notices of what this machine cannot run."""
 
+import os
 import shutil
+import socket
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from simulation.compare import Webhook, compare, read_webhooks
-from tests.broker import left_on_broker
+from tests.broker import left_on_broker, new_prefix, purge
 from tests.deployment import Deployment, stage
 from tests.fakes import Recorder
 
@@ -18,6 +23,32 @@ EXAMPLES = ROOT / "examples" / "scenarios"  # callbridge's own examples, each wi
 # more test runs them (tests/scenarios/test_contracts.py); without it the run says so at the end.
 CONTRACTS = ROOT.parent / "shared" / "scenarios"
 NOTICES: list[str] = []  # one line each at the end of the run: what was not run here, and why
+
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    parts = urlsplit(AMQP_URL)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3).close()
+    except OSError as error:
+        pytest.fail(
+            f"RabbitMQ not reachable at {parts.hostname}:{parts.port or 5672} ({error}); start it with "
+            "`rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'."
+        )
+    return AMQP_URL
+
+
+@pytest.fixture
+async def broker_prefix(amqp_url: str) -> AsyncIterator[str]:
+    """A prefix of this test's own on the broker; whatever is under it is deleted afterwards."""
+    prefix = new_prefix()
+    try:
+        yield prefix
+    finally:
+        await purge(amqp_url, prefix)
 
 
 @pytest.fixture

@@ -66,20 +66,11 @@ class CallStates:
 
     def publish(self, call: TrackedCall, at: datetime) -> None:
         """The call's state, unless nothing an observer can see changed (a media reconnect, say)."""
-        external = [p for p in call.members.values() if p.dn_type == EXTERNAL_LINE]
-        extensions = [p for p in call.members.values() if p.dn_type == EXTENSION]
-        caller = self._caller(call, external, extensions)
-        others = [p for p in extensions if p.dn != caller.number]
-        talk_to, routing = self._parties_of(call.chain, caller, external, others)
-        if talk_to and call.answered is None:
-            call.answered = at
-        legs = tuple(call.views.values())
-        direction = _direction(len(external), bool(others), caller)
-        state = _state_name(call.chain, caller, bool(talk_to))
-        seen = (direction, state, call.answered, caller, talk_to, routing, legs, call.chain_id)
+        seen = self._view(call, at)
         if seen == call.seen and call.members:
             return
         call.seen = seen
+        direction, state, _, caller, talk_to, routing, legs, _ = seen
         self._emit(
             CallState,
             at,
@@ -96,6 +87,26 @@ class CallStates:
             legs=legs,
             ended=not call.members,
         )
+
+    def resumed(self, call: TrackedCall) -> None:
+        """A call restored from a checkpoint: what was last published of it, without publishing."""
+        call.views = {key: self.leg(p) for key, p in call.members.items()}
+        call.seen = self._view(call, call.answered or call.started)
+
+    def _view(self, call: TrackedCall, at: datetime) -> tuple[Any, ...]:
+        """What an observer sees of the call (the state event's fields); the first time someone
+        talks, the call is answered `at`."""
+        external = [p for p in call.members.values() if p.dn_type == EXTERNAL_LINE]
+        extensions = [p for p in call.members.values() if p.dn_type == EXTENSION]
+        caller = self._caller(call, external, extensions)
+        others = [p for p in extensions if p.dn != caller.number]
+        talk_to, routing = self._parties_of(call.chain, caller, external, others)
+        if talk_to and call.answered is None:
+            call.answered = at
+        legs = tuple(call.views.values())
+        direction = _direction(len(external), bool(others), caller)
+        state = _state_name(call.chain, caller, bool(talk_to))
+        return (direction, state, call.answered, caller, talk_to, routing, legs, call.chain_id)
 
     def _parties_of(
         self,

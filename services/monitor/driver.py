@@ -11,7 +11,7 @@ from typing import Protocol
 
 from shared.commands import Command, CommandResult
 
-from .updates import PbxUpdate
+from .updates import ParticipantUpdate, PbxUpdate
 
 
 class Driver(Protocol):
@@ -21,4 +21,9 @@ class Driver(Protocol):
 
     def ready(self) -> bool:
         """Connected to the PBX (the simulator always is)."""
+        ...
+
+    def resume(self, participants: list[ParticipantUpdate]) -> None:
+        """Before `updates()`: what a restarted monitor's tracker believes is on the PBX. The
+        driver tells from there what changed: a participant it no longer finds comes as removed."""
         ...

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -28,10 +29,11 @@ from shared.pbx_state import PbxState
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 
+from . import checkpoint
 from .driver import Driver
 from .http import create_app
 from .metrics import MonitorMetrics
-from .outbox import Outbox, Relay
+from .outbox import Changes, Outbox, Relay
 from .tracker import CallTracker
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ class Monitor:
     tracker: CallTracker
     following: "asyncio.Task[None]"
     outbox: Outbox
+    source: str  # the run's: a new one, or the run it resumed
 
     async def finished(self) -> CallTracker:
         """Once the driver has run dry (a scenario played): the tracker, with every event it made
@@ -71,7 +74,8 @@ async def running(
     figures = metrics or MonitorMetrics()
     figures.watch(outbox)
     relay = Relay(outbox, bus)
-    tracker = CallTracker(Directory(), zone=settings.pbx.zone, source=source)
+    tracker = tracker_for(outbox, settings.pbx.zone, source, driver)
+    source = tracker.source
     state = PbxState()
 
     async def snapshot(_: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +99,9 @@ async def running(
                 state.apply(event)
             figures.seq.set(tracker.seq)
             figures.calls.set(len(state.calls))
-            if made:
-                await keep(outbox, made)
+            saved, gone = tracker.changes()
+            if made or saved or gone:
+                await keep(outbox, made, Changes(source, tracker.seq, saved, gone))
             for event in made:
                 figures.events.labels(event.type).inc()
         await relay.drained()
@@ -106,20 +111,36 @@ async def running(
     relaying = asyncio.create_task(relay.run(), name="monitor outbox")
     following = asyncio.create_task(follow(), name="monitor")
     try:
-        yield Monitor(tracker, following, outbox)
+        yield Monitor(tracker, following, outbox, source)
     finally:
         for task in (following, relaying):
             task.cancel()
         await asyncio.gather(following, relaying, return_exceptions=True)
 
 
-async def keep(outbox: Outbox, events: list[Event]) -> None:
+def tracker_for(outbox: Outbox, zone: ZoneInfo, source: str, driver: Driver) -> CallTracker:
+    """The tracker of the run this monitor left in its outbox (the same `[monitor] id`), with
+    its calls in progress, which `driver` is told of; a new one, of `source`, when there is none
+    to go on with."""
+    saved = outbox.saved()
+    if saved is None or saved.source.rsplit("/", 1)[0] != source.rsplit("/", 1)[0]:
+        outbox.forget_run()  # another monitor id's: its events still go out, its calls are not ours
+        return CallTracker(Directory(), zone=zone, source=source)
+    calls = [checkpoint.load(text) for text in saved.calls]
+    logger.info("monitor %s: resumed at #%d, %d call(s) in progress", saved.source, saved.seq, len(calls))
+    tracker = CallTracker.resumed(Directory(), calls, zone=zone, source=saved.source, seq=saved.seq)
+    if calls:
+        driver.resume(tracker.participants())
+    return tracker
+
+
+async def keep(outbox: Outbox, events: list[Event], changes: Changes) -> None:
     """Put `events` in the outbox; while it cannot take them (a full disk), wait and try again:
     the PBX's updates wait meanwhile, and readiness says so."""
     delay = KEEP_RETRY_FIRST
     while True:
         try:
-            outbox.append(events)
+            outbox.append(events, changes)
             return
         except OSError as error:
             logger.error("%s; trying again in %g s", error, delay)
@@ -142,12 +163,12 @@ async def main(settings: Settings, driver: Driver) -> None:
         running(settings, bus, driver, outbox, source=source, metrics=metrics) as monitor,
     ):
         metrics.registry.register(bus.collector())
-        logger.info("monitor %s started on the %s driver", source, settings.pbx.driver)
+        logger.info("monitor %s started on the %s driver", monitor.source, settings.pbx.driver)
         shutdown = asyncio.create_task(wait_for_shutdown())
         done, _ = await asyncio.wait({monitor.following, shutdown}, return_when=asyncio.FIRST_COMPLETED)
         shutdown.cancel()
         if monitor.following in done:
             monitor.following.result()  # the driver failed for good: say why
-            logger.info("monitor %s: the scenario has ended", source)
+            logger.info("monitor %s: the scenario has ended", monitor.source)
     outbox.close()
-    logger.info("monitor %s stopped", source)
+    logger.info("monitor %s stopped", monitor.source)

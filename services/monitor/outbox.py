@@ -4,6 +4,10 @@ once the broker has confirmed them. A broker away for minutes, or hours, costs d
 a monitor killed at any instruction sends, when it starts again, what was never confirmed, with
 the same event ids (the consumers drop what they already had: README, "Failure modes").
 
+With the events the file keeps the call tracker's state that made them (`checkpoint.py`: the
+calls in progress, the run's source and sequence number), in the same transaction, so that a
+restarted monitor goes on with each call under its chain id and with the next sequence number.
+
 One file per monitor: it is the monitor's own state, never shared between hosts.
 """
 
@@ -28,9 +32,33 @@ CREATE TABLE IF NOT EXISTS outbox (
     body BLOB NOT NULL,
     added REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calls (callid INTEGER PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, seq INTEGER NOT NULL
+);
 """
 BATCH = 500  # events sent per confirm round
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between sends after the broker refused a batch
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A monitor run as its outbox left it: its source, its last sequence number, and the saved
+    state of each call it had in progress (`checkpoint.py`)."""
+
+    source: str
+    seq: int
+    calls: list[str]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one PBX update changed in the tracker, saved with the events it made."""
+
+    source: str
+    seq: int
+    calls: dict[int, str]  # call number → its saved state
+    gone: list[int]  # calls that ended
 
 
 @dataclass(frozen=True)
@@ -47,19 +75,45 @@ class Outbox:
         self.added = asyncio.Event()  # set on every append: the relay wakes
         self.writable = True  # the last append succeeded (readiness)
 
-    def append(self, events: Sequence[Event]) -> None:
-        """Keep `events`, in one transaction. Raises OSError (a full disk, say): nothing kept."""
+    def append(self, events: Sequence[Event], changes: Changes | None = None) -> None:
+        """Keep `events`, and the tracker's `changes` that made them, in one transaction. Raises
+        OSError (a full disk, say): nothing kept."""
         now = time.time()
         rows = [(encode_event(event), now) for event in events]
         try:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT INTO outbox (body, added) VALUES (?, ?)", rows)
+                if changes is not None:
+                    self._save(changes)
         except sqlite3.Error as error:
             self.writable = False
             raise OSError(f"the monitor's outbox cannot keep events: {error}") from None
         self.writable = True
         self.added.set()
+
+    def _save(self, changes: Changes) -> None:
+        db = self._db
+        db.executemany("INSERT OR REPLACE INTO calls (callid, state) VALUES (?, ?)", changes.calls.items())
+        db.executemany("DELETE FROM calls WHERE callid = ?", [(n,) for n in changes.gone])
+        db.execute(
+            "INSERT OR REPLACE INTO run (id, source, seq) VALUES (1, ?, ?)", (changes.source, changes.seq)
+        )
+
+    def saved(self) -> Saved | None:
+        """The run this outbox's monitor left, if it saved one."""
+        row = self._db.execute("SELECT source, seq FROM run").fetchone()
+        if row is None:
+            return None
+        calls = [state for (state,) in self._db.execute("SELECT state FROM calls ORDER BY callid")]
+        return Saved(row[0], row[1], calls)
+
+    def forget_run(self) -> None:
+        """A new run begins: the calls a run before it saved are not to be resumed."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM calls")
+            self._db.execute("DELETE FROM run")
 
     def pending(self, limit: int = BATCH) -> list[tuple[int, bytes]]:
         """The oldest unconfirmed events, in order: (id, body)."""

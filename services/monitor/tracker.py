@@ -31,6 +31,7 @@ from shared.events import (
 
 from .call_states import CallStates, TrackedCall
 from .chains import ChainRules
+from .checkpoint import save
 from .updates import (
     EXTENSION,
     EXTERNAL_LINE,
@@ -50,6 +51,7 @@ class CallTracker:
         self._seq = seq
         self._out: list[Event] = []
         self._calls: dict[int, TrackedCall] = {}
+        self._touched: set[int] = set()  # the calls the last update changed
         self._active_legs: dict[str, int] = {}  # extension → Dialing/Connected legs on any call
         self._chains = ChainRules(self._emit, zone)
         self._states = CallStates(self._emit)
@@ -57,13 +59,42 @@ class CallTracker:
         self._learn(directory)
 
     @property
+    def source(self) -> str:
+        return self._source
+
+    @property
     def seq(self) -> int:
         """The sequence number of the last event made."""
         return self._seq
 
+    @classmethod
+    def resumed(
+        cls, directory: Directory, calls: list[TrackedCall], *, zone: ZoneInfo, source: str, seq: int
+    ) -> "CallTracker":
+        """A tracker that goes on from a saved state (`checkpoint.py`): its calls in progress, the
+        run's source and its last sequence number."""
+        tracker = cls(directory, zone=zone, source=source, seq=seq)
+        for call in calls:
+            tracker._calls[call.callid] = call
+            tracker._states.resumed(call)
+            for p in call.members.values():
+                if p.dn_type == EXTENSION and _active(p):
+                    tracker._active_legs[p.dn] = tracker._active_legs.get(p.dn, 0) + 1
+        return tracker
+
+    def participants(self) -> list[ParticipantUpdate]:
+        """Every participant of the calls in progress, as last seen."""
+        return [p for call in self._calls.values() for p in call.members.values()]
+
+    def changes(self) -> tuple[dict[int, str], list[int]]:
+        """What the last update changed, to save: (call number → its state, calls gone)."""
+        saved = {n: save(self._calls[n]) for n in self._touched if n in self._calls}
+        return saved, [n for n in self._touched if n not in self._calls]
+
     def apply(self, update: PbxUpdate) -> list[Event]:
         """The events `update` makes, in order."""
         self._out = []
+        self._touched = set()
         if isinstance(update, ParticipantUpdate):
             self._participant(update)
         elif isinstance(update, DirectoryUpdate):
@@ -98,6 +129,7 @@ class CallTracker:
     # --- participants ------------------------------------------------------------------------------
 
     def _participant(self, p: ParticipantUpdate) -> None:
+        self._touched.add(p.callid)
         call = self._calls.get(p.callid)
         if p.removed:
             if call is not None and (p.dn, p.id) in call.members:

@@ -4,19 +4,24 @@ and a full disk holds the monitor back instead of losing events."""
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.monitor import main as monitor_main
-from services.monitor.outbox import Outbox, Relay
+from services.monitor.outbox import Changes, Outbox, Relay
+from services.monitor.updates import PbxUpdate
 from shared.bus import PublishError
 from shared.clock import VirtualClock
 from shared.event_base import Event
+from shared.events import CallEnded, CallEvent
 from shared.memory_bus import InMemoryBus
 from shared.settings import Settings
 from simulation.driver import SimulatorDriver, playable_scenario
+from simulation.scenario import default_directory
 from tests.conftest import EXAMPLES
 from tests.factories import make_call_ringing
 from tests.fakes import Recorder
@@ -125,14 +130,14 @@ async def test_a_monitor_on_a_full_disk_waits_and_loses_nothing(
     append = outbox.append
     disk_full = True
 
-    def watched(events: list[Event]) -> None:
+    def watched(events: list[Event], changes: Changes) -> None:
         """The outbox's append, on a disk that is full until the test makes room (a real full
         disk: test_a_full_disk_keeps_nothing_and_says_so)."""
         if disk_full:
             outbox.writable = False
             refused.set()
             raise OSError("the monitor's outbox cannot keep events: database or disk is full")
-        append(events)
+        append(events, changes)
 
     monkeypatch.setattr(outbox, "append", watched)
     bus = InMemoryBus()
@@ -165,3 +170,72 @@ async def _events_of(name: str, path: Path) -> list[Event]:
 def brief(event: Event) -> str:
     """An event without what differs from run to run (its id)."""
     return event.model_dump_json(exclude={"event_id"})
+
+
+class Cut:
+    """A driver that stops after `after` updates, as a monitor killed mid-call stops reading."""
+
+    def __init__(self, driver: SimulatorDriver, after: int) -> None:
+        self._driver, self._after = driver, after
+
+    async def updates(self) -> AsyncIterator[PbxUpdate]:
+        count = 0
+        async for update in self._driver.updates():
+            if count == self._after:
+                return
+            count += 1
+            yield update
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._driver, name)
+
+
+async def test_a_restarted_monitor_goes_on_with_its_run_and_ends_what_ended_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    bus = InMemoryBus()
+    recorder = Recorder()
+    await bus.subscribe("all", recorder, bindings=["#"])
+    first = Outbox(path)
+    killed = Cut(scenario_driver("overlapping-chains"), after=20)  # three chains under way
+    async with monitor_main.running(Settings(), bus, killed, first, source="pbx/1") as monitor:  # type: ignore[arg-type]
+        await monitor.finished()
+    first.close()
+    before = list(recorder.events)
+    open_chains = {e.chain_id for e in before if isinstance(e, CallEvent)} - {
+        e.chain_id for e in before if isinstance(e, CallEnded) and e.chain_ended
+    }
+    assert open_chains, "the cut should fall while calls are in progress"
+
+    again = Outbox(path)  # the PBX (a simulator begun afresh) has none of those calls any more
+    empty = SimulatorDriver(default_directory(), [], VirtualClock(before[-1].occurred_at))
+    async with monitor_main.running(Settings(), bus, empty, again, source="pbx/2") as monitor:
+        await monitor.finished()
+    again.close()
+    after = recorder.events[len(before) :]
+    assert {e.source for e in after} == {"pbx/1"}  # the same run goes on
+    assert [e.seq for e in recorder.events] == list(range(1, len(recorder.events) + 1))  # no gap
+    ends = [e for e in after if isinstance(e, CallEnded) and e.chain_ended]
+    assert sorted(e.chain_id for e in ends) == sorted(open_chains)  # each ends once, under its id
+    assert not [e for e in after if e.type in ("call.started", "call.ringing", "call.answered")]
+
+
+async def test_a_monitor_of_another_id_begins_afresh_and_still_sends_what_waits(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    first = Outbox(path)
+    killed = Cut(scenario_driver("overlapping-chains"), after=20)
+    async with monitor_main.running(Settings(), InMemoryBus(), killed, first, source="east/1") as monitor:  # type: ignore[arg-type]
+        await monitor.finished()
+    waiting = [make_call_ringing(link=n, source="east/1", seq=100 + n) for n in range(3)]
+    first.append(waiting)  # sent by nobody yet
+    first.close()
+    bus, recorder = InMemoryBus(), Recorder()
+    await bus.subscribe("all", recorder, bindings=["#"])
+    again = Outbox(path)
+    empty = SimulatorDriver(default_directory(), [], VirtualClock(waiting[0].occurred_at))
+    async with monitor_main.running(Settings(), bus, empty, again, source="west/1") as monitor:
+        await monitor.finished()
+    assert [e.event_id for e in recorder.events if e.source == "east/1"] == [e.event_id for e in waiting]
+    assert {e.source for e in recorder.events} == {"east/1", "west/1"}
+    assert not [e for e in recorder.events if isinstance(e, CallEnded)]  # east's calls are not west's
+    assert again.saved() is not None and again.saved().calls == []  # type: ignore[union-attr]
+    again.close()

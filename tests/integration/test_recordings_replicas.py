@@ -10,7 +10,8 @@ import yaml
 
 from shared.http_server import free_port
 from tests.deployment import Deployment
-from tests.integration.test_stack import Sections, log_of, stack_config, start
+from tests.integration.test_stack import Sections, stack_config, start
+from tests.processes import log_of
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import signal
-import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -20,8 +19,10 @@ import pytest
 
 from shared.http_server import free_port
 from tests import mp3
+from tests.broker import rabbitmq_app
 from tests.conftest import EXAMPLES, check_webhooks, expected_webhooks
 from tests.deployment import SERVICES, Deployment
+from tests.processes import log_of, logged, spawn
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -30,59 +31,15 @@ T = TypeVar("T")
 DEFAULT_MORE = "[webhooks]\nhttp_port = 0"
 
 
-class Logs:
-    """Each started service's log, read line by line as it comes (a pipe left full would stop
-    the service at its next log line)."""
-
-    def __init__(self) -> None:
-        self.lines: dict[int, list[bytes]] = {}
-        self.readers: dict[int, asyncio.Task[None]] = {}
-        self.news: dict[int, asyncio.Event] = {}  # set when a line arrives or the log ends
-
-    async def read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stderr is not None
-        try:
-            while line := await process.stderr.readline():
-                self.lines[process.pid].append(line)
-                self.news[process.pid].set()
-        finally:
-            self.news[process.pid].set()
-
-
-LOGS = Logs()
-
-
 async def start(
     deployment: Deployment, config: Path, service: str, ready: bytes | None
 ) -> asyncio.subprocess.Process:
     """Start `service` as its systemd unit does (the same command, installed by the install
     script, with `config` as its configuration file), and wait for `ready` in its log."""
-    process = await asyncio.create_subprocess_exec(
-        *deployment.argv(service),
-        env=deployment.environment(service, config),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    LOGS.lines[process.pid], LOGS.news[process.pid] = [], asyncio.Event()
-    LOGS.readers[process.pid] = asyncio.create_task(LOGS.read(process))
+    process = await spawn(deployment.argv(service), deployment.environment(service, config))
     if ready is not None:
         await logged(process, ready, f"{service} died before it started")
     return process
-
-
-async def logged(process: asyncio.subprocess.Process, text: bytes, died: str = "the service died") -> None:
-    """Wait until the service's log has a line with `text`."""
-    news, reader = LOGS.news[process.pid], LOGS.readers[process.pid]
-    async with asyncio.timeout(30):
-        while not any(text in line for line in LOGS.lines[process.pid]):
-            assert not reader.done(), died
-            news.clear()
-            await news.wait()
-
-
-async def log_of(process: asyncio.subprocess.Process) -> str:
-    """The whole log of a service that has ended."""
-    await LOGS.readers[process.pid]
-    return b"".join(LOGS.lines[process.pid]).decode()
 
 
 @dataclass(frozen=True)
@@ -243,7 +200,7 @@ async def _until_status(client: httpx.AsyncClient, path: str, status: int) -> No
     await _until(lambda: client.get(path), lambda response: response.status_code == status)
 
 
-async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_stopped(
+async def test_every_service_reports_health_and_turns_unready_whilerabbitmq_app_is_stopped(
     amqp_url: str, broker_prefix: str, tmp_path: Path, deployment: Deployment
 ) -> None:
     ports = {service: free_port() for service in SERVICES}
@@ -281,7 +238,7 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
             # every consumer's lag: the messages waiting in its queues
             await _until(lambda: _samples(client, urls["webhooks"], "callbridge_bus_queue_waiting"))
             await _until(lambda: _samples(client, urls["api"], "callbridge_bus_consumed_total"))
-            await asyncio.to_thread(_rabbitmq, "stop_app")
+            await asyncio.to_thread(rabbitmq_app, "stop_app")
             try:
                 for service, url in urls.items():
                     await _until_status(client, f"{url}/readyz", 503)
@@ -290,7 +247,7 @@ async def test_every_service_reports_health_and_turns_unready_while_rabbitmq_is_
                     assert alive.status_code == 200, service  # alive all the same
                     assert await _health_check(deployment, config, service) == 1, service
             finally:
-                await asyncio.to_thread(_rabbitmq, "start_app")
+                await asyncio.to_thread(rabbitmq_app, "start_app")
             for url in urls.values():
                 await _until_status(client, f"{url}/readyz", 200)  # reconnected, each of them
                 counted = partial(_samples, client, url, "callbridge_bus_reconnects_total")
@@ -318,13 +275,6 @@ async def _health_check(deployment: Deployment, config: Path, service: str) -> i
         stderr=asyncio.subprocess.DEVNULL,
     )
     return await check.wait()
-
-
-def _rabbitmq(action: str) -> None:
-    """Stop or start RabbitMQ's application (the node stays up to be started again)."""
-    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
-    if action == "start_app":
-        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, capture_output=True, timeout=120)
 
 
 async def _samples(client: httpx.AsyncClient, url: str, name: str) -> list[float]:

@@ -54,6 +54,21 @@ class CallAssembler:
         """Every visible participant now (to compare with a fresh snapshot)."""
         return {key: p for call in self._calls.values() for key, p in call.members.items()}
 
+    def resume(self, participants: list[ParticipantUpdate]) -> None:
+        """Begin from what a restarted monitor's tracker saw: the visible participants, and each
+        call's external leg (its direction with it). `check(at)` after the first snapshot."""
+        for p in participants:
+            call = self._calls.setdefault(p.callid, _Call())
+            if p.dn_type == EXTERNAL_LINE and p.id == -p.callid:
+                call.leg, call.outbound = p, p.originated_by_type == EXTENSION
+            else:
+                call.members[(p.dn, p.id)] = p
+
+    def check(self, at: datetime) -> list[PbxUpdate]:
+        """Each call's external leg again, as its participants have it now (a resumed call whose
+        participants all went while the monitor was away empties, and its leg expires)."""
+        return [leg for callid, call in list(self._calls.items()) for leg in self._relink(call, callid, at)]
+
     def apply(self, p: ParticipantUpdate) -> list[PbxUpdate]:
         """One visible participant's upsert or removal; what the tracker should read for it."""
         key = (p.dn, p.id)

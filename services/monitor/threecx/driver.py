@@ -66,6 +66,7 @@ class ThreeCxDriver:
         self._busy = 0  # pieces of work in hand (a notice, a snapshot, an expiry, a command)
         self._heard: list[set[tuple[str, int]]] = []  # per snapshot in flight: who the socket told of
         self._tried = False  # the first connection attempt has succeeded or failed
+        self._resumed = False  # calls of a restarted monitor wait for the first snapshot
 
     def caught_up(self, frames_sent: int) -> bool:
         """Every one of `frames_sent` notices handled and nothing else in hand or still queued: a
@@ -82,6 +83,11 @@ class ThreeCxDriver:
 
     def ready(self) -> bool:
         return self.connected.is_set()
+
+    def resume(self, participants: list[ParticipantUpdate]) -> None:
+        """A restarted monitor's calls: the first snapshot tells which are still there."""
+        self._assembler.resume(participants)
+        self._resumed = bool(participants)
 
     def finish(self) -> None:
         """End `updates()` once every open call has ended (a scenario played through a fake PBX)."""
@@ -220,6 +226,9 @@ class ThreeCxDriver:
         for dn, number in set(self._assembler.members()) - seen:
             logger.info("3CX: participant %s/%d vanished while we were not looking", dn, number)
             self._remove(dn, number)
+        if self._resumed:
+            self._resumed = False
+            self._emit(self._assembler.check(self._clock.now()))
 
     def _upsert(self, dn: str, entity: dict[str, Any]) -> ParticipantUpdate | None:
         fields = {k: v for k, v in lower_keys(entity).items() if k in FIELDS}
