@@ -124,7 +124,17 @@ def _pbx(commands: "argparse._SubParsersAction[_Parser]") -> None:
         default=0.0,
         help="seconds each Call Control snapshot takes to answer (taken when asked, older by then)",
     )
-    fake.set_defaults(run=lambda a, s: _ran(serve_fake(s, Switches(snapshot_delay=a.snapshot_delay))))
+    fake.add_argument(
+        "--start-now",
+        action="store_true",
+        help="the scenario begins now, not at its start (use with speed 1)",
+    )
+    fake.set_defaults(run=_pbx_fake)
+
+
+def _pbx_fake(args: argparse.Namespace, settings: Settings) -> int:
+    switches = Switches(snapshot_delay=args.snapshot_delay)
+    return _ran(serve_fake(settings, switches, start_now=args.start_now))
 
 
 def _pbx_check(args: argparse.Namespace, settings: Settings) -> int:

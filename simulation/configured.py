@@ -5,6 +5,7 @@ at `[simulator] speed`. What `callbridge monitor` and the demo hand the monitor.
 import logging
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from services.monitor.driver import Driver
@@ -29,12 +30,15 @@ def pbx_driver(settings: Settings) -> Driver:
     return driver
 
 
-def simulator_driver(settings: Settings) -> tuple[SimulatorDriver, Clock]:
-    """The simulator on its clock."""
+def simulator_driver(settings: Settings, *, start_now: bool = False) -> tuple[SimulatorDriver, Clock]:
+    """The simulator on its clock; `start_now`: a scenario begins now (the PBX's local time), not
+    at its `start`, so that at speed 1 its times are the wall clock's."""
     simulator = settings.simulator
     recordings = simulator.recordings_dir if simulator.record else None
     if simulator.scenario is not None:
         scenario = playable_scenario(simulator.scenario)
+        if start_now:
+            scenario = replace(scenario, start=datetime.now(settings.pbx.zone).replace(tzinfo=None))
         clock = ScaledClock(scenario.start.replace(tzinfo=settings.pbx.zone), simulator.speed)
         return SimulatorDriver.for_scenario(scenario, clock, settings.pbx.zone, recordings), clock
     directory = load_directory(simulator.directory) if simulator.directory else default_directory()

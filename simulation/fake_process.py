@@ -4,7 +4,9 @@ driver, and for tests that kill or restart a monitor while the PBX goes on (test
 It serves on 127.0.0.1 at the port of `[pbx] url`, takes the credentials of `[pbx] client_id`
 and `client_secret` (the monitor's own configuration file serves both), and plays the simulator
 of `[simulator]`: a scenario at `speed` times real time, or generated traffic; after a scenario
-it goes on answering (no calls) until SIGTERM or Ctrl-C."""
+it goes on answering (no calls) until SIGTERM or Ctrl-C. `start_now`: the scenario begins now
+rather than at its `start` (at speed 1 its times, and its WAV recordings' names, are then the
+wall clock's, as the driver's are)."""
 
 import asyncio
 import logging
@@ -21,7 +23,9 @@ from .fake3cx import FakePbx, Switches
 logger = logging.getLogger(__name__)
 
 
-async def serve_fake(settings: Settings, switches: Switches | None = None) -> None:
+async def serve_fake(
+    settings: Settings, switches: Switches | None = None, *, start_now: bool = False
+) -> None:
     configure_logging(settings.log.level, settings.log.json_lines)
     check_pbx_settings(settings.pbx)
     assert settings.pbx.client_secret is not None
@@ -30,7 +34,7 @@ async def serve_fake(settings: Settings, switches: Switches | None = None) -> No
         raise ConfigError(
             f"[pbx] url {settings.pbx.url!r}: the fake 3CX serves on 127.0.0.1 at a port you name"
         )
-    driver, _ = simulator_driver(settings)
+    driver, _ = simulator_driver(settings, start_now=start_now)
     fake = FakePbx(
         driver.simulator.directory,
         calls=driver,

@@ -88,6 +88,7 @@ class Generated:
     minutes: float = 10.0
     calls_per_minute: float = 10.0
     max_concurrent: int = 20
+    talk: tuple[float, float] = (20.0, 240.0)  # the shortest and the longest conversation, seconds
     directory: Path | None = None
     start: datetime = datetime(2024, 3, 4, 9)
 
@@ -100,6 +101,7 @@ def generated(options: Generated) -> str:
         seed=options.seed,
         calls_per_minute=options.calls_per_minute,
         max_concurrent=options.max_concurrent,
+        talk=options.talk,
     )
     document = scenario_document(
         (step for _, step in generator.steps(until=options.minutes * 60)),

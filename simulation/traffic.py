@@ -32,7 +32,9 @@ class TrafficGenerator:
         calls_per_minute: float,
         max_concurrent: int,
         state_changes: float = 0.05,
+        talk: tuple[float, float] = (20.0, 240.0),
     ) -> None:
+        """`talk`: the shortest and the longest conversation, in seconds."""
         if (
             len(directory.extensions) < 2
             or not directory.lines
@@ -43,6 +45,7 @@ class TrafficGenerator:
         self._rate = calls_per_minute / 60.0
         self._max = max_concurrent
         self._state_changes = state_changes
+        self._talk_range = talk
         self._extensions = [e.number for e in directory.extensions]
         self._queues = [(q.number, list(q.agents)) for q in directory.queues if q.agents]
         self._groups = [(g.number, list(g.members)) for g in directory.groups if g.members]
@@ -115,7 +118,7 @@ class TrafficGenerator:
     def _talk(self, script: Script, label: str, at: float, talker: str, *, end: bool = True) -> float:
         """A conversation from `at`: maybe a hold, maybe a reconnect; returns when it ends."""
         rng = self._rng
-        talk = rng.uniform(20, 240)
+        talk = rng.uniform(*self._talk_range)
         if rng.random() < 0.15:
             script += [
                 (at + talk * 0.3, "hold", {"call": label, "by": talker}),

@@ -6,6 +6,7 @@ on the way), also when the test failed. At the end of the run nothing named `tes
 reconnect tests already need the broker on this machine."""
 
 import asyncio
+import os
 import shutil
 import subprocess
 from uuid import uuid4
@@ -15,10 +16,18 @@ import aio_pika
 from shared.bus import Bus, DeadLetter
 
 PREFIX = "test."
+OWNERS: dict[str, str] = {}  # prefix -> the test that took it, to name it if it leaves names behind
 
 
 def new_prefix() -> str:
-    return f"{PREFIX}{uuid4().hex[:12]}"
+    prefix = f"{PREFIX}{uuid4().hex[:12]}"
+    OWNERS[prefix] = os.environ.get("PYTEST_CURRENT_TEST", "outside a test").split(" ")[0]
+    return prefix
+
+
+def owners(names: list[str]) -> list[str]:
+    """The tests whose prefixes `names` are under."""
+    return sorted({OWNERS.get(".".join(name.split(".")[:2]), "an earlier run") for name in names})
 
 
 def _listed(what: str) -> list[str]:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from simulation.compare import Webhook, compare, read_webhooks
-from tests.broker import left_on_broker, new_prefix, purge
+from tests.broker import left_on_broker, new_prefix, owners, purge
 from tests.deployment import Deployment, stage
 from tests.fakes import Recorder
 
@@ -125,6 +125,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if left:
         terminalreporter.write_sep("=", f"the tests left {len(left)} name(s) on the broker", red=True)
         terminalreporter.write_line(", ".join(left[:20]) + (" …" if len(left) > 20 else ""), red=True)
+        terminalreporter.write_line(f"left by: {', '.join(owners(left))}", red=True)
 
 
 LEFT_ON_BROKER = pytest.StashKey[list[str]]()

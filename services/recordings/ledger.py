@@ -114,15 +114,26 @@ class RecordingLedger:
 
     def match(self, recording: PbxRecording, now: datetime) -> Match | None:
         """The link `recording` belongs to, claiming the file; None when no link fits, or when
-        the file was claimed already (`claimed()` tells which)."""
+        the file was claimed already (`claimed()` tells which).
+
+        A link of the extension that was in progress when the file began fits, the file's own
+        call (its number in the name) first; and a link of the file's own call that the monitor
+        saw only later (it was away when the call was answered) fits too."""
         started = recording.started.replace(tzinfo=self._zone).timestamp()
         slack = SLACK.total_seconds()
         row = self._db.execute(
             "SELECT l.chain_id, l.link FROM links l JOIN chains c USING (chain_id)"
-            " WHERE l.extension = ? AND c.announced = 0 AND l.started - ? <= ?"
-            " AND (l.ended_at IS NULL OR ? <= l.ended_at + ?)"
-            " ORDER BY c.call_number != ?, l.started DESC LIMIT 1",
-            (recording.extension, slack, started, started, slack, recording.number),
+            " WHERE l.extension = :extension AND c.announced = 0"
+            " AND (l.started - :slack <= :started OR c.call_number = :number)"
+            " AND (l.ended_at IS NULL OR :started <= l.ended_at + :slack)"
+            " ORDER BY c.call_number != :number, l.started - :slack > :started, abs(l.started - :started)"
+            " LIMIT 1",
+            {
+                "extension": recording.extension,
+                "slack": slack,
+                "started": started,
+                "number": recording.number,
+            },
         ).fetchone()
         if row is None:
             return None

@@ -1,8 +1,10 @@
 """Chaos: the services as processes on the real broker, against a fake 3CX that runs as its own
 process (`callbridge pbx fake`), while RabbitMQ is stopped for 90 s, or the monitor is killed
 (SIGKILL) and started again, once while calls talk and once while a Call Control snapshot is on
-its way. Afterwards every call event has been delivered as a webhook exactly once, in order per
-chain, with one chain id per PBX call, one end per link and no gap in the monitor's sequence."""
+its way. Afterwards every call event and every recording has been delivered as a webhook exactly
+once, in order per chain, with one chain id per PBX call, one end per link and no gap in the
+monitor's sequence. The fake plays generated traffic in real time from the moment it starts, so
+that the WAVs it records are named by the wall clock, as the driver stamps the calls."""
 
 import asyncio
 import contextlib
@@ -10,12 +12,11 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from shared.events import CallEnded, CallEvent, Message
+from shared.events import CallEnded, CallEvent, Message, RecordingReady
 from shared.http_server import free_port
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
@@ -26,6 +27,7 @@ from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 SECRET = "a-long-client-secret-for-the-fake-3cx"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @dataclass
@@ -70,7 +72,9 @@ class Rig:
         await process.wait()
 
 
-def config(folder: Path, amqp_url: str, prefix: str, scenario: Path, speed: float) -> Path:
+def config(folder: Path, amqp_url: str, prefix: str, scenario: Path, receiver: str) -> Path:
+    """One file for all: the fake 3CX plays `scenario`, the monitor watches it, the recordings
+    service converts what the fake records, the webhooks service sends calls and recordings."""
     path = folder / "callbridge.ini"
     path.write_text(f"""
 [bus]
@@ -84,49 +88,59 @@ client_secret = {SECRET}
 snapshot_interval = 2
 [simulator]
 scenario = {scenario}
-speed = {speed}
+speed = 1
+recordings_dir = {folder / "pbx"}
 [monitor]
 outbox = {folder / "monitor-outbox.db"}
+http_port = 0
+[recordings]
+pbx_dir = {folder / "pbx"}
+archive_dir = {folder / "archive"}
+database = {folder / "recordings.db"}
+scan_interval = 0.5
+settle = 1
+quiet = 1
+max_wait = 20
+keep_wav = true
+public_url = http://127.0.0.1:9/
+token_secret = {SECRET}
 http_port = 0
 [webhooks]
 database = {folder / "webhooks.db"}
 http_port = 0
+[webhook:crm]
+url = {receiver}
+format = json
+secret = {WEBHOOK_SECRET}
+events = call.#, recording.ready
 """)
     return path
 
 
-def traffic(folder: Path, minutes: float, seed: int) -> Path:
+def traffic(folder: Path, minutes: float) -> Path:
     path = folder / "traffic.yaml"
-    options = Generated(
-        seed=seed, minutes=minutes, calls_per_minute=8, max_concurrent=6, start=datetime(2026, 3, 2, 9)
-    )
-    path.write_text(generated(options))
+    options = Generated(seed=23, minutes=minutes, calls_per_minute=10, max_concurrent=6, talk=(10, 40))
+    path.write_text(generated(options))  # its start does not count: the fake begins it now
     return path
 
 
 @contextlib.asynccontextmanager
 async def rig(
-    folder: Path, amqp_url: str, prefix: str, *, minutes: float, speed: float, snapshot_delay: float = 0.0
+    folder: Path, amqp_url: str, prefix: str, *, minutes: float, snapshot_delay: float = 0.0
 ) -> AsyncIterator[Rig]:
-    scenario = traffic(folder, minutes, seed=23)
-    path = config(folder, amqp_url, prefix, scenario, speed)
-    with path.open("a") as ini:
-        ini.write(
-            "[webhook:crm]\nformat = json\nsecret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\nevents = call.#\n"
-        )
     async with (
         Receiver() as receiver,
         RabbitBus.connect(amqp_url, names=Topology(prefix), connection_name="observer") as bus,
     ):
-        with path.open("a") as ini:
-            ini.write(f"url = {receiver.url}\n")
+        path = config(folder, amqp_url, prefix, traffic(folder, minutes), receiver.url)
         observer = Observer()
         await bus.subscribe("observer", observer, bindings=["#"])
         run = Rig(folder, path, observer, receiver, {})
         try:
             await run.start("webhooks", "webhooks", ready=b"webhooks started")
+            await run.start("recordings", "recordings", ready=b"recordings started")
             delay = ["--snapshot-delay", str(snapshot_delay)] if snapshot_delay else []
-            await run.start("fake", "pbx", "fake", *delay, ready=b"fake 3CX on")
+            await run.start("fake", "pbx", "fake", "--start-now", *delay, ready=b"fake 3CX on")
             await run.start("monitor", "monitor", ready=b"started on the 3cx driver")
             yield run
         finally:
@@ -139,39 +153,55 @@ async def rig(
                     print(f"--- {name} ---\n{await log_of(process)}")
 
 
+def answered(events: list[Message]) -> int:
+    return sum(e.type == "call.answered" for e in events)
+
+
+def delivered_ids(receiver: Receiver) -> set[str]:
+    return {x.headers["webhook-id"] for x in receiver.delivered()}
+
+
 def all_over(events: list[Message]) -> bool:
     started = {e.chain_id for e in events if e.type == "call.started"}
     ended = {e.chain_id for e in events if isinstance(e, CallEnded) and e.chain_ended}
     return bool(started) and started <= ended
 
 
+def announced(events: list[Message]) -> int:
+    """How many recorded files the recording webhooks name."""
+    return sum(len(e.files) for e in events if isinstance(e, RecordingReady))
+
+
 async def finish(run: Rig) -> list[Message]:
-    """Once the fake has played its scenario and every chain has ended: the events, each once."""
+    """Once the fake has played its traffic, every chain has ended, every file it recorded has
+    been announced and every webhook delivered: the events, each once."""
     await logged(run.processes["fake"], b"the scenario has been played", timeout=600)
     await run.observer.wait_for(all_over, timeout=120)
+    recorded = len(list((run.folder / "pbx").rglob("*.wav")))
+    assert recorded, "the traffic should have recorded calls"
+    await run.observer.wait_for(lambda events: announced(events) >= recorded, timeout=120)
     events = run.observer.unique()
     wanted = {str(e.event_id) for e in events if isinstance(e, CallEvent)}
-    await run.receiver.wait_for(
-        lambda r: {x.headers["webhook-id"] for x in r.delivered()} >= wanted, timeout=120
-    )
+    await run.receiver.wait_for(lambda r: delivered_ids(r) >= wanted, timeout=120)
+    assert announced(events) == recorded  # each file once
     return events
 
 
 def check(events: list[Message], receiver: Receiver) -> None:
+    calls = [e for e in events if isinstance(e, CallEvent)]
     sources = {e.source for e in events if e.type.startswith(("call.", "pbx.", "extension."))}
     assert len(sources) == 1, f"one monitor run from start to end, not {sources}"
     seqs = [e.seq for e in events if e.source in sources]
     assert sorted(seqs) == list(range(1, max(seqs) + 1)), "a gap in the monitor's sequence"
-    calls = [e for e in events if isinstance(e, CallEvent)]
     chain_of: dict[int, set[str]] = {}
     for e in calls:
         chain_of.setdefault(e.call_number, set()).add(e.chain_id)
-    assert all(len(ids) == 1 for ids in chain_of.values()), {n: c for n, c in chain_of.items() if len(c) > 1}
+    assert all(len(ids) == 1 for ids in chain_of.values()), "a PBX call under two chain ids"
     ends = [(e.chain_id, e.link) for e in calls if isinstance(e, CallEnded)]
     assert len(ends) == len(set(ends)), "a link ended twice"
-    chain_ends = [e.chain_id for e in calls if isinstance(e, CallEnded) and e.chain_ended]
-    assert sorted(chain_ends) == sorted({e.chain_id for e in calls}), "a chain that does not end exactly once"
-    delivered = [x for x in receiver.delivered()]
+    chain_ends = sorted(e.chain_id for e in calls if isinstance(e, CallEnded) and e.chain_ended)
+    assert chain_ends == sorted({e.chain_id for e in calls}), "a chain that does not end exactly once"
+    delivered = receiver.delivered()
     ids = [x.headers["webhook-id"] for x in delivered]
     assert len(ids) == len(set(ids)), "a webhook delivered twice"
     assert set(ids) == {str(e.event_id) for e in calls}
@@ -179,17 +209,16 @@ def check(events: list[Message], receiver: Receiver) -> None:
     for x in delivered:
         data = x.webhook()["data"]
         assert isinstance(data, dict)
-        by_chain.setdefault(data["chain_id"], []).append(data["seq"])
+        if data["source"] in sources:
+            by_chain.setdefault(data["chain_id"], []).append(data["seq"])
     assert all(seqs == sorted(seqs) for seqs in by_chain.values()), "webhooks out of order within a chain"
 
 
 async def test_rabbitmq_stopped_for_90_s_mid_traffic(
     amqp_url: str, broker_prefix: str, tmp_path: Path
 ) -> None:
-    async with rig(tmp_path, amqp_url, broker_prefix, minutes=5, speed=2) as run:
-        await run.observer.wait_for(
-            lambda events: any(e.type == "call.answered" for e in events), timeout=120
-        )
+    async with rig(tmp_path, amqp_url, broker_prefix, minutes=2.5) as run:
+        await run.observer.wait_for(lambda events: answered(events) >= 1, timeout=120)
         await asyncio.to_thread(rabbitmq_app, "stop_app")
         try:
             await asyncio.sleep(90)  # the outage itself: nothing to wait for but the time
@@ -199,18 +228,12 @@ async def test_rabbitmq_stopped_for_90_s_mid_traffic(
     check(events, run.receiver)
 
 
-@pytest.mark.parametrize(
-    "snapshot_delay", [0.0, 1.5], ids=["while calls talk", "while a snapshot is on its way"]
-)
+@pytest.mark.parametrize("snapshot_delay", [0.0, 1.5], ids=["calls talking", "a snapshot on its way"])
 async def test_the_monitor_killed_mid_call_and_started_again(
     amqp_url: str, broker_prefix: str, tmp_path: Path, snapshot_delay: float
 ) -> None:
-    async with rig(
-        tmp_path, amqp_url, broker_prefix, minutes=4, speed=4, snapshot_delay=snapshot_delay
-    ) as run:
-        await run.observer.wait_for(
-            lambda events: sum(e.type == "call.answered" for e in events) >= 2, timeout=120
-        )
+    async with rig(tmp_path, amqp_url, broker_prefix, minutes=1.5, snapshot_delay=snapshot_delay) as run:
+        await run.observer.wait_for(lambda events: answered(events) >= 2, timeout=120)
         if snapshot_delay:  # the next snapshot asked for: killed while the fake takes its time
             fake, asked = run.processes["fake"], b"Call Control snapshot asked"
             await logged(fake, asked, times=count(fake, asked) + 1, timeout=30)

@@ -159,3 +159,13 @@ def test_a_copy_of_an_event_taken_already_changes_nothing() -> None:
     ledger.settled("211230100614_665", 1, found.path, converted=True)
     [only] = ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
     assert (only.link, only.ended.occurred_at) == (1, T0 + timedelta(seconds=30))  # still ended
+
+
+def test_a_link_seen_late_takes_the_file_of_its_own_call() -> None:
+    ledger = ledger_with_directory("102")
+    # the monitor was away when 102 answered at 5 s: it saw the link only at 40 s
+    feed(ledger, answered(1, "102", 40), ended(1, "102", 90, True))
+    other_call = recording("102", "10:06:19", number=700)
+    assert ledger.match(other_call, T0 + timedelta(seconds=91)) is None  # not this call's file
+    found = ledger.match(recording("102", "10:06:19"), T0 + timedelta(seconds=91))
+    assert found is not None and (found.chain_id, found.link) == ("211230100614_665", 1)

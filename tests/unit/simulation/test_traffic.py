@@ -125,3 +125,13 @@ def test_a_fresh_start_rings_a_phone_within_seconds() -> None:
         _, steps = generate(seed, minutes=1, rate=1)
         first_ring = next(t for t, step in steps if step.do == "ring")
         assert first_ring < 4.5, seed  # arrival within 1 s, ring within 3.5 s more
+
+
+def test_conversations_last_as_long_as_asked() -> None:
+    generator = TrafficGenerator(
+        default_directory(), seed=5, calls_per_minute=30, max_concurrent=25, talk=(5.0, 8.0)
+    )
+    events, _ = run(list(generator.steps(until=3600)))
+    talked = [e.duration for e in events if isinstance(e, CallEnded) and e.answered]
+    assert talked and sorted(talked)[len(talked) // 2] <= 8.0  # by default 20 to 240 s
+    assert max(talked) < 60  # a transferred call talks more than once
