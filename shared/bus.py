@@ -10,10 +10,16 @@ broker restart, would surprise whoever asked for it.
 
 Errors:
     BusError
-    ├── PublishError      the broker did not confirm one or more published messages
+    ├── PublishError      the broker did not confirm one or more published messages (Transient)
     └── RpcUnavailable    nobody serves the method, or no answer came in time
+    Transient             a handler's failure that may pass: its message is handled again later,
+                          not dead-lettered (also a full disk, a locked database: `transient()`)
 """
 
+import asyncio
+import errno
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +27,7 @@ from typing import Any, Protocol
 from .event_base import Event
 from .events import Message
 
+logger = logging.getLogger(__name__)
 Handler = Callable[[Message], Awaitable[None]]
 RpcHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -29,8 +36,54 @@ class BusError(Exception):
     pass
 
 
-class PublishError(BusError):
+class Transient(Exception):
     pass
+
+
+class PublishError(BusError, Transient):
+    pass
+
+
+PASSING = {errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EIO}
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a handler that failed so may well succeed with the same message later."""
+    if isinstance(error, sqlite3.OperationalError):  # locked or busy (another replica), disk full
+        return True
+    return isinstance(error, Transient) or (isinstance(error, OSError) and error.errno in PASSING)
+
+
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds before a handler that failed in passing runs again
+
+
+async def patiently(
+    handle: Callable[[], Awaitable[None]],
+    what: str,
+    *,
+    held: Callable[[], bool] = lambda: True,
+    retried: Callable[[], None] = lambda: None,
+) -> bool:
+    """Run `handle` (a consumer's handler on one message); while it fails in passing
+    (`transient`) and the message is still `held()`, pause (growing to RETRY_MAX) and run it
+    again, so that a queue's order holds and nothing is set aside for a passing fault. True once
+    handled, False when let go (no longer held: it comes again); any other error is raised."""
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await handle()
+            return True
+        except Exception as error:
+            if not transient(error):
+                raise
+            reason = str(error).splitlines()[0] if str(error) else repr(error)
+            if not held():
+                logger.warning("%s not handled (%s); it comes again", what, reason)
+                return False
+            logger.warning("%s not handled yet (%s); trying again in %g s", what, reason, delay)
+            retried()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
 
 class RpcUnavailable(BusError):

@@ -1,16 +1,20 @@
 """One log format for every service: `time level logger: message`, or one JSON object per line.
 
 Secrets never reach a log line: `redact_url` hides the password of a URL before it is logged,
-and a filter masks any `scheme://user:password@` that slips into a message anyway.
+and a filter masks any `scheme://user:password@`, and the query string of any web address (where
+tokens travel), that slips into a message anyway. `endpoint_address` is how a webhook endpoint is
+named in logs and events: scheme, host and port only, since its path may be a token too.
 """
 
 import json
 import logging
 import re
 import sys
+from urllib.parse import urlsplit
 
 # a password runs to the last @ before the next blank: one with an unencoded / or @ is hidden whole
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):\S*@", re.I)
+_QUERY = re.compile(r"(?P<address>https?://[^\s?#'\"]+)\?[^\s#'\"]+", re.I)
 
 
 def redact_url(url: str) -> str:
@@ -19,7 +23,17 @@ def redact_url(url: str) -> str:
 
 
 def redact(text: str) -> str:
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _QUERY.sub(lambda m: f"{m['address']}?***", text)
+
+
+def endpoint_address(url: str) -> str:
+    """`https://crm.example.com/hooks/T0/B0/s3cr3t?token=x` → `https://crm.example.com/…`."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path not in ("", "/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 class _RedactingFilter(logging.Filter):

@@ -1,22 +1,33 @@
 """Consuming a RabbitMQ queue, the same way for every queue of every service: one message at a
 time, in order, acked after its handler returns; a body that does not decode, or whose handler
-raises, is rejected without requeue (to the dead-letter exchange) and logged. Counts per queue
-(acked, dead-lettered, waiting) are kept for `/metrics` (`rabbit_metrics.py`)."""
+raises, is rejected without requeue (to the dead-letter exchange) and logged. A handler that
+fails in a way that may pass (`shared.bus.transient`: the broker away, a full disk, a locked
+database) is given the same message again, after a pause (`shared.bus.patiently`), for as long as the
+channel it came on is open (once it is closed, the broker delivers it again), so the queue's
+order holds and nothing is dead-lettered for a passing fault. Counts per queue (acked,
+dead-lettered, handled again, waiting) are kept for `/metrics` (`rabbit_metrics.py`)."""
 
 import asyncio
 import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import ClassVar, TypeVar
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
+from .bus import patiently
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
+RETRY_FIRST, RETRY_MAX = (
+    0.5,
+    30.0,
+)  # seconds before a message whose handler failed in passing is handled again
 
 
 class Consumed:
@@ -24,6 +35,7 @@ class Consumed:
 
     acked: ClassVar[collections.Counter[str]] = collections.Counter()
     dead_lettered: ClassVar[collections.Counter[str]] = collections.Counter()
+    retried: ClassVar[collections.Counter[str]] = collections.Counter()
     waiting: ClassVar[dict[str, int]] = {}
 
 
@@ -73,7 +85,12 @@ async def _handle(
         await _settle(queue, message, ack=False)
         return False
     try:
-        await handler(item)
+        return await patiently(
+            partial(handler, item),
+            f"queue {queue}: message {message.message_id}",
+            held=lambda: _channel_open(message),
+            retried=lambda: Consumed.retried.update([queue]),
+        )
     except Exception:
         logger.exception(
             "queue %s: handler failed on message %s (%s); dead-lettered",
@@ -83,7 +100,13 @@ async def _handle(
         )
         await _settle(queue, message, ack=False)
         return False
-    return True
+
+
+def _channel_open(message: AbstractIncomingMessage) -> bool:
+    try:
+        return not message.channel.is_closed
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return False
 
 
 async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool) -> None:

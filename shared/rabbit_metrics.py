@@ -1,5 +1,5 @@
 """The bus's figures on every service's `/metrics`: the connection, and per consumed queue the
-messages acked, dead-lettered and waiting."""
+messages acked, dead-lettered, handled again after a passing fault, and waiting."""
 
 from collections.abc import Iterator
 from typing import Protocol
@@ -37,7 +37,16 @@ class BusCollector(Collector):
             "Messages rejected to the dead-letter queue (unparsable, or their handler failed)",
             labels=["queue"],
         )
-        for family, counts in ((acked, Consumed.acked), (dead, Consumed.dead_lettered)):
+        retried = CounterMetricFamily(
+            "callbridge_bus_retried",
+            "Messages handled again after their handler failed in passing (broker away, disk full)",
+            labels=["queue"],
+        )
+        for family, counts in (
+            (acked, Consumed.acked),
+            (dead, Consumed.dead_lettered),
+            (retried, Consumed.retried),
+        ):
             for queue, count in counts.items():
                 family.add_metric([queue], count)
         waiting = GaugeMetricFamily(
@@ -47,4 +56,4 @@ class BusCollector(Collector):
         )
         for queue, count in Consumed.waiting.items():
             waiting.add_metric([queue], count)
-        yield from (connected, reconnects, acked, dead, waiting)
+        yield from (connected, reconnects, acked, dead, retried, waiting)

@@ -1,6 +1,7 @@
 """Configuration: a section per concern, each a model that checks its keys (the values' kinds:
 `values.py`). `config_file.py` reads them from the .ini file and the environment."""
 
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +13,10 @@ from .values import (
     DAY,
     MAX_RETRY_DELAY,
     MIN_KEY_LENGTH,
+    PRIVATE_NETWORKS,
     Host,
+    Networks,
+    Patterns,
     SecretWords,
     Words,
     check_url,
@@ -173,8 +177,12 @@ class RecordingsSettings(_Served):
             raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters (any long random string)")
         return value
 
-    http_host: Host = "0.0.0.0"
+    http_host: Host = "127.0.0.1"
     http_port: int = Field(8443, ge=0, le=65535)
+    metrics_from: Networks = Field(
+        PRIVATE_NETWORKS,  # type: ignore[arg-type]
+        description="networks whose clients may read /metrics (the downloads may face the internet)",
+    )
 
 
 class ApiSettings(_Served):
@@ -188,6 +196,15 @@ class ApiSettings(_Served):
     stream_buffer: int = Field(
         1000, ge=10, le=1_000_000, description="events a slow /events client may lag behind"
     )
+    dial_allow: Patterns = Field(
+        (re.compile(r"\+?[0-9]{7,15}"),),
+        description="makecall: outside numbers that may be dialled (whole-number regular expressions)",
+    )
+    dial_deny: Patterns = Field(
+        (re.compile(r"(\+|00)?1?900[0-9]*"), re.compile(r"0900[0-9]*")),
+        description="makecall: numbers that may not be dialled, even where dial_allow matches",
+    )
+    makecall_per_minute: float = Field(10, gt=0, le=6000, description="makecall: calls per key and minute")
 
     @field_validator("keys", "read_only_keys")
     @classmethod

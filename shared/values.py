@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, IPvAnyNetwork, SecretStr
 from yarl import URL
 
 MIN_KEY_LENGTH = 16  # an API key's or a link signing secret's: guessing one must be hopeless
@@ -58,6 +58,24 @@ def _host(value: str) -> str:
 
 Host = Annotated[str, AfterValidator(_host)]
 Words = Annotated[tuple[str, ...], BeforeValidator(_split_words)]
+
+
+def _patterns(value: Any) -> Any:
+    """Regular expressions in an .ini value: separated by spaces (a pattern may hold commas)."""
+    if not isinstance(value, str):
+        return value
+    patterns = []
+    for word in value.split():
+        try:
+            patterns.append(re.compile(word))
+        except re.error as error:
+            raise ValueError(f"{word!r} is not a regular expression ({error})") from None
+    return tuple(patterns)
+
+
+Patterns = Annotated[tuple[re.Pattern[str], ...], BeforeValidator(_patterns)]
+Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_split_words)]
+PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 SecretWords = Annotated[tuple[SecretStr, ...], BeforeValidator(_split_words)]
 
 

@@ -7,7 +7,8 @@ implementation through the same contract suite.
   `flush()` returns. Items submitted before anyone consumes wait for a consumer.
 - `consume(handler)` starts handing items to `handler`: each item once, to one consumer; with one
   consumer, in the order submitted. An item whose handler raises is set aside (RabbitMQ: dead-
-  lettered), logged, and the next one follows.
+  lettered), logged, and the next one follows; one whose handler fails in passing (the broker
+  away, a full disk: `shared.bus.transient`) is handed to it again, before the next.
 - `drain()` returns once this process has nothing in hand: no handler running, and (in memory,
   where every item lives in this process) nothing queued. What waits in a broker stays there.
 """
@@ -15,7 +16,10 @@ implementation through the same contract suite.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Generic, Protocol, TypeVar
+
+from .bus import patiently
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,7 +70,7 @@ class MemoryWorkQueue(Generic[T]):
         while True:
             item = await self._items.get()
             try:
-                await handler(item)
+                await patiently(partial(handler, item), f"{self.name}: {item!r:.200}")
             except Exception:
                 self.set_aside += 1
                 logger.exception("%s: handler failed on %.200r; set aside", self.name, item)

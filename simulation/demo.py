@@ -15,6 +15,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from services.monitor.main import new_source
+from services.recordings.work import Pool
 from shared import lifecycle
 from shared.logging import configure_logging
 from shared.settings import EndpointSettings, Settings
@@ -43,11 +44,11 @@ def run_demo(
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # the demo prints its own addresses
     with (
         tempfile.TemporaryDirectory(prefix="callbridge-demo-") as scratch,
-        ProcessPoolExecutor(1) as executor,
+        Pool(lambda: ProcessPoolExecutor(1)) as pool,
     ):
         run = _one_process(settings, options, Path(scratch), out, notices)
         if options.recordings_port:
-            run.converting = executor
+            run.converting = pool
         running = _delivered(run, options)
         try:
             lifecycle.run(asyncio.wait_for(running, options.duration) if options.duration else running)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from services.recordings.work import Pool
 from shared import lifecycle
 from shared.clock import VirtualClock
 from shared.logging import configure_logging
@@ -38,7 +39,10 @@ def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.std
     configure_logging("WARNING")
     scenario = playable_scenario(options.file)
     zone = options.timezone or settings.pbx.zone
-    with tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch, ProcessPoolExecutor(2) as executor:
+    with (
+        tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch,
+        Pool(lambda: ProcessPoolExecutor(2)) as pool,
+    ):
         pbx_dir = options.recordings_dir or Path(scratch) / "pbx"
         # one pass after the calls: everything is finished then, nothing needs to settle
         recordings = settings.recordings.model_copy(
@@ -57,11 +61,11 @@ def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.std
         configured = settings.model_copy(
             update={"recordings": recordings, "endpoints": endpoints, "pbx": pbx}
         )
-        return lifecycle.run(_played(configured, scenario, options, out, executor))
+        return lifecycle.run(_played(configured, scenario, options, out, pool))
 
 
 async def _played(
-    settings: Settings, scenario: Scenario, options: ScenarioRun, out: TextIO, executor: ProcessPoolExecutor
+    settings: Settings, scenario: Scenario, options: ScenarioRun, out: TextIO, pool: Pool
 ) -> int:
     zone, pbx_dir = settings.pbx.zone, settings.recordings.pbx_dir
     if options.via == "fake-3cx":
@@ -69,12 +73,10 @@ async def _played(
         # would a real one; both on one clock, which waits for the driver
         fake = through_fake_3cx(scenario, zone, speed=options.speed, recordings=pbx_dir)
         async with fake as (_, watching, lockstep):
-            return await play(
-                OneProcess(settings, watching, lockstep, "scenario", out=out, converting=executor)
-            )
+            return await play(OneProcess(settings, watching, lockstep, "scenario", out=out, converting=pool))
     virtual = VirtualClock(scenario.start.replace(tzinfo=zone))
     simulator = SimulatorDriver.for_scenario(scenario, virtual, zone, pbx_dir)
-    return await play(OneProcess(settings, simulator, virtual, "scenario", out=out, converting=executor))
+    return await play(OneProcess(settings, simulator, virtual, "scenario", out=out, converting=pool))
 
 
 def check(expected: list[str], actual: list[str], names: tuple[str, str]) -> Comparison:

@@ -14,7 +14,6 @@ import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -26,7 +25,7 @@ from services.monitor.outbox import Outbox
 from services.recordings import http as recordings_http
 from services.recordings import main as recordings_main
 from services.recordings.service import Recordings
-from services.recordings.work import ConversionJob, Worker
+from services.recordings.work import ConversionJob, Pool, Worker
 from services.webhooks import main as webhooks_main
 from services.webhooks.classic import classic_payload, classic_recording
 from services.webhooks.queues import MemoryJobQueue
@@ -51,7 +50,7 @@ class OneProcess:
     notices: TextIO = sys.stderr  # where the API, the recordings and the failures are announced
     serve_api: bool = False  # the API on [api] http_host:http_port meanwhile
     show_key: bool = True  # print the API's first key (else a stand-in: the configuration's is secret)
-    converting: Executor | None = None  # convert the PBX's recordings in this executor
+    converting: Pool | None = None  # convert the PBX's recordings in this pool
     live: bool = False  # recordings converted and served as they come; else once the calls are over
 
 

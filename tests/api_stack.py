@@ -72,6 +72,7 @@ async def api_stack(
     *,
     monitor_bus: Bus | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    settings: ApiSettings = API_SETTINGS,
 ) -> AsyncIterator[Stack]:
     """The API on `api_bus` (served in-process unless `transport` says otherwise), the monitor on
     `monitor_bus` (the same bus by default), playing `steps` as the test moves the clock."""
@@ -86,7 +87,7 @@ async def api_stack(
     playing = asyncio.create_task(follow(driver, monitor_bus or api_bus, source="test/1"))
     try:
         await recorder.first(lambda e: e.type == "pbx.directory")  # the monitor answers requests now
-        async with api_main.running(Settings(api=API_SETTINGS), api_bus) as api:
+        async with api_main.running(Settings(api=settings), api_bus) as api:
             await asyncio.wait_for(api.cache.wait_ready(), 10)
             http = transport or httpx.ASGITransport(app=api.app)
             async with httpx.AsyncClient(transport=http, base_url="http://api") as client:

@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse
 
 from shared.bus import Bus
 from shared.http_server import health_routes
+from shared.keys import Keys
 from shared.settings import ApiSettings
 
 from . import answers
-from .auth import Keys
 from .cache import StateCache
 from .deps import Wiring
+from .dialling import DialPolicy, RateLimit
 from .metrics import ApiMetrics, Measured
 from .middleware import CachedReads, ClassicPaths
 from .routes import calls, commands, directory, events, extensions, operations, queues
@@ -61,6 +62,8 @@ def create_app(
         connected,
         active=answers.RenderedCalls(answers.active_call, "AConnByCallID"),
         info=answers.RenderedCalls(answers.call_info, "callsInfo"),
+        dialling=DialPolicy(settings.dial_allow, settings.dial_deny),
+        makecalls=RateLimit(settings.makecall_per_minute),
     )
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
-from .auth import Keys, bearer
+from shared.keys import Keys, bearer
 
 CACHED_ANSWERS = 4096  # distinct read requests kept per state version
 

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS links (chain_id TEXT NOT NULL, link INTEGER NOT NULL,
 CREATE INDEX IF NOT EXISTS links_extension ON links (extension, started);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL, link INTEGER NOT NULL,
     started REAL NOT NULL, name TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,
-    converted INTEGER NOT NULL DEFAULT 0);
+    converted INTEGER NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS files_link ON files (chain_id, link);
 CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, recording TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
@@ -66,6 +66,8 @@ class RecordingLedger:
     def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
         self._zone = zone
         self._db = open_database(Path(database), SCHEMA, "the recordings ledger")
+        if "queued" not in {row[1] for row in self._db.execute("PRAGMA table_info(files)")}:
+            self._db.execute("ALTER TABLE files ADD COLUMN queued INTEGER NOT NULL DEFAULT 1")
 
     def apply(self, event: Event, received: datetime) -> None:
         """Take in a bus event; `received` is when this service got it (its own clock: waiting
@@ -141,7 +143,7 @@ class RecordingLedger:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             claimed = self._db.execute(
-                "INSERT OR IGNORE INTO files (path, chain_id, link, started) VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO files (path, chain_id, link, started, queued) VALUES (?, ?, ?, ?, 0)",
                 (str(recording.path), chain_id, link, started),
             ).rowcount
             if not claimed:
@@ -159,6 +161,21 @@ class RecordingLedger:
             )
         name = self._db.execute("SELECT name FROM files WHERE path = ?", (str(recording.path),)).fetchone()[0]
         return Match(chain_id, link, name)
+
+    def queued(self, path: Path) -> None:
+        """The conversion job of the file claimed at `path` is safe in the work queue."""
+        self._db.execute("UPDATE files SET queued = 1 WHERE path = ?", (str(path),))
+
+    def release(self, path: Path) -> None:
+        """Give up the claim on `path` (its job could not be handed out): it can be matched again."""
+        self._db.execute("DELETE FROM files WHERE path = ? AND queued = 0", (str(path),))
+
+    def release_unqueued(self) -> int:
+        """Give up every claim whose job was never confirmed handed out (a replica killed between
+        the claim and the confirm), so that the files are matched again; how many. A replica of the
+        same host in the middle of handing one out may then see it handed out twice: converting
+        the same file twice gives the same MP3, and the second result changes nothing."""
+        return self._db.execute("DELETE FROM files WHERE queued = 0 AND done = 0").rowcount
 
     def claimed(self, path: Path) -> bool:
         return self._db.execute("SELECT 1 FROM files WHERE path = ?", (str(path),)).fetchone() is not None

@@ -10,20 +10,21 @@ is watched and the archive pruned as time goes by; without it the caller drives 
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
 from shared.bus import Bus
+from shared.chores import Chore, every
 from shared.clock import Clock, SystemClock
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_work_queue import RabbitWorkQueue, retire
-from shared.settings import RecordingsSettings, Settings
+from shared.settings import ConfigError, RecordingsSettings, Settings
 from shared.topology import RECORDINGS_BINDINGS
 from shared.work_queue import WorkQueue
 
@@ -31,16 +32,20 @@ from .http import create_app
 from .metrics import RecordingsMetrics
 from .retention import nightly
 from .service import Recordings
-from .work import CONVERSIONS, QUEUE, RETIRED_QUEUE, ConversionJob, Worker
+from .work import CONVERSIONS, QUEUE, RETIRED_QUEUE, ConversionJob, Pool, Worker
 
 logger = logging.getLogger(__name__)
 
 
 def token_secret(settings: RecordingsSettings) -> bytes:
-    if settings.token_secret is not None:
-        return settings.token_secret.get_secret_value().encode()
-    logger.warning("[recordings] token_secret is not set: download links will stop working at the next start")
-    return secrets.token_bytes(32)
+    """The secret that signs download links: required, so that a link works on every replica and
+    after a restart."""
+    if settings.token_secret is None:
+        raise ConfigError(
+            "[recordings] token_secret is required: any long random string, the same for every "
+            "replica (for example: openssl rand -base64 32)"
+        )
+    return settings.token_secret.get_secret_value().encode()
 
 
 @contextlib.asynccontextmanager
@@ -57,23 +62,17 @@ async def running(
     recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
     # one replica at a time keeps the ledger of links and files; the others stand by
     await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS, single_active=True)
-    chores = []
-    if live:
-        chores = [
-            asyncio.create_task(recordings.run(), name="recordings watch"),
-            asyncio.create_task(
-                nightly(
-                    config.archive_dir, config.retention_days, config.cleanup_hour, clock, settings.pbx.zone
-                ),
-                name="recordings retention",
-            ),
-        ]
+    recordings.chores = [
+        Chore("recordings watch", recordings.turn, every(timedelta(seconds=config.scan_interval))),
+        nightly(config.archive_dir, config.retention_days, config.cleanup_hour, settings.pbx.zone),
+    ]
+    tasks = [asyncio.create_task(c.run(clock), name=c.name) for c in recordings.chores] if live else []
     try:
         yield recordings
     finally:
-        for task in chores:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*chores, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await recordings.drain()
 
 
@@ -82,20 +81,27 @@ async def main(settings: Settings) -> None:
     config = settings.recordings
     clock = SystemClock()
     secret = token_secret(config)
-    with ProcessPoolExecutor(config.workers) as executor:
+    with Pool(lambda: ProcessPoolExecutor(config.workers)) as pool:
         async with contextlib.AsyncExitStack() as stack:
             bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "recordings"))
             conversions = await RabbitWorkQueue(bus, QUEUE, CONVERSIONS, config.workers).declare()
-            worker = Worker(bus, executor, clock)
+            worker = Worker(bus, pool, clock)
             await conversions.consume(worker)
             await retire(bus, bus.names.queue(RETIRED_QUEUE), ConversionJob.model_validate_json, worker)
             recordings = await stack.enter_async_context(
                 running(settings, bus, clock, conversions, secret=secret)
             )
             registry = CollectorRegistry()
-            registry.register(RecordingsMetrics(recordings))
+            registry.register(RecordingsMetrics(recordings, pool))
             registry.register(bus.collector())
-            app = create_app(config.archive_dir, secret, clock, ready=lambda: bus.connected, metrics=registry)
+            app = create_app(
+                config.archive_dir,
+                secret,
+                clock,
+                ready=lambda: bus.connected and recordings.healthy() and not worker.failing,
+                metrics=registry,
+                metrics_from=config.metrics_from,
+            )
             await stack.enter_async_context(
                 serving(app, config.http_host, config.http_port, cert=config.tls_cert, key=config.tls_key)
             )

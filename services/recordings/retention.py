@@ -1,5 +1,8 @@
-"""Retention: MP3s older than N days leave the archive, every night and at start-up."""
+"""Retention: MP3s older than N days leave the archive, every night and at start-up, and so do
+conversions' unfinished `.part` files older than PART_AFTER (a worker killed mid-write, a disk
+that filled up)."""
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -7,9 +10,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shared.clock import Clock
+from shared.chores import Chore
 
 logger = logging.getLogger(__name__)
+PART_AFTER = 3600.0  # seconds: a conversion writes its .part in well under a second
 
 
 def prune(archive: Path, days: float, now: float) -> list[Path]:
@@ -20,15 +24,25 @@ def prune(archive: Path, days: float, now: float) -> list[Path]:
     if not archive.is_dir():
         return removed
     for day in sorted(p for p in archive.iterdir() if p.is_dir()):
-        for path in sorted(day.glob("*.mp3")):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed.append(path)
+        for pattern, before in (("*.mp3", cutoff), (".*.part", now - PART_AFTER)):
+            for path in sorted(day.glob(pattern)):
+                if _modified(path) < before:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
         if not any(day.iterdir()):
-            day.rmdir()
+            with contextlib.suppress(OSError):  # another replica's work meanwhile
+                day.rmdir()
     for path in removed:
         logger.info("retention: removed %s", path)
     return removed
+
+
+def _modified(path: Path) -> float:
+    """`path`'s modification time; infinity when another replica removed it meanwhile."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def next_run(now: datetime, hour: int) -> datetime:
@@ -37,12 +51,14 @@ def next_run(now: datetime, hour: int) -> datetime:
     return run if run > now else run + timedelta(days=1)
 
 
-async def nightly(
-    archive: Path, days: float, hour: int, clock: Clock, zone: ZoneInfo, wall: Callable[[], float] = time.time
-) -> None:
-    """Prune now, then every night at `hour` (PBX-local, on `clock`), for ever. Ages are file
-    ages, on `wall`: the clock the file system stamps them with."""
-    while True:
+def nightly(
+    archive: Path, days: float, hour: int, zone: ZoneInfo, wall: Callable[[], float] = time.time
+) -> Chore:
+    """Prune at once, then every night at `hour` (PBX-local). Ages are file ages, on `wall`: the
+    clock the file system stamps them with."""
+
+    async def step() -> None:
         removed = prune(archive, days, wall())
         logger.info("retention: %d recording(s) older than %g days removed", len(removed), days)
-        await clock.sleep_until(next_run(clock.now().astimezone(zone), hour))
+
+    return Chore("recordings retention", step, lambda now: next_run(now.astimezone(zone), hour))

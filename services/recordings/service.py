@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from shared.bus import Bus
+from shared.chores import Chore
 from shared.clock import Clock
 from shared.events import CallEnded, Message, RecordingConverted, RecordingFailed, RecordingReady
 from shared.settings import RecordingsSettings
@@ -62,6 +63,9 @@ class Recordings:
         )
         self.converted = 0
         self.failed = 0
+        self.chores: list[Chore] = []  # what runs it as time goes by (main.running)
+        if released := self.ledger.release_unqueued():
+            logger.warning("%d recording(s) claimed but never handed out (a crash): matched again", released)
 
     async def on_event(self, event: Message) -> None:
         if isinstance(event, RecordingConverted):
@@ -89,20 +93,24 @@ class Recordings:
                     logger.warning("recording %s matches no call it knows; left alone", path)
                     self._watch.settle(path)
                 continue
-            self._watch.settle(path)
             target = archive_path(self.settings.archive_dir, day_of(match.chain_id), match.name)
-            await self._conversions.submit(
-                ConversionJob(
-                    chain_id=match.chain_id,
-                    link=match.link,
-                    source=str(path),
-                    target=str(target),
-                    bitrate=self.settings.bitrate,
-                    quality=self.settings.quality,
-                    keep_wav=self.settings.keep_wav,
-                )
+            job = ConversionJob(
+                chain_id=match.chain_id,
+                link=match.link,
+                source=str(path),
+                target=str(target),
+                bitrate=self.settings.bitrate,
+                quality=self.settings.quality,
+                keep_wav=self.settings.keep_wav,
             )
-            await self._conversions.flush()
+            try:
+                await self._conversions.submit(job)
+                await self._conversions.flush()
+            except BaseException:  # not handed out: the file is offered again at the next scan
+                self.ledger.release(path)
+                raise
+            self.ledger.queued(path)
+            self._watch.settle(path)
             started += 1
         return started
 
@@ -154,9 +162,11 @@ class Recordings:
             await self._bus.flush()
         return len(due)
 
-    async def run(self) -> None:
-        """Scan and announce every `scan_interval` seconds, for ever."""
-        while True:
-            await self.scan()
-            await self.announce()
-            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=self.settings.scan_interval))
+    def healthy(self) -> bool:
+        """No chore failed at its last turn."""
+        return not any(chore.failing for chore in self.chores)
+
+    async def turn(self) -> None:
+        """One look at the folder, then announce what is due (the watch chore's turn)."""
+        await self.scan()
+        await self.announce()

@@ -18,7 +18,10 @@ def signed_query(secret: bytes, name: str, expires: int) -> str:
 
 
 def check(secret: bytes, name: str, expires: int, token: str, now: float) -> bool:
-    return expires >= now and hmac.compare_digest(_mac(secret, name, expires), token)
+    """Whether `token` is the link's and the link has not expired; any string may be offered
+    (compared as bytes: a non-ASCII token is simply wrong)."""
+    offered = token.encode("utf-8", "surrogateescape")
+    return expires >= now and hmac.compare_digest(_mac(secret, name, expires).encode(), offered)
 
 
 def download_url(public_url: str, secret: bytes, name: str, expires: int) -> str:

@@ -58,7 +58,13 @@ def read_mono_pcm16(path: Path) -> tuple[bytes, int]:
 def transcode(
     source: Path, target: Path, bitrate: int = 32, quality: int = 7, delete_source: bool = False
 ) -> Converted:
-    """Convert `source` into `target`; with `delete_source`, remove the WAV once the MP3 checked out."""
+    """Convert `source` into `target`; with `delete_source`, remove the WAV once the MP3 checked out.
+    Done again (a job handed out twice, its first worker killed after the rename), it finds the
+    MP3 there and the WAV gone, and answers as the first time. A disk that fills up leaves no
+    `.part` behind (the OSError goes on to the caller)."""
+    if not source.exists() and target.exists():
+        info = miniaudio.mp3_get_file_info(str(target))
+        return Converted(source, target, info.num_frames / info.sample_rate, target.stat().st_size)
     pcm, rate = read_mono_pcm16(source)
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(bitrate)
@@ -66,20 +72,22 @@ def transcode(
     encoder.set_channels(1)
     encoder.set_quality(quality)
     mp3 = bytes(encoder.encode(pcm)) + bytes(encoder.flush())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_bytes(mp3)
     expected = len(pcm) / 2 / rate
     try:
         info = miniaudio.mp3_get_info(mp3)
     except miniaudio.DecodeError as error:
-        partial.unlink(missing_ok=True)
         raise CorruptRecording(f"the MP3 made of it does not decode ({error})") from None
     seconds = info.num_frames / info.sample_rate
     if not -0.05 <= seconds - expected <= MAX_PADDING:
-        partial.unlink(missing_ok=True)
         raise CorruptRecording(f"the MP3 lasts {seconds:.2f} s, the WAV {expected:.2f} s")
-    partial.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        partial.write_bytes(mp3)
+        partial.rename(target)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
     if delete_source:
         source.unlink(missing_ok=True)
     return Converted(source, target, expected, len(mp3))

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.clock import Clock
+from shared.logging import endpoint_address
 from shared.settings import EndpointSettings
 from shared.work_queue import WorkQueue
 
@@ -169,7 +170,7 @@ class Dispatcher:
             )
             return True
         if isinstance(outcome, Gone):
-            await self._gone(job, f"{endpoint.url} answered 410 Gone", now)
+            await self._gone(job, f"{endpoint_address(endpoint.url)} answered 410 Gone", now)
             return True
         assert isinstance(outcome, Failed)
         return await self._failed(job, outcome, attempt, now)

@@ -1,7 +1,9 @@
 """The webhooks service's HTTP side: health, Prometheus metrics, attempt log, dead letters.
 
-It listens on `[webhooks] http_host`:`http_port` (127.0.0.1 by default: these routes are for
-the operator on the host, or for a reverse proxy that adds authentication).
+It listens on `[webhooks] http_host`:`http_port` (127.0.0.1 by default). The attempt log and the
+dead letters take the API's keys (`[api] keys`, `read_only_keys`: `shared.keys`): any key reads
+them, a full key replays; with no key configured they answer 401 to everyone (the command
+line, `callbridge webhooks`, still works on the host).
 """
 
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from shared.clock import Clock
 from shared.http_server import health_routes, metrics_response
+from shared.keys import COMMAND, READ, Keys
 
 from .admin import parse_since, replay
 from .dispatcher import JobQueue
@@ -23,11 +26,17 @@ Endpoint = Annotated[str | None, Query(description="only this [webhook:NAME]")]
 
 
 def create_app(
-    store: DeliveryStore, queue: JobQueue, metrics: WebhookMetrics, clock: Clock, ready: Any = lambda: True
+    store: DeliveryStore,
+    queue: JobQueue,
+    metrics: WebhookMetrics,
+    clock: Clock,
+    keys: Keys,
+    ready: Any = lambda: True,
 ) -> FastAPI:
     app = FastAPI(
         title="callbridge webhooks", description="Delivery log and dead letters of the webhooks service"
     )
+    app.state.keys = keys
 
     def since_of(text: str | None) -> float:
         try:
@@ -41,7 +50,7 @@ def create_app(
     async def prometheus() -> PlainTextResponse:
         return metrics_response(metrics.registry)
 
-    @app.get("/attempts")
+    @app.get("/attempts", dependencies=READ)
     async def attempts(
         endpoint: Endpoint = None, since: Since = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[dict[str, Any]]:
@@ -49,7 +58,7 @@ def create_app(
             _attempt(row) for row in store.attempts(endpoint=endpoint, since=since_of(since), limit=limit)
         ]
 
-    @app.get("/dead")
+    @app.get("/dead", dependencies=READ)
     async def dead(endpoint: Endpoint = None, since: Since = None) -> list[dict[str, Any]]:
         return [
             {
@@ -63,7 +72,7 @@ def create_app(
             for d in store.dead(endpoint=endpoint, since=since_of(since))
         ]
 
-    @app.post("/dead/replay")
+    @app.post("/dead/replay", dependencies=COMMAND)
     async def replay_dead(endpoint: Endpoint = None, since: Since = None) -> dict[str, int]:
         letters = store.dead(endpoint=endpoint, since=since_of(since))
         await replay(store, queue, letters, clock)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.bus import Bus
+from shared.chores import Chore, every
 from shared.clock import Clock, SystemClock
 from shared.events import WebhookEndpointDisabled
 from shared.http_server import serving
+from shared.keys import Keys
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
@@ -89,15 +91,14 @@ async def running(
     yield Webhooks(dispatcher, metrics, store, queue)
 
 
-async def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> None:
-    """Release abandoned blocks and prune the attempt log, every SWEEP_EVERY, for ever."""
-    while True:
-        try:
-            await dispatcher.sweep()
-            store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
-        except Exception:  # a broker or disk hiccup must not end the chores: try again next time
-            logger.exception("webhooks housekeeping failed; trying again in %s", SWEEP_EVERY)
-        await clock.sleep_until(clock.now() + SWEEP_EVERY)
+def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> Chore:
+    """Release abandoned blocks and prune the attempt log, every SWEEP_EVERY."""
+
+    async def sweep() -> None:
+        await dispatcher.sweep()
+        store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
+
+    return Chore("webhooks housekeeping", sweep, every(SWEEP_EVERY), retry=SWEEP_EVERY)
 
 
 async def main(settings: Settings) -> None:
@@ -115,14 +116,16 @@ async def main(settings: Settings) -> None:
             running(settings, bus, queue, store, AiohttpTransport(session), clock)
         )
         service.metrics.registry.register(bus.collector())
-        app = create_app(store, queue, service.metrics, clock, ready=lambda: bus.connected)
+        chore = housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
+        keys = Keys(settings.api.keys, settings.api.read_only_keys)
+        app = create_app(
+            store, queue, service.metrics, clock, keys, ready=lambda: bus.connected and not chore.failing
+        )
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
         logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), SHARDS)
-        chores = asyncio.create_task(
-            housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
-        )
+        chores = asyncio.create_task(chore.run(clock), name=chore.name)
         try:
             await wait_for_shutdown()
         finally:

@@ -10,7 +10,7 @@ sleeps on an unacked message and no timer lives in memory.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,9 +18,9 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pydantic import ValidationError
 
-from shared.bus import Bus
+from shared.bus import Bus, transient
 from shared.clock import Clock
-from shared.events import Message, parse_event
+from shared.events import Message, encode_event, parse_event
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.rabbit_work_queue import retire
@@ -28,7 +28,7 @@ from shared.settings import EndpointSettings
 from shared.topology import WEBHOOKS_BINDINGS
 from shared.work_queue import InHand, MemoryWorkQueue
 
-from .jobs import Intake, Job, JobBatch
+from .jobs import Intake, Job, JobBatch, jobs_for
 from .policy import RetryPolicy
 from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, tier_queue
 
@@ -62,14 +62,26 @@ class RabbitJobQueue:
     async def consume(self, handler: Callable[[Job], Awaitable[None]]) -> None:
         """Hand `handler` every shard's jobs in order: each event's (one per endpoint that wants
         it) and the batches this service sent itself."""
-        intake = Intake(self._endpoints, handler)
+        done: dict[int, int] = {}  # message in hand → its jobs handled, kept while it is tried again
 
         async def handle(message: Message | JobBatch) -> None:
+            """A message's jobs in order; tried again after a passing fault, it goes on with the
+            jobs it had not handed yet."""
             if isinstance(message, JobBatch):
-                for job in message.jobs:
-                    await handler(job)
+                jobs: Iterable[Job] = message.jobs
             else:
-                await intake(message)
+                jobs = jobs_for(message, encode_event(message).decode(), self._endpoints)
+            already = done.get(id(message), 0)
+            try:
+                for n, job in enumerate(jobs, 1):
+                    if n > already:
+                        await handler(job)
+                        done[id(message)] = n
+            except Exception as error:
+                if not transient(error):  # dead-lettered: never tried again
+                    done.pop(id(message), None)
+                raise
+            done.pop(id(message), None)
 
         async def in_hand(message: Message | JobBatch) -> None:
             with self._in_hand:
@@ -79,6 +91,7 @@ class RabbitJobQueue:
             self._bus.consume(queue, shard_message, in_hand)
         # before the events went straight to the shards they waited in one intake queue
         unbind = [(self._names.events_exchange, pattern) for pattern in WEBHOOKS_BINDINGS]
+        intake = Intake(self._endpoints, handler)
         await retire(self._bus, self._names.queue(LEGACY_INTAKE), parse_event, intake, unbind)
 
     async def drain(self) -> None:

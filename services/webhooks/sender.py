@@ -13,6 +13,7 @@ from typing import Protocol
 import aiohttp
 
 from shared.clock import Clock
+from shared.logging import endpoint_address, redact
 
 from .formats import WebhookRequest
 from .policy import Failed, Outcome, classify
@@ -55,7 +56,10 @@ class AiohttpTransport:
                 text = (await response.content.read(ANSWER_LIMIT)).decode(errors="replace")
                 return Answer(response.status, response.headers.get("Retry-After"), text)
         except aiohttp.ClientError as error:
-            raise TransportError(f"{type(error).__name__}: {error}"[:200]) from None
+            text = redact(f"{type(error).__name__}: {error}").replace(
+                request.url, endpoint_address(request.url)
+            )
+            raise TransportError(text[:200]) from None
 
 
 def new_session() -> aiohttp.ClientSession:

@@ -119,7 +119,7 @@ events = call.#, recording.ready
 
 def traffic(folder: Path, minutes: float) -> Path:
     path = folder / "traffic.yaml"
-    options = Generated(seed=23, minutes=minutes, calls_per_minute=10, max_concurrent=6, talk=(10, 40))
+    options = Generated(seed=23, minutes=minutes, calls_per_minute=10, max_concurrent=6, talk=(10, 30))
     path.write_text(generated(options))  # its start does not count: the fake begins it now
     return path
 
@@ -217,7 +217,7 @@ def check(events: list[Message], receiver: Receiver) -> None:
 async def test_rabbitmq_stopped_for_90_s_mid_traffic(
     amqp_url: str, broker_prefix: str, tmp_path: Path
 ) -> None:
-    async with rig(tmp_path, amqp_url, broker_prefix, minutes=2.5) as run:
+    async with rig(tmp_path, amqp_url, broker_prefix, minutes=2) as run:
         await run.observer.wait_for(lambda events: answered(events) >= 1, timeout=120)
         await asyncio.to_thread(rabbitmq_app, "stop_app")
         try:
@@ -232,7 +232,7 @@ async def test_rabbitmq_stopped_for_90_s_mid_traffic(
 async def test_the_monitor_killed_mid_call_and_started_again(
     amqp_url: str, broker_prefix: str, tmp_path: Path, snapshot_delay: float
 ) -> None:
-    async with rig(tmp_path, amqp_url, broker_prefix, minutes=1.5, snapshot_delay=snapshot_delay) as run:
+    async with rig(tmp_path, amqp_url, broker_prefix, minutes=1, snapshot_delay=snapshot_delay) as run:
         await run.observer.wait_for(lambda events: answered(events) >= 2, timeout=120)
         if snapshot_delay:  # the next snapshot asked for: killed while the fake takes its time
             fake, asked = run.processes["fake"], b"Call Control snapshot asked"

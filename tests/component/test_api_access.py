@@ -80,7 +80,7 @@ async def test_every_method_checks_the_key(stack: Stack, path: str) -> None:
     missing = await stack.client.get(path, params=params)
     assert missing.status_code == 401 and "API key is needed" in missing.json()["error"]
     assert missing.headers["www-authenticate"] == "Bearer"
-    for wrong in ({"key": KEY[:-1]}, {"key": KEY + "x"}, {"key": "x" * len(KEY)}):
+    for wrong in ({"key": KEY[:-1]}, {"key": KEY + "x"}, {"key": "x" * len(KEY)}, {"key": "é" * 20}):
         answer = await stack.client.get(path, params=params | wrong)
         assert answer.status_code == 401 and answer.json() == {"error": "wrong API key"}
         assert KEY not in answer.text
@@ -89,6 +89,10 @@ async def test_every_method_checks_the_key(stack: Stack, path: str) -> None:
         assert read_only.status_code == 403 and "only read" in read_only.json()["error"]
     else:
         assert read_only.status_code == 200, read_only.text
+    for latin in ({"X-API-Key": "é" * 20}, {"Authorization": "Bearer \udcff"}):  # undecodable bytes
+        raw = {name: value.encode("utf-8", "surrogateescape") for name, value in latin.items()}
+        refused = await stack.client.get(path, params=params, headers=raw)
+        assert refused.status_code == 401, refused.text
     for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):
         allowed = await stack.client.get(path, params=params, headers=headers)
         assert allowed.status_code == 200, (headers, allowed.text)

@@ -76,9 +76,15 @@ def test_the_compose_file_validates_against_the_compose_specification(tmp_path: 
     assert compose_spec.problems(project) == []
     environment = project["services"]["monitor"]["environment"]
     assert environment["CALLBRIDGE_BUS_AMQP_URL"] == "amqp://callbridge:a-password@rabbitmq:5672/"
-    assert project["services"]["api"]["ports"] == ["8080:8080"]  # the default where .env says nothing
+    assert project["services"]["api"]["ports"] == ["127.0.0.1:8080:8080"]  # where .env says nothing
+    assert project["services"]["recordings"]["ports"] == ["127.0.0.1:8443-8444:8443"]
+    assert "ports" not in project["services"]["webhooks"] and "ports" not in project["services"]["monitor"]
+    with pytest.raises(compose_spec.ComposeError, match="RABBITMQ_PASSWORD is required"):
+        compose_spec.load(COMPOSE_FILES[:1], {})  # no default password
     assert sorted(project["services"]) == sorted(["rabbitmq", *SERVICES])
-    merged = compose_spec.load(COMPOSE_FILES, {})  # what tests/compose brings up, where an engine runs
+    merged = compose_spec.load(
+        COMPOSE_FILES, {"RABBITMQ_PASSWORD": "a-password"}
+    )  # what tests/compose brings up, where an engine runs
     assert compose_spec.problems(merged) == []
     assert "receiver" in merged["services"]
     mounts = merged["services"]["recordings"]["volumes"]
@@ -86,13 +92,13 @@ def test_the_compose_file_validates_against_the_compose_specification(tmp_path: 
     assert not any(str(m).startswith("./callbridge.ini:") for m in mounts)  # replaced: same target
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILES[0].read_text().replace('    command: ["api"]', '    comand: ["api"]'))
-    refused = compose_spec.problems(compose_spec.load([broken], {}))
+    refused = compose_spec.problems(compose_spec.load([broken], {"RABBITMQ_PASSWORD": "a-password"}))
     assert any("comand" in problem for problem in refused), refused  # the check can fail
     undeclared = tmp_path / "undeclared.yml"
     undeclared.write_text(COMPOSE_FILES[0].read_text().replace("  callbridge-data:\n", ""))
     assert any(
         "'callbridge-data' is not declared" in p
-        for p in compose_spec.problems(compose_spec.load([undeclared], {}))
+        for p in compose_spec.problems(compose_spec.load([undeclared], {"RABBITMQ_PASSWORD": "a-password"}))
     )
 
 
@@ -109,11 +115,15 @@ def test_a_compose_client_where_one_is_installed_accepts_the_file(tmp_path: Path
     )
     assert checked.returncode == 0, checked.stderr
     assert "amqp://callbridge:a-password@rabbitmq:5672/" in checked.stdout
-    merged = subprocess.run([*command, *files, "config"], capture_output=True, text=True, check=False)
+    merged = subprocess.run(
+        [*command, *files, "config"], capture_output=True, text=True, env=environment, check=False
+    )
     assert merged.returncode == 0, merged.stderr
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE_FILES[0].read_text().replace('    command: ["api"]', '    comand: ["api"]'))
-    refused = subprocess.run([*command, "-f", str(broken), "config", "-q"], capture_output=True, text=True)
+    refused = subprocess.run(
+        [*command, "-f", str(broken), "config", "-q"], capture_output=True, text=True, env=environment
+    )
     assert refused.returncode != 0 and "comand" in refused.stderr
 
 

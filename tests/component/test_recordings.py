@@ -1,6 +1,7 @@
 """Recordings against real files: MP3s decoded (tests/mp3.py), HTTP downloads, scanning, retention."""
 
 import contextlib
+import errno
 import os
 import shutil
 import ssl
@@ -9,9 +10,11 @@ import subprocess
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,8 +26,9 @@ from services.recordings.main import running
 from services.recordings.retention import prune
 from services.recordings.service import Recordings
 from services.recordings.tokens import signed_query
-from services.recordings.transcode import CorruptRecording, transcode
-from services.recordings.work import ConversionJob, Worker
+from services.recordings.transcode import MAX_PADDING, Converted, CorruptRecording, transcode
+from services.recordings.work import POOL_DEATHS, ConversionJob, Pool, Worker
+from shared.bus import PublishError, Transient
 from shared.clock import SystemClock, VirtualClock
 from shared.events import CallAnswered, RecordingFailed
 from shared.http_server import free_port, serving
@@ -117,6 +121,20 @@ async def test_downloads(tmp_path: Path) -> None:
             assert (
                 await client.get(f"/webapi/recording/{sneaky}?{signed_query(secret, sneaky, expires)}")
             ).status_code == 404
+        for token in ("%C3%A9" * 32, "%00", "x" * 5000):  # non-ASCII, a NUL, far too long
+            forged = await client.get(f"/webapi/recording/{name}?expires={expires}&token={token}")
+            assert forged.status_code == 403, token
+
+
+async def test_the_download_server_shows_no_docs_and_its_figures_to_its_networks_only(tmp_path: Path) -> None:
+    lan = create_app(tmp_path, b"k" * 32, SystemClock(), metrics_from=(IPv4Network("127.0.0.0/8"),))
+    internet = create_app(tmp_path, b"k" * 32, SystemClock(), metrics_from=(IPv4Network("10.0.0.0/8"),))
+    for app, metrics in ((lan, 200), (internet, 403)):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://pbx") as client:
+            assert (await client.get("/metrics")).status_code == metrics
+            for hidden in ("/docs", "/redoc", "/openapi.json"):
+                assert (await client.get(hidden)).status_code == 404
 
 
 def test_retention_never_removes_a_younger_file(tmp_path: Path) -> None:
@@ -131,6 +149,18 @@ def test_retention_never_removes_a_younger_file(tmp_path: Path) -> None:
     os.utime(young, (now - 89 * 86400, now - 89 * 86400))
     assert prune(tmp_path, 90, now) == [old]
     assert young.exists() and not old_day.exists()
+
+
+def test_retention_removes_what_a_conversion_cut_short_left(tmp_path: Path) -> None:
+    now = time.time()
+    day = tmp_path / "2026-11-27"
+    day.mkdir()
+    left, writing = day / ".a-1-1.mp3.77.part", day / ".b-1-1.mp3.78.part"
+    left.write_bytes(b"x")
+    writing.write_bytes(b"y")
+    os.utime(left, (now - 2 * 3600, now - 2 * 3600))
+    assert prune(tmp_path, 90, now) == [left]
+    assert writing.exists()
 
 
 class TestScanning:
@@ -153,9 +183,9 @@ class TestScanning:
             **options,
         )  # type: ignore[arg-type]
         clock = VirtualClock(self.start)
-        with ThreadPoolExecutor(1) as executor:
+        with Pool(lambda: ThreadPoolExecutor(1)) as pool:
             conversions: MemoryWorkQueue[ConversionJob] = MemoryWorkQueue("conversions")
-            await conversions.consume(Worker(bus, executor, clock))
+            await conversions.consume(Worker(bus, pool, clock))
             wired = running(Settings(recordings=config), bus, clock, conversions, secret=b"s", live=False)
             try:
                 async with wired as recordings:
@@ -222,6 +252,96 @@ class TestScanning:
                 )
             )
             assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file
+
+    async def test_a_file_whose_job_could_not_be_handed_out_is_offered_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        bus = InMemoryBus()
+        async with self.service(tmp_path, bus, settle=0) as recordings:
+            await self.talk(recordings)
+            wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+            submit = MemoryWorkQueue.submit
+
+            async def broker_away(queue: MemoryWorkQueue[ConversionJob], job: ConversionJob) -> None:
+                raise PublishError("1 message(s) not confirmed, first: RabbitMQ is away")
+
+            monkeypatch.setattr(MemoryWorkQueue, "submit", broker_away)
+            with pytest.raises(PublishError):
+                await recordings.turn()  # the watch chore logs it and comes again
+            assert not recordings.ledger.claimed(wav)  # not lost in a claim that leads nowhere
+            monkeypatch.setattr(MemoryWorkQueue, "submit", submit)
+            assert await recordings.scan() == 1
+            await recordings.drain()
+            assert [p.name for p in (tmp_path / "archive").rglob("*.mp3")] == ["211230100614_665-1-1.mp3"]
+
+    async def test_a_full_disk_holds_the_conversion_until_there_is_room(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder
+    ) -> None:
+        bus = InMemoryBus()
+        await bus.subscribe("ops", recorder, bindings=["recording.failed", "recording.converted"])
+        write = Path.write_bytes
+        full = 2
+
+        def disk_full(path: Path, data: bytes) -> int:
+            nonlocal full
+            if path.suffix == ".part" and full:
+                full -= 1
+                path.touch()  # what the full disk took before it refused
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return write(path, data)
+
+        monkeypatch.setattr(Path, "write_bytes", disk_full)
+        async with self.service(tmp_path, bus, settle=0) as recordings:
+            await self.talk(recordings)
+            write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+            assert await recordings.scan() == 1
+            [converted] = await recorder.wait_for(1)
+            assert converted.type == "recording.converted" and full == 0
+            assert converted.ok and recordings.failed == 0  # held, tried again, never failed
+            assert [p.name for p in (tmp_path / "archive").rglob("*")] == [
+                "2021-12-30",
+                "211230100614_665-1-1.mp3",
+            ]  # no .part left behind
+
+
+def test_a_conversion_done_twice_answers_as_the_first_time(tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "in.wav", 2.0)
+    first = transcode(wav, tmp_path / "out.mp3", delete_source=True)
+    again = transcode(wav, tmp_path / "out.mp3", delete_source=True)  # the job came twice
+    assert not wav.exists() and 0 <= again.seconds - first.seconds <= MAX_PADDING  # the MP3's frames
+
+
+def _die() -> None:
+    os._exit(1)  # as the OOM killer would end a conversion process
+
+
+async def test_a_pool_whose_process_died_is_started_again() -> None:
+    with Pool(lambda: ProcessPoolExecutor(1)) as pool:
+        with pytest.raises(BrokenProcessPool):
+            await pool.run(_die)
+        assert pool.restarts == 1
+        assert await pool.run(os.getpid) != os.getpid()  # a fresh process does the next job
+
+
+async def test_a_job_that_kills_its_process_each_time_is_reported_failed(recorder: Recorder) -> None:
+    class Dying(Pool):
+        async def run(self, function: Callable[..., Converted], *args: object) -> Converted:
+            raise BrokenProcessPool("killed")
+
+    bus = InMemoryBus()
+    await bus.subscribe("ops", recorder, bindings=["recording.converted"])
+    job = ConversionJob(
+        chain_id="c", link=1, source="/x.wav", target="/c-1-1.mp3", bitrate=32, quality=7, keep_wav=True
+    )
+    with Dying(lambda: ThreadPoolExecutor(1)) as pool:
+        worker = Worker(bus, pool, SystemClock())
+        for _ in range(POOL_DEATHS - 1):
+            with pytest.raises(Transient):  # tried again: the OOM killer may have hit another's memory
+                await worker(job)
+            assert worker.failing
+        await worker(job)
+    [converted] = await recorder.wait_for(1)
+    assert not converted.ok and "died 3 times" in converted.reason
 
 
 def test_backlog_conversion(tmp_path: Path) -> None:

@@ -28,7 +28,11 @@ def docker_compose_command() -> str:
 
 @pytest.fixture(scope="session")
 def docker_compose_file() -> Iterator[list[str]]:
-    ports = {"API_PORT": str(free_port()), "RECORDINGS_PORTS": f"{free_port()}-{free_port()}"}
+    ports = {
+        "API_PORT": str(free_port()),
+        "RECORDINGS_PORTS": f"{free_port()}-{free_port()}",
+        "RABBITMQ_PASSWORD": "compose-test-password",
+    }
     saved = {name: os.environ.get(name) for name in ports}
     os.environ.update(ports)  # compose reads them when it brings the stack up
     yield [str(ROOT / "docker-compose.yml"), str(HERE / "compose.test.yml")]

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from services.webhooks.jobs import Job
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import MemoryJobQueue, RabbitJobQueue
-from shared.bus import Bus
+from shared.bus import Bus, Transient
 from shared.clock import SystemClock
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
@@ -169,6 +169,25 @@ async def test_an_item_whose_handler_raises_is_set_aside_and_the_next_follows(su
         await subject.put(n)
     assert await subject.wait_for(2) == [0, 2]
     await subject.set_aside(1)
+
+
+async def test_an_item_whose_handler_fails_in_passing_is_handed_again_before_the_next(
+    subject: Subject,
+) -> None:
+    failures = 2
+
+    async def flaky(item: Any) -> None:
+        nonlocal failures
+        if subject.number(item) == 1 and failures:
+            failures -= 1
+            raise Transient("the archive's disk is full")
+        await subject.handler(item)
+
+    await subject.queue.consume(flaky)
+    await subject.put(0, 1, 2)
+    assert await subject.wait_for(3) == [0, 1, 2]
+    assert failures == 0
+    await subject.set_aside(0)
 
 
 async def test_drain_waits_for_the_item_in_hand(subject: Subject) -> None:

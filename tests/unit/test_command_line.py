@@ -79,6 +79,7 @@ CASES: dict[str, Case] = {
     "recordings: short secret": Case(
         ("recordings",), "[recordings] token_secret", config="[recordings]\ntoken_secret = x\n"
     ),
+    "recordings: no secret": Case(("recordings",), "[recordings] token_secret is required"),
     "recordings: not a URL": Case(
         ("recordings",), "[recordings] public_url", config="[recordings]\npublic_url = not a url\n"
     ),

@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter, Response
 
+from shared.keys import READ
+
 from .. import answers
-from ..deps import READ, READ_ERRORS, State, Wired
+from ..deps import READ_ERRORS, State, Wired
 
 router = APIRouter(tags=["calls"], dependencies=READ, responses=READ_ERRORS)
 

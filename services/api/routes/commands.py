@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 
 from shared import commands
 from shared.directory import FORWARDING_PROFILES, ForwardingProfile
+from shared.keys import COMMAND
 
 from .. import answers
-from ..deps import COMMAND, COMMAND_ERRORS, LogIn, Number, OnOff, Wired, send
+from ..deps import COMMAND_ERRORS, Calling, LogIn, Number, OnOff, Wired, Wiring, audit, send
 
 router = APIRouter(tags=["commands"], dependencies=COMMAND, responses=COMMAND_ERRORS)
 Party = Annotated[str, Query(min_length=1, max_length=32)]
@@ -21,34 +22,55 @@ Profile = Annotated[
 @router.get("/makecall")
 async def makecall(
     wired: Wired,
+    by: Calling,
     first: Annotated[Party, Query(description="the extension that rings first")],
     second: Annotated[Party, Query(description="then dialled: an extension or outside number")],
 ) -> answers.CommandAnswer:
-    """Click to dial: `first`'s phone rings; once it is picked up, the PBX dials `second`."""
-    return await send(wired, commands.MakeCall(first=first, second=second))  # type: ignore[no-any-return]
+    """Click to dial: `first`'s phone rings; once it is picked up, the PBX dials `second`: a
+    number of the PBX, or an outside number that `[api] dial_allow` allows and `dial_deny` does
+    not refuse (403 otherwise); at most `makecall_per_minute` per key (429 otherwise)."""
+    command = commands.MakeCall(first=first, second=second)
+    refusal = wired.dialling.refusal(second, own_numbers(wired))
+    wait = 0 if refusal else wired.makecalls.take(by.key)
+    if wait:
+        refusal = f"this key placed {wired.settings.makecall_per_minute:g} calls in the last minute"
+    if refusal:
+        audit(command, by, f"refused: {refusal}")
+        raise HTTPException(429 if wait else 403, refusal, {"Retry-After": str(wait)} if wait else None)
+    return await send(wired, command, by)  # type: ignore[no-any-return]
+
+
+def own_numbers(wired: Wiring) -> set[str]:
+    """The PBX's own numbers (extensions, queues, ring groups, IVRs), as far as the state says."""
+    if not wired.cache.ready:
+        return set()
+    directory = wired.cache.state.directory
+    dns = (*directory.extensions, *directory.queues, *directory.groups, *directory.ivrs)
+    return {dn.number for dn in dns}
 
 
 @router.get("/ext.fwd.set")
-async def set_forwarding(wired: Wired, num: Number, status: Profile) -> answers.CommandAnswer:
+async def set_forwarding(wired: Wired, by: Calling, num: Number, status: Profile) -> answers.CommandAnswer:
     """Switch an extension's forwarding profile."""
     profile = _profile(status)
     if profile is None:
         reason = f"unknown status {status!r}: one of {', '.join(FORWARDING_PROFILES)}"
         failed = answers.CommandAnswer(result="failure", reason=reason)
         return JSONResponse(failed.model_dump(), status_code=400)  # type: ignore[return-value]
-    return await send(wired, commands.SetForwarding(extension=num, profile=profile))  # type: ignore[no-any-return]
+    return await send(wired, commands.SetForwarding(extension=num, profile=profile), by)  # type: ignore[no-any-return]
 
 
 @router.get("/ext.queueglobal.set")
-async def set_queue_global(wired: Wired, num: Number, log: LogIn) -> answers.CommandAnswer:
+async def set_queue_global(wired: Wired, by: Calling, num: Number, log: LogIn) -> answers.CommandAnswer:
     """Log an agent in to (`on`) or out of (`off`) all its queues at once."""
     request = commands.SetQueueLogin(extension=num, queue="all", logged_in=log == "on")
-    return await send(wired, request)  # type: ignore[no-any-return]
+    return await send(wired, request, by)  # type: ignore[no-any-return]
 
 
 @router.get("/ext.queue.set")
 async def set_queue(
     wired: Wired,
+    by: Calling,
     num: Number,
     queue: Annotated[str, Query(min_length=1, max_length=32, description="the queue's number")],
     log: LogIn,
@@ -57,12 +79,13 @@ async def set_queue(
     if queue == "all":
         raise HTTPException(422, "queue: use ext.queueglobal.set for all queues")
     request = commands.SetQueueLogin(extension=num, queue=queue, logged_in=log == "on")
-    return await send(wired, request)  # type: ignore[no-any-return]
+    return await send(wired, request, by)  # type: ignore[no-any-return]
 
 
 @router.get("/ext.options.set")
 async def set_options(
     wired: Wired,
+    by: Calling,
     num: Number,
     enabled: Annotated[OnOff | None, Query(description="the extension may be used at all")] = None,
     external: Annotated[OnOff | None, Query(description="it may make and take outside calls")] = None,
@@ -79,7 +102,7 @@ async def set_options(
         external=None if external is None else external == "on",
         recording=recording,
     )
-    return await send(wired, request)  # type: ignore[no-any-return]
+    return await send(wired, request, by)  # type: ignore[no-any-return]
 
 
 def _profile(status: str) -> ForwardingProfile | None:

@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter
 
+from shared.keys import READ
+
 from .. import answers
-from ..deps import READ, READ_ERRORS, State
+from ..deps import READ_ERRORS, State
 
 router = APIRouter(tags=["directory"], dependencies=READ, responses=READ_ERRORS)
 

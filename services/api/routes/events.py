@@ -6,7 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from ..deps import READ, READ_ERRORS, Wired
+from shared.keys import READ
+
+from ..deps import READ_ERRORS, Wired
 
 router = APIRouter(tags=["events"], dependencies=READ, responses=READ_ERRORS)
 Types = Annotated[

@@ -2,8 +2,10 @@
 
 from fastapi import APIRouter
 
+from shared.keys import READ
+
 from .. import answers
-from ..deps import LOOKUP_ERRORS, READ, Number, State, extension_of
+from ..deps import LOOKUP_ERRORS, Number, State, extension_of
 
 router = APIRouter(tags=["extensions"], dependencies=READ, responses=LOOKUP_ERRORS)
 

@@ -4,10 +4,11 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException
 
+from shared.keys import READ
 from shared.pbx_state import PbxState
 
 from .. import answers
-from ..deps import LOOKUP_ERRORS, READ, Number, State
+from ..deps import LOOKUP_ERRORS, Number, State
 
 router = APIRouter(tags=["queues and groups"], dependencies=READ, responses=LOOKUP_ERRORS)
 

@@ -1,5 +1,6 @@
 """Matching files to links, numbering them, and deciding when a chain's recordings are announced."""
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -169,3 +170,31 @@ def test_a_link_seen_late_takes_the_file_of_its_own_call() -> None:
     assert ledger.match(other_call, T0 + timedelta(seconds=91)) is None  # not this call's file
     found = ledger.match(recording("102", "10:06:19"), T0 + timedelta(seconds=91))
     assert found is not None and (found.chain_id, found.link) == ("211230100614_665", 1)
+
+
+def test_a_claim_never_handed_out_is_given_up_after_a_crash(tmp_path: Path) -> None:
+    ledger = RecordingLedger(PRAGUE, tmp_path / "ledger.db")
+    feed(ledger, answered(1, "102", 5), answered(2, "103", 6))
+    handed, cut = recording("102", "10:06:19"), recording("103", "10:06:20")
+    assert ledger.match(handed, T0 + timedelta(seconds=30)) is not None
+    ledger.queued(handed.path)
+    assert ledger.match(cut, T0 + timedelta(seconds=30)) is not None  # killed before its job was confirmed
+    restarted = RecordingLedger(PRAGUE, tmp_path / "ledger.db")
+    assert restarted.release_unqueued() == 1
+    assert restarted.claimed(handed.path) and not restarted.claimed(cut.path)
+    assert restarted.match(cut, T0 + timedelta(seconds=40)) is not None  # matched again
+
+
+def test_a_ledger_from_before_handed_out_claims_keeps_them(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL, link INTEGER NOT NULL,"
+        " started REAL NOT NULL, name TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,"
+        " converted INTEGER NOT NULL DEFAULT 0)"
+    )
+    old.execute("INSERT INTO files (path, chain_id, link, started) VALUES ('/pbx/a.wav', 'c', 1, 0)")
+    old.commit()
+    old.close()
+    ledger = RecordingLedger(PRAGUE, path)
+    assert ledger.release_unqueued() == 0 and ledger.claimed(Path("/pbx/a.wav"))

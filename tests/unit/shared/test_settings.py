@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config_file import load_settings
-from shared.logging import configure_logging, redact, redact_url
+from shared.logging import configure_logging, endpoint_address, redact, redact_url
 from shared.settings import ConfigError, EndpointSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -91,6 +91,15 @@ def test_secrets_in_urls_are_redacted() -> None:
     assert (
         redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
     )
+
+
+def test_tokens_in_web_addresses_are_redacted() -> None:
+    assert redact("POST https://crm.example/hook?token=s3cret&x=1 failed") == (
+        "POST https://crm.example/hook?*** failed"
+    )
+    assert endpoint_address("https://hooks.slack.com/services/T0/B0/s3cret") == "https://hooks.slack.com/…"
+    assert endpoint_address("http://crm.example:8080/?token=s3cret") == "http://crm.example:8080/…"
+    assert endpoint_address("http://crm.example") == "http://crm.example/"
 
 
 def test_configuration_errors_do_not_echo_secrets() -> None:

@@ -178,7 +178,7 @@ async def test_gone_disables_the_endpoint_and_keeps_the_rest(tmp_path: Path) -> 
     for job in h.jobs(make_call_ringing(), make_call_ended()):
         await h.dispatcher.handle(job)
     assert len(receiver.requests) == 1  # nothing is sent after the 410
-    assert h.disabled == [("crm", "http://crm.test/hook answered 410 Gone")]
+    assert h.disabled == [("crm", "http://crm.test/… answered 410 Gone")]  # its path may be a token
     assert [d.event_type for d in h.store.dead()] == ["call.ringing", "call.ended"]  # kept for replay
     assert "crm" in h.store.disabled()
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from services.webhooks.http import create_app
 from services.webhooks.jobs import Job, jobs_for
@@ -10,9 +11,12 @@ from services.webhooks.metrics import WebhookMetrics
 from services.webhooks.store import Attempt, DeliveryStore
 from shared.clock import SystemClock
 from shared.events import encode_event
+from shared.keys import Keys
 from shared.settings import EndpointSettings
 from tests.factories import make_call_ringing
 from tests.unit.webhooks.test_dispatcher import RecordingQueue
+
+FULL, READER = "a-full-key-for-the-admin", "a-read-only-key-for-the-log"
 
 
 async def test_routes(tmp_path: Path) -> None:
@@ -28,11 +32,24 @@ async def test_routes(tmp_path: Path) -> None:
         Attempt(now, "crm", job.event_id, job.event_type, job.chain, 1, 500, "Failed", 3.2, "boom")
     )
     store.disable(now, "crm", "410")
-    app = create_app(store, queue, metrics, SystemClock(), ready=lambda: False)
+    keys = Keys((SecretStr(FULL),), (SecretStr(READER),))
+    app = create_app(store, queue, metrics, SystemClock(), keys, ready=lambda: False)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://webhooks"
     ) as client:
+        await check_keys(client)
+        client.headers["X-API-Key"] = FULL
         await check_routes(client, store, queue, job)
+
+
+async def check_keys(client: httpx.AsyncClient) -> None:
+    """The admin routes take the API's keys: any key reads, a full one replays."""
+    for path in ("/attempts", "/dead"):
+        assert (await client.get(path)).status_code == 401
+        assert (await client.get(path, headers={"X-API-Key": "wrong-key-wrong-key"})).status_code == 401
+        assert (await client.get(path, headers={"X-API-Key": READER})).status_code == 200
+    assert (await client.post("/dead/replay")).status_code == 401
+    assert (await client.post("/dead/replay", headers={"X-API-Key": READER})).status_code == 403
 
 
 async def check_routes(
