@@ -236,10 +236,16 @@ class RabbitBus:
         queue: AbstractQueue,
         decode: Callable[[bytes], T],
         handler: Callable[[T], Awaitable[None]],
+        *,
+        side_by_side: bool = False,
     ) -> None:
-        """Handle `queue`'s messages one at a time, in order, acking each after its handler; a
-        body `decode` refuses, or a handler that raises, dead-letters the message."""
-        jobs = {"consume": consume(queue, decode, handler), "watch": watch_waiting(queue)}
+        """Handle `queue`'s messages one at a time, in order (or `side_by_side`: see
+        `rabbit_consumer.consume`), acking each after its handler; a body `decode` refuses, or a
+        handler that raises, dead-letters the message."""
+        jobs = {
+            "consume": consume(queue, decode, handler, side_by_side=side_by_side),
+            "watch": watch_waiting(queue),
+        }
         for name, job in jobs.items():
             task = asyncio.create_task(job, name=f"{name} {queue.name}")
             self._consumers.add(task)

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from functools import partial
 from typing import ClassVar, TypeVar
 
@@ -24,10 +25,6 @@ from .bus import patiently
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
-RETRY_FIRST, RETRY_MAX = (
-    0.5,
-    30.0,
-)  # seconds before a message whose handler failed in passing is handled again
 
 
 class Consumed:
@@ -39,20 +36,58 @@ class Consumed:
     waiting: ClassVar[dict[str, int]] = {}
 
 
+_HELD: ContextVar[Callable[[], bool]] = ContextVar("held", default=lambda: True)
+
+
+def holding() -> Callable[[], bool]:
+    """In a handler: whether the message it handles is still this consumer's to settle (the
+    channel it came on is open); work it hands on (the webhooks' lanes) takes this along."""
+    return _HELD.get()
+
+
 async def consume(
-    queue: AbstractQueue, decode: Callable[[bytes], T], handler: Callable[[T], Awaitable[None]]
+    queue: AbstractQueue,
+    decode: Callable[[bytes], T],
+    handler: Callable[[T], Awaitable[None]],
+    *,
+    side_by_side: bool = False,
 ) -> None:
-    """Handle `queue`'s messages until cancelled."""
+    """Handle `queue`'s messages until cancelled: one at a time, or with `side_by_side` each as
+    it comes, up to the channel's prefetch at once, each acked when its handler returns (the
+    handler keeps whatever order its items need: the webhooks' lanes keep each chain's)."""
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
+    in_hand: set[asyncio.Task[None]] = set()
     try:
         while True:
             message = await inbox.get()
-            if await _handle(queue.name, message, decode, handler):
-                await _settle(queue.name, message, ack=True)
+            if not _channel_open(message):
+                # prefetched on a channel lost since: the broker delivers it again (maybe to a
+                # replica that took over): handling it here as well would deliver it twice
+                continue
+            work = _handle_and_settle(queue.name, message, decode, handler)
+            if side_by_side:
+                task = asyncio.create_task(work)
+                in_hand.add(task)
+                task.add_done_callback(in_hand.discard)
+            else:
+                await work
     finally:
+        for task in in_hand:
+            task.cancel()
         with contextlib.suppress(Exception):
             await queue.cancel(tag)
+
+
+async def _handle_and_settle(
+    queue: str,
+    message: AbstractIncomingMessage,
+    decode: Callable[[bytes], T],
+    handler: Callable[[T], Awaitable[None]],
+) -> None:
+    _HELD.set(partial(_channel_open, message))
+    if await _handle(queue, message, decode, handler):
+        await _settle(queue, message, ack=True)
 
 
 async def watch_waiting(queue: AbstractQueue) -> None:

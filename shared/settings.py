@@ -180,7 +180,8 @@ class RecordingsSettings(_Served):
     http_host: Host = "127.0.0.1"
     http_port: int = Field(8443, ge=0, le=65535)
     metrics_from: Networks = Field(
-        PRIVATE_NETWORKS,  # type: ignore[arg-type]
+        PRIVATE_NETWORKS,
+        validate_default=True,
         description="networks whose clients may read /metrics (the downloads may face the internet)",
     )
 

@@ -6,10 +6,16 @@ which extensions record. A PBX file is matched to the link of its extension whos
 contains the file's start (within `SLACK`), preferring the chain whose call number is the
 file's `(n)`. A link's files are numbered by start time.
 
-A chain is announced once it has ended (as this service saw it), every file matched to it is
-converted (or failed), no new file came for `quiet` seconds, and every recording extension's
-link has a file, or `max_wait` passed since the chain ended (a recording that never comes does
-not hold the others back for ever). One announcement per link with files.
+A file is handed out for conversion only once its link has ended (a WAV that stops growing
+while a call is on hold is not finished). A chain is announced once it has ended (as this
+service saw it), every file matched to it is converted (or failed), no new file came for `quiet`
+seconds, and every recording extension's link has a file, or `max_wait` passed since the chain
+ended (a recording that never comes does not hold the others back for ever). One announcement
+per link with files, at least once: `due()` leases the chain for ANNOUNCE_LEASE, `announced()`
+marks it done once the announcements are confirmed published; a lease that ran out (a replica
+killed meanwhile, RabbitMQ away) is taken again. A file that comes after its chain was announced
+opens the chain again: its link is announced again with every file (the other links' repeats
+carry the same event ids, and consumers drop them).
 
 The ledger is kept in SQLite, shared by the recordings replicas of a host: whichever replica is
 the active consumer of the call events writes it, a replica that takes over reads it, a file is
@@ -30,10 +36,12 @@ from .naming import PbxRecording, archive_name
 
 SLACK = timedelta(seconds=3)
 FORGET_AFTER = timedelta(days=1)  # chains ended (or silent) this long ago leave the ledger
+ANNOUNCE_LEASE = timedelta(seconds=60)  # a chain being announced is another's to take after this
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chains (chain_id TEXT PRIMARY KEY, call_number INTEGER NOT NULL,
-    seen REAL NOT NULL, ended_at REAL, last_file_at REAL, announced INTEGER NOT NULL DEFAULT 0);
+    seen REAL NOT NULL, ended_at REAL, last_file_at REAL, announced INTEGER NOT NULL DEFAULT 0,
+    leased_until REAL);
 CREATE TABLE IF NOT EXISTS links (chain_id TEXT NOT NULL, link INTEGER NOT NULL, extension TEXT NOT NULL,
     started REAL NOT NULL, ended_at REAL, ended TEXT, PRIMARY KEY (chain_id, link));
 CREATE INDEX IF NOT EXISTS links_extension ON links (extension, started);
@@ -43,15 +51,22 @@ CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL,
 CREATE INDEX IF NOT EXISTS files_link ON files (chain_id, link);
 CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, recording TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 """
+# columns later versions added, for a ledger an earlier version made
+COLUMNS = {
+    "files": ("queued INTEGER NOT NULL DEFAULT 1",),
+    "chains": ("leased_until REAL",),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     chain_id: str
     link: int
-    name: str  # the archive file name, `{chain}-{link}-{n}.mp3`
+    name: str  # the archive file name, `{chain}-{link}-{n}.mp3`; "" while not `finished`
+    finished: bool = True  # False: the link is still in progress, the file not claimed yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +75,18 @@ class Announcement:
     link: int
     names: tuple[str, ...]
     ended: CallEnded
+    lease: float  # what `announced()` hands back
 
 
 class RecordingLedger:
     def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
         self._zone = zone
         self._db = open_database(Path(database), SCHEMA, "the recordings ledger")
-        if "queued" not in {row[1] for row in self._db.execute("PRAGMA table_info(files)")}:
-            self._db.execute("ALTER TABLE files ADD COLUMN queued INTEGER NOT NULL DEFAULT 1")
+        for table, columns in COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def apply(self, event: Event, received: datetime) -> None:
         """Take in a bus event; `received` is when this service got it (its own clock: waiting
@@ -124,8 +143,9 @@ class RecordingLedger:
         started = recording.started.replace(tzinfo=self._zone).timestamp()
         slack = SLACK.total_seconds()
         row = self._db.execute(
-            "SELECT l.chain_id, l.link FROM links l JOIN chains c USING (chain_id)"
-            " WHERE l.extension = :extension AND c.announced = 0"
+            "SELECT l.chain_id, l.link, l.ended_at IS NOT NULL OR c.ended_at IS NOT NULL"
+            " FROM links l JOIN chains c USING (chain_id)"
+            " WHERE l.extension = :extension"
             " AND (l.started - :slack <= :started OR c.call_number = :number)"
             " AND (l.ended_at IS NULL OR :started <= l.ended_at + :slack)"
             " ORDER BY c.call_number != :number, l.started - :slack > :started, abs(l.started - :started)"
@@ -139,7 +159,9 @@ class RecordingLedger:
         ).fetchone()
         if row is None:
             return None
-        chain_id, link = row
+        chain_id, link, finished = row
+        if not finished:
+            return Match(chain_id, link, "", finished=False)
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             claimed = self._db.execute(
@@ -156,8 +178,9 @@ class RecordingLedger:
                     "UPDATE files SET name = ? WHERE path = ?",
                     (archive_name(f"{chain_id}-{link}", number), path),
                 )
-            self._db.execute(
-                "UPDATE chains SET last_file_at = ? WHERE chain_id = ?", (now.timestamp(), chain_id)
+            self._db.execute(  # a file after the announcement opens the chain again
+                "UPDATE chains SET last_file_at = ?, announced = 0, leased_until = NULL WHERE chain_id = ?",
+                (now.timestamp(), chain_id),
             )
         name = self._db.execute("SELECT name FROM files WHERE path = ?", (str(recording.path),)).fetchone()[0]
         return Match(chain_id, link, name)
@@ -181,29 +204,65 @@ class RecordingLedger:
         return self._db.execute("SELECT 1 FROM files WHERE path = ?", (str(path),)).fetchone() is not None
 
     def settled(self, chain_id: str, link: int, path: Path, converted: bool) -> None:
-        changed = self._db.execute(
-            "UPDATE files SET done = 1, converted = ? WHERE path = ? AND chain_id = ?",
-            (int(converted), str(path), chain_id),
-        ).rowcount
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            changed = self._db.execute(
+                "UPDATE files SET done = 1, converted = ? WHERE path = ? AND chain_id = ?",
+                (int(converted), str(path), chain_id),
+            ).rowcount
+            if converted:  # announced without it (its conversion took too long): once more, with it
+                self._db.execute(
+                    "UPDATE chains SET announced = 0, leased_until = NULL"
+                    " WHERE chain_id = ? AND announced = 1",
+                    (chain_id,),
+                )
         if not changed:
             raise KeyError(f"{path} is not a file of {chain_id}-{link}")
 
     def due(self, now: datetime, quiet: timedelta, max_wait: timedelta) -> list[Announcement]:
+        """The announcements due, their chains leased to the caller until ANNOUNCE_LEASE from now."""
         out: list[Announcement] = []
         stamp = now.timestamp()
+        lease = stamp + ANNOUNCE_LEASE.total_seconds()
         ended = self._db.execute(
-            "SELECT chain_id, ended_at, last_file_at FROM chains WHERE ended_at IS NOT NULL AND announced = 0"
+            "SELECT chain_id, ended_at, last_file_at FROM chains WHERE ended_at IS NOT NULL"
+            " AND announced = 0 AND coalesce(leased_until, 0) < ?",
+            (stamp,),
         ).fetchall()
         for chain_id, ended_at, last_file_at in ended:
             if not self._ready(chain_id, stamp, ended_at, last_file_at, quiet, max_wait):
                 continue
             if not self._db.execute(
-                "UPDATE chains SET announced = 1 WHERE chain_id = ? AND announced = 0", (chain_id,)
+                "UPDATE chains SET leased_until = ? WHERE chain_id = ? AND announced = 0"
+                " AND coalesce(leased_until, 0) < ?",
+                (lease, chain_id, stamp),
             ).rowcount:
-                continue  # another replica announced it
-            out += self._announcements(chain_id)
+                continue  # another replica is announcing it
+            announcements = self._announcements(chain_id, lease)
+            out += announcements
+            if not announcements:  # no file to announce: done with it
+                self._done(chain_id, lease)
         self._forget(stamp - FORGET_AFTER.total_seconds())
         return out
+
+    def announced(self, items: list[Announcement]) -> None:
+        """Their announcements were published: done with their chains (unless a file came since)."""
+        for chain_id, lease in {(item.chain_id, item.lease) for item in items}:
+            self._done(chain_id, lease)
+
+    def _done(self, chain_id: str, lease: float) -> None:
+        self._db.execute(
+            "UPDATE chains SET announced = 1, leased_until = NULL WHERE chain_id = ? AND leased_until = ?",
+            (chain_id, lease),
+        )
+
+    def turned(self, wall: float) -> None:
+        """The service looked at the folder at `wall` (the file system's clock)."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_turn', ?)", (wall,))
+
+    def last_turn(self) -> float | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'last_turn'").fetchone()
+        return None if row is None else float(row[0])
 
     def _ready(
         self,
@@ -231,7 +290,7 @@ class RecordingLedger:
         ).fetchone()[0]
         return bool(missing == 0)
 
-    def _announcements(self, chain_id: str) -> list[Announcement]:
+    def _announcements(self, chain_id: str, lease: float) -> list[Announcement]:
         out = []
         links = self._db.execute(
             "SELECT link, ended FROM links WHERE chain_id = ? AND ended IS NOT NULL ORDER BY link",
@@ -247,7 +306,7 @@ class RecordingLedger:
                 )
             )
             if names:
-                out.append(Announcement(chain_id, link, names, CallEnded.model_validate_json(ended)))
+                out.append(Announcement(chain_id, link, names, CallEnded.model_validate_json(ended), lease))
         return out
 
     def _forget(self, before: float) -> None:

@@ -8,12 +8,19 @@
 - A corrupt, empty or unreadable WAV is logged and reported as a `recording.failed` event, and
   never tried again.
 - `announce()` publishes `recording.ready` for every link of every chain the ledger finds ready,
-  with signed, expiring download links.
+  with signed, expiring download links, at least once: the ledger counts a chain announced once
+  the broker confirmed its announcements. An announcement's event id is made of its chain, link
+  and files, so one sent again (a replica killed after publishing, before marking) is the same
+  event, and consumers drop the copy.
+- Files older than a day that no call claims are left alone; the day counts from the service's
+  last look at the folder, so that a backlog left while it was down is still taken.
 """
 
 import logging
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 from shared.bus import Bus
@@ -33,6 +40,7 @@ from .work import ConversionJob
 logger = logging.getLogger(__name__)
 
 UNMATCHED_AFTER = timedelta(days=1)  # a file no call claimed for this long is left alone
+ANNOUNCEMENTS = UUID("1b5c39c8-5d6e-4f0a-9a53-2f6f4a1d7c01")  # namespace of announcements' event ids
 
 
 def day_of(chain_id: str) -> date:
@@ -58,8 +66,9 @@ class Recordings:
         self._conversions = conversions
         self._secret = secret
         self._stamp = Stamper("recordings")
+        down = time.time() - (self.ledger.last_turn() or time.time())  # the backlog's age at most
         self._watch = FolderWatch(
-            settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds()
+            settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds() + max(down, 0)
         )
         self.converted = 0
         self.failed = 0
@@ -92,6 +101,8 @@ class Recordings:
                 elif self._watch.stale(path):
                     logger.warning("recording %s matches no call it knows; left alone", path)
                     self._watch.settle(path)
+                continue
+            if not match.finished:  # its call goes on (on hold, the PBX writes nothing): wait
                 continue
             target = archive_path(self.settings.archive_dir, day_of(match.chain_id), match.name)
             job = ConversionJob(
@@ -154,12 +165,14 @@ class Recordings:
                     link=item.link,
                     files=files,
                     ended=item.ended,
+                    event_id=uuid5(ANNOUNCEMENTS, f"{item.chain_id}/{item.link}/{'/'.join(item.names)}"),
                     **item.ended.chain_fields(),
                     **self._stamp.next(),
                 )
             )
         if due:
-            await self._bus.flush()
+            await self._bus.flush()  # raises if not confirmed: the lease runs out, they go again
+            self.ledger.announced(due)
         return len(due)
 
     def healthy(self) -> bool:
@@ -169,4 +182,5 @@ class Recordings:
     async def turn(self) -> None:
         """One look at the folder, then announce what is due (the watch chore's turn)."""
         await self.scan()
+        self.ledger.turned(time.time())
         await self.announce()

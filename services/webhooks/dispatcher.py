@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 # how long past its due time a blocker may be late before its block is considered abandoned
 BLOCK_GRACE = 300.0
-# while a key's held jobs are released, its block is due this soon (a crash mid-release)
+# while a key's held jobs are released, its block is due this long after an attempt's timeout
+# (a crash mid-release)
 RELEASE_GRACE = 60.0
 
 
@@ -117,11 +118,14 @@ class Dispatcher:
         return len(overdue)
 
     async def _release(self, key: str) -> None:
-        now = self._clock.now().timestamp()
         while (held := self._store.next_held(key)) is not None:
             held_id, text = held
             job = Job.model_validate_json(text)
-            self._store.block(key, job.job_id, now + RELEASE_GRACE)
+            # due again before each attempt, past the longest it may take: a release that takes
+            # long (many held jobs, a slow endpoint) is never mistaken for an abandoned one
+            endpoint = self._endpoints.get(job.endpoint)
+            longest = endpoint.timeout if endpoint else 0.0
+            self._store.block(key, job.job_id, self._clock.now().timestamp() + longest + RELEASE_GRACE)
             proceed = await self._attempt(job)
             self._store.forget_held(held_id)
             if not proceed:
@@ -197,7 +201,8 @@ class Dispatcher:
             attempt + 1,
             delay,
         )
-        self._store.block(job.key, job.job_id, now.timestamp() + delay + BLOCK_GRACE)
+        wait = self._policy.tier(delay)  # what the job waits in its retry queue: `delay` or a little more
+        self._store.block(job.key, job.job_id, now.timestamp() + wait + BLOCK_GRACE)
         self._metrics.retried(job.endpoint)
         await self._queue.retry(job.model_copy(update={"attempt": attempt}), delay)
         return False

@@ -17,6 +17,10 @@ from email.utils import parsedate_to_datetime
 from shared.settings import WebhooksSettings
 
 MAX_RETRY_AFTER = 24 * 3600.0
+# the waits a retry queue may have: the R10 series (1, 1.25, 1.6 … 8 in each decade), so that a
+# delay rounded up to the next one waits at most 28 % longer than asked
+R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
+LADDER = tuple(round(m * 10.0**e, 6) for e in range(-2, 6) for m in R10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,16 @@ class RetryPolicy:
 
     @property
     def tiers(self) -> tuple[float, ...]:
-        """The distinct delays of the schedule: one retry queue each."""
-        return tuple(sorted(set(self.schedule)))
+        """The waits of the retry queues: one queue each, every message in it waits the same, so
+        none is held behind a longer one (RabbitMQ expires messages at a queue's head only).
+        From the shortest delay the schedule can give to the longest a Retry-After can ask."""
+        lowest = min(self.schedule) * (1 - self._jitter)
+        highest = max(max(self.schedule) * (1 + self._jitter), MAX_RETRY_AFTER)
+        first = next(i for i, wait in enumerate(LADDER) if wait >= lowest)
+        last = next((i for i, wait in enumerate(LADDER) if wait >= highest), len(LADDER) - 1)
+        return LADDER[first : last + 1]
 
     def tier(self, delay: float) -> float:
-        """The retry queue for `delay`: the shortest tier whose jittered delays reach it, so that
-        in one queue the delays differ by the jitter at most and none waits long behind another."""
-        for base in self.tiers:
-            if delay <= base * (1 + self._jitter):
-                return base
-        return self.tiers[-1]
+        """The retry queue for `delay`: the shortest wait that is not shorter (a Retry-After is
+        a minimum)."""
+        return next((wait for wait in self.tiers if wait >= delay), self.tiers[-1])

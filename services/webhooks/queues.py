@@ -18,10 +18,11 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from pydantic import ValidationError
 
-from shared.bus import Bus, transient
+from shared.bus import Bus
 from shared.clock import Clock
 from shared.events import Message, encode_event, parse_event
 from shared.rabbit_bus import RabbitBus
+from shared.rabbit_consumer import holding
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.rabbit_work_queue import retire
 from shared.settings import EndpointSettings
@@ -29,8 +30,9 @@ from shared.topology import WEBHOOKS_BINDINGS
 from shared.work_queue import InHand, MemoryWorkQueue
 
 from .jobs import Intake, Job, JobBatch, jobs_for
+from .lanes import Lanes
 from .policy import RetryPolicy
-from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, tier_queue
+from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, retire_tiers, tier_queue
 
 PREFETCH = 50  # shard messages in flight per consumer channel
 
@@ -57,38 +59,29 @@ class RabbitJobQueue:
         # declared on this channel (not just looked up), so that it restores their consumers
         self._shard_queues, self._shards_exchange = await declare_shards(self._channel, self._names)
         await declare_tiers(self._channel, self._names, self._policy.tiers)
+        await retire_tiers(self._bus.open_channel, self._names, self._policy.schedule)
         return self
 
     async def consume(self, handler: Callable[[Job], Awaitable[None]]) -> None:
-        """Hand `handler` every shard's jobs in order: each event's (one per endpoint that wants
-        it) and the batches this service sent itself."""
-        done: dict[int, int] = {}  # message in hand → its jobs handled, kept while it is tried again
-
-        async def handle(message: Message | JobBatch) -> None:
-            """A message's jobs in order; tried again after a passing fault, it goes on with the
-            jobs it had not handed yet."""
-            if isinstance(message, JobBatch):
-                jobs: Iterable[Job] = message.jobs
-            else:
-                jobs = jobs_for(message, encode_event(message).decode(), self._endpoints)
-            already = done.get(id(message), 0)
-            try:
-                for n, job in enumerate(jobs, 1):
-                    if n > already:
-                        await handler(job)
-                        done[id(message)] = n
-            except Exception as error:
-                if not transient(error):  # dead-lettered: never tried again
-                    done.pop(id(message), None)
-                raise
-            done.pop(id(message), None)
+        """Hand `handler` every shard's jobs: each event's (one per endpoint that wants it) and the
+        batches this service sent itself; each ordering key's in order, the keys side by side
+        (`lanes.py`), a shard's messages acked as their jobs are done."""
+        lanes = Lanes(handler)
 
         async def in_hand(message: Message | JobBatch) -> None:
             with self._in_hand:
-                await handle(message)
+                if isinstance(message, JobBatch):
+                    jobs: Iterable[Job] = message.jobs
+                else:
+                    jobs = jobs_for(message, encode_event(message).decode(), self._endpoints)
+                held = holding()
+                done = [lanes.put(job, held) for job in jobs]  # at once, in order: no await before
+                for failure in await asyncio.gather(*done, return_exceptions=True):
+                    if isinstance(failure, BaseException):
+                        raise failure
 
         for queue in self._shard_queues:
-            self._bus.consume(queue, shard_message, in_hand)
+            self._bus.consume(queue, shard_message, in_hand, side_by_side=True)
         # before the events went straight to the shards they waited in one intake queue
         unbind = [(self._names.events_exchange, pattern) for pattern in WEBHOOKS_BINDINGS]
         intake = Intake(self._endpoints, handler)
@@ -102,9 +95,10 @@ class RabbitJobQueue:
         self._pending.setdefault(self._names.shard_of(job.chain), []).append(job)
 
     async def retry(self, job: Job, delay: float) -> None:
-        tier = self._policy.tier(delay)
-        message = self._message(self._names.shard_of(job.chain), [job], expiration=timedelta(seconds=delay))
-        await self._publisher.send(self._channel.default_exchange, tier_queue(self._names, tier), message)
+        """Into the retry queue of the shortest wait not shorter than `delay`."""
+        message = self._message(self._names.shard_of(job.chain), [job])
+        queue = tier_queue(self._names, self._policy.tier(delay))
+        await self._publisher.send(self._channel.default_exchange, queue, message)
         await self._publisher.flush()
 
     async def flush(self) -> None:

@@ -4,18 +4,23 @@
     [callbridge.webhooks.shards] (headers; `shard` = n: retries, releases, replays) ──┤
                                                                                   ▼
           callbridge.webhooks.shard.0 … .63   (durable, single active consumer)
-      callbridge.webhooks.retry.<delay>s (durable, per-message TTL) ──expired──▶ the shards exchange
+      callbridge.webhooks.wait.<delay>s (durable, the queue's TTL) ──expired──▶ the shards exchange
 
 Declared at every start of the service; durable, so that they keep a chain's events while the
 service is away. On a new installation they exist from the service's first start on: start it
 before (or with) the monitor (compose and the units do).
 """
 
+import logging
+from collections.abc import Awaitable, Callable
+
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from shared.topology import SHARDS, Topology, shard_key
 
+logger = logging.getLogger(__name__)
 LEGACY_INTAKE = "webhooks"  # where an earlier version took the events in (queues.py adopts it)
 
 
@@ -28,6 +33,11 @@ def shard_queue(names: Topology, shard: int) -> str:
 
 
 def tier_queue(names: Topology, tier: float) -> str:
+    return names.queue(f"webhooks.wait.{tier:g}s")
+
+
+def retired_tier_queue(names: Topology, tier: float) -> str:
+    """Earlier versions' retry queues: one per delay of the schedule, with per-message TTLs."""
     return names.queue(f"webhooks.retry.{tier:g}s")
 
 
@@ -52,10 +62,31 @@ async def declare_shards(
 
 
 async def declare_tiers(channel: AbstractChannel, names: Topology, tiers: tuple[float, ...]) -> None:
-    """A retry queue per delay tier: a job waits there for its TTL, then goes back to its shard."""
+    """A retry queue per wait: a job waits there for the queue's TTL, then goes back to its shard."""
     for tier in tiers:
         await channel.declare_queue(
             tier_queue(names, tier),
             durable=True,
-            arguments={"x-dead-letter-exchange": shards_exchange(names)},
+            arguments={
+                "x-dead-letter-exchange": shards_exchange(names),
+                "x-message-ttl": round(tier * 1000),
+            },
         )
+
+
+async def retire_tiers(
+    open_channel: Callable[[], Awaitable[AbstractChannel]], names: Topology, schedule: tuple[float, ...]
+) -> None:
+    """Delete the earlier versions' retry queues once they are empty (what waits in them still
+    goes back to its shard when its time comes)."""
+    for tier in sorted(set(schedule)):
+        name = retired_tier_queue(names, tier)
+        probe = await open_channel()  # a passive declare that finds nothing closes its channel
+        try:
+            queue = await probe.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            continue  # never there, or removed already
+        if not queue.declaration_result.message_count:
+            await queue.delete(if_unused=False, if_empty=True)
+            logger.info("deleted %s, an empty retry queue of an earlier version", name)
+        await probe.close()

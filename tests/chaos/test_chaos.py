@@ -217,7 +217,7 @@ def check(events: list[Message], receiver: Receiver) -> None:
 async def test_rabbitmq_stopped_for_90_s_mid_traffic(
     amqp_url: str, broker_prefix: str, tmp_path: Path
 ) -> None:
-    async with rig(tmp_path, amqp_url, broker_prefix, minutes=2) as run:
+    async with rig(tmp_path, amqp_url, broker_prefix, minutes=1.5) as run:
         await run.observer.wait_for(lambda events: answered(events) >= 1, timeout=120)
         await asyncio.to_thread(rabbitmq_app, "stop_app")
         try:

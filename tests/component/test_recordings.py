@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from services.recordings.http import create_app
+from services.recordings.ledger import RecordingLedger
 from services.recordings.main import running
 from services.recordings.retention import prune
 from services.recordings.service import Recordings
@@ -127,7 +129,7 @@ async def test_downloads(tmp_path: Path) -> None:
 
 
 async def test_the_download_server_shows_no_docs_and_its_figures_to_its_networks_only(tmp_path: Path) -> None:
-    lan = create_app(tmp_path, b"k" * 32, SystemClock(), metrics_from=(IPv4Network("127.0.0.0/8"),))
+    lan = create_app(tmp_path, b"k" * 32, SystemClock(), metrics_from=RecordingsSettings().metrics_from)
     internet = create_app(tmp_path, b"k" * 32, SystemClock(), metrics_from=(IPv4Network("10.0.0.0/8"),))
     for app, metrics in ((lan, 200), (internet, 403)):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
@@ -193,7 +195,8 @@ class TestScanning:
             finally:
                 await conversions.close()
 
-    async def talk(self, recordings: Recordings) -> None:
+    async def talk(self, recordings: Recordings, *, hang_up: bool = True) -> None:
+        """102 answers at 5 s and (with `hang_up`) hands the call on at 30 s: its file is done."""
         await recordings.on_event(
             CallAnswered(
                 occurred_at=self.start + timedelta(seconds=5),
@@ -205,6 +208,51 @@ class TestScanning:
                 **self.chain,
             )
         )
+        if hang_up:
+            await self.hang_up(recordings, chain_ended=False)
+
+    async def hang_up(self, recordings: Recordings, *, chain_ended: bool) -> None:
+        await recordings.on_event(
+            make_call_ended(
+                link=1,
+                extension="102",
+                chain_ended=chain_ended,
+                **self.chain,
+                occurred_at=self.start + timedelta(seconds=30),
+            )
+        )
+
+    async def test_a_file_of_a_call_in_progress_waits_for_the_call(self, tmp_path: Path) -> None:
+        async with self.service(tmp_path, InMemoryBus(), settle=0) as recordings:
+            await self.talk(recordings, hang_up=False)
+            write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+            assert await recordings.scan() == 0  # unchanged, but the call is on hold: not finished
+            await self.hang_up(recordings, chain_ended=True)
+            assert await recordings.scan() == 1
+
+    async def test_a_backlog_older_than_a_day_is_taken_after_a_long_downtime(self, tmp_path: Path) -> None:
+        RecordingLedger(ZoneInfo("UTC"), tmp_path / "ledger.db").turned(time.time() - 3 * 86400)
+        wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+        os.utime(wav, (time.time() - 2 * 86400, time.time() - 2 * 86400))  # written while we were down
+        async with self.service(tmp_path, InMemoryBus(), settle=0) as recordings:
+            await self.talk(recordings)
+            assert await recordings.scan() == 1
+
+    async def test_an_announcement_made_again_is_the_same_event(self, tmp_path: Path) -> None:
+        """What a replica killed before it marked its announcement, or another replica after the
+        lease ran out, sends again: the same event id, for consumers to drop."""
+        announced = []
+        for replica in ("a", "b"):
+            bus, recorder = InMemoryBus(), Recorder()
+            await bus.subscribe("ops", recorder, bindings=["recording.ready"])
+            async with self.service(tmp_path / replica, bus, settle=0) as recordings:
+                await self.talk(recordings)
+                write_wav(tmp_path / replica / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+                assert await recordings.scan() == 1
+                await recordings.drain()
+                await self.hang_up(recordings, chain_ended=True)
+                announced += await recorder.wait_for(1)
+        assert announced[0].event_id == announced[1].event_id
 
     async def test_a_file_still_being_written_waits(self, tmp_path: Path) -> None:
         bus = InMemoryBus()
@@ -242,15 +290,7 @@ class TestScanning:
             assert isinstance(failed, RecordingFailed) and failed.path == str(broken)
             assert await recordings.scan() == 0  # never tried again
             assert broken.exists()  # kept for a person to look at
-            await recordings.on_event(
-                make_call_ended(
-                    link=1,
-                    extension="102",
-                    chain_ended=True,
-                    **self.chain,
-                    occurred_at=self.start + timedelta(seconds=30),
-                )
-            )
+            await self.hang_up(recordings, chain_ended=True)
             assert recordings.failed == 1 and len(recorder.events) == 1  # no recording webhook without a file
 
     async def test_a_file_whose_job_could_not_be_handed_out_is_offered_again(

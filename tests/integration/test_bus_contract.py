@@ -259,3 +259,37 @@ async def test_a_consumer_survives_losing_its_channel_mid_message(amqp_url: str,
                 await recorder.wait_for(len(recorder.events) + 1)
     ids = [e.event_id for e in recorder.events]
     assert first.event_id in ids  # handled, and maybe again after the reconnect: at least once
+
+
+@pytest.mark.rabbitmq
+async def test_messages_prefetched_on_a_lost_channel_are_handled_once(
+    amqp_url: str, recorder: Recorder
+) -> None:
+    """Messages the broker had handed over before the connection went are delivered again after
+    the reconnect (perhaps to another replica): the consumer handles them there only."""
+    name = f"prefetched-{uuid4().hex[:8]}"
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_first(event: Message) -> None:
+        if not holding.is_set():
+            holding.set()
+            await release.wait()
+        await recorder(event)
+
+    async with private_rabbit_bus(amqp_url, name) as bus:
+        await bus.subscribe("prefetched", slow_first, bindings=["call.#"])
+        events = [make_call_ringing(link=n) for n in range(1, 11)]
+        for event in events:
+            await bus.publish(event)
+        await bus.flush()
+        await holding.wait()  # the first in hand, the other nine prefetched behind it
+        await asyncio.to_thread(close_connection, name)
+        release.set()
+        last = make_call_ended()  # behind whatever the broker delivers again
+        await bus.publish(last)  # waits for the reconnect
+        await bus.flush()
+        async with asyncio.timeout(30):
+            while last.event_id not in {e.event_id for e in recorder.events}:
+                await recorder.wait_for(len(recorder.events) + 1)
+    handled = [e.event_id for e in recorder.events]
+    assert all(handled.count(e.event_id) == 1 for e in events[1:]), handled  # the first: at least once

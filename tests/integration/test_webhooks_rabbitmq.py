@@ -13,6 +13,7 @@ from pathlib import Path
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
+import aio_pika
 import aiormq
 import pytest
 
@@ -20,7 +21,13 @@ from services.webhooks import main as webhooks
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
-from services.webhooks.shards import LEGACY_INTAKE, declare_shards
+from services.webhooks.shards import (
+    LEGACY_INTAKE,
+    declare_shards,
+    retired_tier_queue,
+    shards_exchange,
+    tier_queue,
+)
 from services.webhooks.store import DeliveryStore
 from shared.clock import SystemClock, VirtualClock
 from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_event
@@ -275,6 +282,29 @@ async def test_an_earlier_versions_intake_queue_is_delivered_then_retired(
         assert [r.query["id"] for r in receiver.delivered()] == [e.call_id for e in earlier]
         async with webhooks_service(amqp_url, tmp_path, endpoint, names=names) as service:
             assert await channel_probe(service.bus, names.queue(LEGACY_INTAKE)) is None  # deleted
+
+
+async def test_an_earlier_versions_retry_queues_are_deleted_once_empty(
+    amqp_url: str, broker_prefix: str
+) -> None:
+    names = Topology(broker_prefix)
+    policy = RetryPolicy((5, 300), 0.2)
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="old tiers it") as bus:
+        channel = await bus.open_channel()
+        for tier, waiting in ((5, 0), (300, 1)):  # as an earlier version left them
+            await channel.declare_queue(
+                retired_tier_queue(names, tier),
+                durable=True,
+                arguments={"x-dead-letter-exchange": shards_exchange(names)},
+            )
+            for _ in range(waiting):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(b"{}", expiration=3600), routing_key=retired_tier_queue(names, tier)
+                )
+        await RabbitJobQueue(bus, policy, {}).declare()
+        assert await channel_probe(bus, retired_tier_queue(names, 5)) is None  # empty: deleted
+        assert await channel_probe(bus, retired_tier_queue(names, 300)) == 1  # kept until it empties
+        assert await channel_probe(bus, tier_queue(names, policy.tier(300))) == 0
 
 
 async def channel_probe(bus: RabbitBus, queue: str) -> int | None:

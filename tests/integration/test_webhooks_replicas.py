@@ -81,7 +81,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
             f"[bus]\namqp_url = {amqp_url}\nexchange = {prefix}\n"
             f"[webhooks]\nretry_schedule = 300ms, 600ms, 1s, 2s, 5s\n"
             f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
-            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\n"
+            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\ntimeout = 2\n"
         )
         first = await start_replica(config)
         second = await start_replica(config)
@@ -102,7 +102,8 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
                 first.send_signal(signal.SIGKILL)  # the active replica, mid-stream
                 await first.wait()
                 # killed while releasing a chain's held deliveries, the replica leaves that chain
-                # blocked until the block is due (RELEASE_GRACE, 60 s) and the next sweep (15 s)
+                # blocked until the block is due (the endpoint's timeout, 2 s, and RELEASE_GRACE, 60 s)
+                # and the next sweep (15 s)
                 await receiver.wait_for(
                     lambda r: {req.headers["webhook-id"] for req in r.delivered()} >= expected, timeout=180
                 )

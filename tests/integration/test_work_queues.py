@@ -19,6 +19,7 @@ from shared.clock import SystemClock
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_work_queue import RabbitWorkQueue, Shape
+from shared.topology import Topology
 from shared.work_queue import MemoryWorkQueue
 from tests.broker import dead_letters
 from tests.integration.conftest import private_rabbit_bus
@@ -243,3 +244,47 @@ async def test_a_retried_job_comes_back_after_its_delay(job_subject: Subject) ->
     await subject.queue.retry(job(0).model_copy(update={"attempt": 1}), RETRY)
     assert await subject.wait_for(2) == [0, 0]
     assert arrivals[1] - arrivals[0] >= RETRY * 0.9
+
+
+async def test_a_short_retry_is_not_held_behind_a_longer_one(job_subject: Subject) -> None:
+    """A receiver's Retry-After shorter than what waits already: RabbitMQ expires messages at a
+    queue's head only, so each wait has its own queue."""
+    subject = job_subject
+    await subject.queue.consume(subject.handler)
+    await subject.queue.retry(job(0).model_copy(update={"attempt": 1}), 60)
+    await subject.queue.retry(job(1).model_copy(update={"attempt": 1}), RETRY * 2)
+    assert await subject.wait_for(1) == [1]  # within seconds, not after the minute
+
+
+@pytest.fixture(params=[pytest.param("rabbit jobs", marks=pytest.mark.rabbitmq)])
+async def rabbit_jobs(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
+    """The webhooks' job queue on RabbitMQ only: in one process (the demo, scenario runs) the
+    memory queue keeps one line for all, which the scenarios' comparisons rely on."""
+    async with _subject(request, consumers=1) as made:
+        yield made
+
+
+async def test_a_chain_whose_endpoint_hangs_holds_back_no_other_on_its_shard(rabbit_jobs: Subject) -> None:
+    subject = rabbit_jobs
+    names = Topology("x")
+    other = next(
+        c for c in (f"chain-{n}" for n in range(1000)) if names.shard_of(c) == names.shard_of("stuck")
+    )
+    release = asyncio.Event()
+
+    async def hanging(item: Any) -> None:
+        if item.chain == "stuck":
+            await release.wait()  # an endpoint that does not answer
+        await subject.handler(item)
+
+    def on(chain: str, n: int) -> Job:
+        return job(n).model_copy(update={"chain": chain, "key": f"crm|{chain}"})
+
+    await subject.queue.consume(hanging)
+    await subject.queue.submit(on("stuck", 0))
+    await subject.queue.submit(on("stuck", 1))  # waits behind the first: the same chain
+    await subject.queue.submit(on(other, 2))
+    await subject.queue.flush()
+    assert await subject.wait_for(1) == [2]
+    release.set()
+    assert await subject.wait_for(3) == [2, 0, 1]

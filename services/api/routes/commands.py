@@ -10,7 +10,7 @@ from shared.directory import FORWARDING_PROFILES, ForwardingProfile
 from shared.keys import COMMAND
 
 from .. import answers
-from ..deps import COMMAND_ERRORS, Calling, LogIn, Number, OnOff, Wired, Wiring, audit, send
+from ..deps import COMMAND_ERRORS, Calling, LogIn, Number, OnOff, Wired, Wiring, audit, send, state
 
 router = APIRouter(tags=["commands"], dependencies=COMMAND, responses=COMMAND_ERRORS)
 Party = Annotated[str, Query(min_length=1, max_length=32)]
@@ -30,7 +30,7 @@ async def makecall(
     number of the PBX, or an outside number that `[api] dial_allow` allows and `dial_deny` does
     not refuse (403 otherwise); at most `makecall_per_minute` per key (429 otherwise)."""
     command = commands.MakeCall(first=first, second=second)
-    refusal = wired.dialling.refusal(second, own_numbers(wired))
+    refusal = wired.dialling.refusal(second, await own_numbers(wired))
     wait = 0 if refusal else wired.makecalls.take(by.key)
     if wait:
         refusal = f"this key placed {wired.settings.makecall_per_minute:g} calls in the last minute"
@@ -40,11 +40,9 @@ async def makecall(
     return await send(wired, command, by)  # type: ignore[no-any-return]
 
 
-def own_numbers(wired: Wiring) -> set[str]:
-    """The PBX's own numbers (extensions, queues, ring groups, IVRs), as far as the state says."""
-    if not wired.cache.ready:
-        return set()
-    directory = wired.cache.state.directory
+async def own_numbers(wired: Wiring) -> set[str]:
+    """The PBX's own numbers (extensions, queues, ring groups, IVRs); 503 until the state is in."""
+    directory = (await state(wired)).directory
     dns = (*directory.extensions, *directory.queues, *directory.groups, *directory.ivrs)
     return {dn.number for dn in dns}
 

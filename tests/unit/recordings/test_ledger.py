@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from services.recordings.ledger import RecordingLedger
+from services.recordings.ledger import ANNOUNCE_LEASE, RecordingLedger
 from services.recordings.naming import PbxRecording
 from shared.directory import Directory, Extension
 from shared.events import CallAnswered, CallEnded, DirectorySnapshot
@@ -120,12 +120,46 @@ def test_failed_conversions_are_left_out() -> None:
     assert ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT) == []  # no converted file: nothing to send
 
 
-def test_unrecorded_and_unanswered_chains_are_forgotten() -> None:
-    ledger = ledger_with_directory()
-    feed(ledger, answered(1, "104", 5))
-    feed(ledger, ended(1, "104", 30, True))
-    assert ledger.due(T0 + timedelta(seconds=31), QUIET, WAIT) == []
-    assert ledger.match(recording("104", "10:06:19"), T0 + timedelta(seconds=32)) is None  # forgotten
+def test_a_file_that_comes_after_the_announcement_is_announced_with_its_link() -> None:
+    ledger = ledger_with_directory("102")
+    feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
+    first = recording("102", "10:06:19")
+    assert ledger.match(first, T0 + timedelta(seconds=31)) is not None
+    ledger.settled("211230100614_665", 1, first.path, converted=True)
+    [announced] = ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT)
+    ledger.announced([announced])
+    late = ledger.match(recording("102", "10:06:35"), T0 + timedelta(seconds=60))  # the PBX was slow
+    assert late is not None and late.name == "211230100614_665-1-2.mp3"
+    ledger.settled("211230100614_665", 1, recording("102", "10:06:35").path, converted=True)
+    [again] = ledger.due(T0 + timedelta(seconds=70), QUIET, WAIT)
+    assert again.names == ("211230100614_665-1-1.mp3", "211230100614_665-1-2.mp3")
+
+
+def test_a_file_waits_for_its_link_to_end() -> None:
+    ledger = ledger_with_directory("102")
+    feed(ledger, answered(1, "102", 5))
+    on_hold = recording("102", "10:06:19")  # unchanged for a while: the call is on hold
+    waiting = ledger.match(on_hold, T0 + timedelta(seconds=60))
+    assert waiting is not None and not waiting.finished and not ledger.claimed(on_hold.path)
+    feed(ledger, ended(1, "102", 90, True))
+    done = ledger.match(on_hold, T0 + timedelta(seconds=91))
+    assert done is not None and done.finished and ledger.claimed(on_hold.path)
+
+
+def test_an_announcement_not_confirmed_is_due_again_once_its_lease_runs_out() -> None:
+    ledger = ledger_with_directory("102")
+    feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
+    found = recording("102", "10:06:19")
+    ledger.match(found, T0 + timedelta(seconds=31))
+    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    at = T0 + timedelta(seconds=40)
+    [first] = ledger.due(at, QUIET, WAIT)  # then the replica dies before the broker confirms
+    assert ledger.due(at + ANNOUNCE_LEASE / 2, QUIET, WAIT) == []  # leased: nobody else takes it
+    [again] = ledger.due(at + ANNOUNCE_LEASE * 1.1, QUIET, WAIT)
+    assert (again.chain_id, again.link, again.names) == (first.chain_id, first.link, first.names)
+    ledger.announced([first])  # the first's late confirmation does not close the second's lease
+    ledger.announced([again])
+    assert ledger.due(at + ANNOUNCE_LEASE * 3, QUIET, WAIT) == []
 
 
 def test_the_ledger_survives_a_restart_and_is_shared(tmp_path: Path) -> None:
@@ -174,7 +208,8 @@ def test_a_link_seen_late_takes_the_file_of_its_own_call() -> None:
 
 def test_a_claim_never_handed_out_is_given_up_after_a_crash(tmp_path: Path) -> None:
     ledger = RecordingLedger(PRAGUE, tmp_path / "ledger.db")
-    feed(ledger, answered(1, "102", 5), answered(2, "103", 6))
+    feed(ledger, answered(1, "102", 5), answered(2, "103", 6), ended(1, "102", 20, False))
+    feed(ledger, ended(2, "103", 25, True))
     handed, cut = recording("102", "10:06:19"), recording("103", "10:06:20")
     assert ledger.match(handed, T0 + timedelta(seconds=30)) is not None
     ledger.queued(handed.path)

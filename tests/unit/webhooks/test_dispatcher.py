@@ -308,3 +308,24 @@ async def test_a_replayed_dead_letter_is_delivered_again(tmp_path: Path) -> None
     )
     assert len(receiver.requests) == 5
     assert h.store.attempts()[0].outcome == "Delivered"
+
+
+async def test_a_long_release_is_never_taken_for_an_abandoned_one(tmp_path: Path) -> None:
+    """Each delivery takes 50 s (a slow endpoint), five are held: the release takes longer than
+    RELEASE_GRACE, yet the key is never overdue, so no sweep releases it a second time."""
+    answers = iter([Answer(503, None, "")])
+    overdue: list[int] = []
+
+    class Slow(Receiver):
+        async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
+            overdue.append(len(h.store.overdue(h.clock.now().timestamp())))  # what a sweep would take
+            await h.clock.sleep_until(h.clock.now() + timedelta(seconds=50))
+            return next(answers, Answer(200, None, ""))
+
+    h = Harness(tmp_path, Slow())
+    first, *held = h.jobs(make_call_ringing(), *(make_call_ended(link=n) for n in range(1, 6)))
+    for job in (first, *held):  # the first fails: the key is blocked, the others held
+        await h.dispatcher.handle(job)
+    await h.fire_retries()
+    assert len(overdue) == 7 and not any(overdue)
+    assert h.store.blocker(first.key) is None

@@ -2,6 +2,7 @@
 
 import random
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 
@@ -53,16 +54,20 @@ def test_a_receiver_asking_for_longer_is_obeyed_never_shorter() -> None:
     assert policy.delay(1, retry_after=1) == 5
 
 
-def test_each_delay_goes_to_the_shortest_tier_that_reaches_it() -> None:
+def test_each_delay_waits_in_the_shortest_queue_not_shorter_and_at_most_28_percent_longer() -> None:
     policy = RetryPolicy((5, 300, 300, 1800), 0.2)
-    assert policy.tiers == (5, 300, 1800)
+    tiers = policy.tiers
+    assert tiers[0] == 4.0 and tiers[-1] == 100_000.0  # from 5 s less the jitter to a day's Retry-After
+    assert all(b / a <= 1.28 for a, b in pairwise(tiers))
     assert [policy.tier(d) for d in (4, 6, 7, 250, 360, 361, 2000, 99999)] == [
-        5,
-        5,
-        300,
-        300,
-        300,
-        1800,
-        1800,
-        1800,
+        4.0,
+        6.3,
+        8.0,
+        250.0,
+        400.0,
+        400.0,
+        2000.0,
+        100_000.0,
     ]
+    for delay in (4.2, 7.0, 333.0, 5000.0, 86_400.0):
+        assert delay <= policy.tier(delay) <= delay * 1.28
