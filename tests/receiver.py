@@ -33,8 +33,9 @@ Answer = Callable[["Received", "Receiver"], tuple[int, dict[str, str]]]
 class Receiver:
     answer: Answer = field(default=lambda request, receiver: (200, {}))
     requests: list[Received] = field(default_factory=list)
-    port: int = 0
+    port: int = 0  # 0: any free port
     delay: float = 0.0  # seconds before answering: a slow receiver
+    hold_until: asyncio.Event | None = None  # answer nothing until it is set: a receiver that hangs
 
     def __post_init__(self) -> None:
         self._arrived = asyncio.Condition()
@@ -45,7 +46,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def __aenter__(self) -> "Receiver":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -84,6 +85,8 @@ class Receiver:
                 )
                 if self.delay:
                     await asyncio.sleep(self.delay)
+                if self.hold_until is not None:
+                    await self.hold_until.wait()
                 status, extra = self.answer(request, self)
                 request.status = status
                 reply = "".join(f"{k}: {v}\r\n" for k, v in extra.items())

@@ -1,0 +1,134 @@
+"""Chaos for deliveries: two `callbridge webhooks` replicas as processes, on the real broker, and
+endpoints that misbehave: one hangs (it answers nothing until the test lets it), one answers 429
+with `Retry-After: 7` the first time for each chain, one is down (nothing listens) through the
+first part of the retry schedule, and one works. Meanwhile the replicas' broker connections are
+cut (not killed: their prefetched messages must not be delivered twice). What must hold: the
+working endpoint gets everything while the hanging one still hangs; afterwards every endpoint has
+every event, each chain's first arrivals in order, and a repeat only with the same webhook-id
+and body."""
+
+import asyncio
+import json
+import signal
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from services.webhooks.store import DeliveryStore
+from shared.clock import VirtualClock
+from shared.events import CallEvent
+from shared.http_server import free_port
+from shared.rabbit_bus import RabbitBus
+from shared.topology import Topology
+from simulation.driver import SimulatorDriver
+from simulation.scenario import default_directory
+from simulation.traffic import TrafficGenerator
+from tests.broker import close_connection
+from tests.fakes import Recorder, follow
+from tests.processes import logged, spawn
+from tests.receiver import Received, Receiver
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def endpoint(name: str, url: str, extra: str = "") -> str:
+    return f"[webhook:{name}]\nurl = {url}\nformat = json\nsecret = {SECRET}\nevents = call.#\n{extra}"
+
+
+async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connection_loses_nothing(
+    amqp_url: str, broker_prefix: str, tmp_path: Path, recorder: Recorder
+) -> None:
+    answered_once: set[str] = set()
+
+    def busy(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
+        chain = json.loads(request.body)["data"]["chain_id"]
+        if chain not in answered_once:
+            answered_once.add(chain)
+            return 429, {"Retry-After": "7"}
+        return 200, {}
+
+    hanging = asyncio.Event()
+    down_port = free_port()
+    async with Receiver() as works, Receiver(busy) as slow, Receiver(hold_until=hanging) as hangs:
+        config = tmp_path / "callbridge.ini"
+        config.write_text(
+            f"[bus]\namqp_url = {amqp_url}\nexchange = {broker_prefix}\n"
+            f"[webhooks]\nretry_schedule = 1s, 2s, 4s, 8s, 16s, 32s\njitter = 0\n"
+            f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
+            + endpoint("works", works.url)
+            + endpoint("busy", slow.url)
+            + endpoint("hangs", hangs.url, "timeout = 10\n")
+            + endpoint("down", f"http://127.0.0.1:{down_port}/hook")
+        )
+        argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
+        replicas = [await spawn(argv, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}) for _ in range(2)]
+        try:
+            for replica in replicas:
+                await logged(replica, b"webhooks started", "a replica died before it started")
+            async with RabbitBus.connect(
+                amqp_url, names=Topology(broker_prefix), connection_name="faults"
+            ) as bus:
+                await bus.subscribe("observer", recorder, bindings=["#"])
+                start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+                generator = TrafficGenerator(
+                    default_directory(), seed=9, calls_per_minute=60, max_concurrent=20
+                )
+                steps = ((start + timedelta(seconds=t), s) for t, s in generator.steps(until=300))
+                tracker = await follow(SimulatorDriver(default_directory(), steps, VirtualClock(start)), bus)
+                published = [e for e in await recorder.wait_for(tracker.seq) if isinstance(e, CallEvent)]
+            wanted = {str(e.event_id) for e in published}
+            # the endpoint that works has it all while another hangs: one shard's line behind the
+            # hanging one would take 10 s per chain in it
+            await works.wait_for(lambda r: ids(r) >= wanted, timeout=15)
+            assert not hangs.delivered()
+            await asyncio.to_thread(close_connection, "callbridge webhooks")  # both replicas, mid-stream
+            async with Receiver(port=down_port) as up:  # the endpoint that was down comes back
+                hanging.set()
+                for receiver in (slow, hangs, up):
+                    await receiver.wait_for(lambda r: ids(r) >= wanted, timeout=180)
+                for receiver in (works, slow, hangs, up):
+                    check_order(receiver, published)
+        finally:
+            for replica in replicas:
+                replica.send_signal(signal.SIGTERM)
+            assert [await asyncio.wait_for(r.wait(), 30) for r in replicas] == [0, 0]
+    assert len(answered_once) > 20  # every chain was refused once with a Retry-After
+    for chain, requests in by_chain(slow).items():
+        refused, accepted = requests[0], requests[-1]
+        assert refused.status == 429 and accepted.at - refused.at >= 7, chain  # never sooner
+    failed = {
+        a.event_id for a in DeliveryStore(tmp_path / "webhooks.db").attempts(endpoint="down", limit=1000)
+    }
+    assert failed  # the endpoint that was down failed first, and was retried until it came back
+
+
+def ids(receiver: Receiver) -> set[str]:
+    return {r.headers["webhook-id"] for r in receiver.delivered()}
+
+
+def by_chain(receiver: Receiver) -> dict[str, list[Received]]:
+    chains: dict[str, list[Received]] = defaultdict(list)
+    for request in receiver.requests:
+        chains[json.loads(request.body)["data"]["chain_id"]].append(request)
+    return chains
+
+
+def check_order(receiver: Receiver, published: list[CallEvent]) -> None:
+    """Each chain's first arrivals in the order published; a repeat has its original's body."""
+    bodies: dict[str, bytes] = {}
+    arrived: dict[str, list[str]] = defaultdict(list)
+    for request in receiver.delivered():
+        webhook_id = request.headers["webhook-id"]
+        if webhook_id in bodies:
+            assert bodies[webhook_id] == request.body
+            continue
+        bodies[webhook_id] = request.body
+        arrived[json.loads(request.body)["data"]["chain_id"]].append(webhook_id)
+    sent: dict[str, list[str]] = defaultdict(list)
+    for event in published:
+        sent[event.chain_id].append(str(event.event_id))
+    assert arrived == sent
