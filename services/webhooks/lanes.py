@@ -26,7 +26,7 @@ class Lanes:
     def __init__(self, handler: Callable[[Job], Awaitable[None]]) -> None:
         self._handler = handler
         self._lanes: dict[str, deque[_Queued]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def put(self, job: Job, held: Callable[[], bool]) -> "asyncio.Future[None]":
         """Queue `job` in its key's lane; the future is done once it was handled (or raises what
@@ -35,9 +35,10 @@ class Lanes:
         lane = self._lanes.get(job.key)
         if lane is None:
             lane = self._lanes[job.key] = deque()
-            task = asyncio.create_task(self._run(job.key, lane), name=f"lane {job.key}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._tasks[job.key] = asyncio.create_task(self._run(job.key, lane), name=f"lane {job.key}")
+        # nobody waits any more (the consumer was stopped): the lane stops, its messages come again
+        task = self._tasks[job.key]
+        queued.done.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
         lane.append(queued)
         return queued.done
 
@@ -58,6 +59,6 @@ class Lanes:
                     queued.done.set_result(None)
                 lane.popleft()
         finally:
-            del self._lanes[key]
+            del self._lanes[key], self._tasks[key]
             for queued in lane:  # cancelled: nobody will handle them here
                 queued.done.cancel()

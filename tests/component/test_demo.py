@@ -86,7 +86,9 @@ async def test_the_demo_prints_download_links_warns_of_nothing_and_stops_cleanly
     try:
         async with asyncio.timeout(90):
             while b" recording " not in (line := await demo.stdout.readline()):
-                assert line, "the demo ended before a recording was announced"
+                if not line:
+                    why = (await demo.stderr.read()).decode(errors="replace")[-3000:]
+                    raise AssertionError(f"the demo ended before a recording was announced:\n{why}")
         link = line.decode().split()[-1]
         async with httpx.AsyncClient() as client:
             download = await client.get(link)
