@@ -206,7 +206,7 @@ async def service(
         async with RabbitBus.connect(amqp_url, names=names, connection_name="bench webhooks") as bus:
             session = new_session()
             policy = RetryPolicy.configured(settings.webhooks)
-            queue = await RabbitJobQueue.declare(bus, names, policy)
+            queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
             transport = AiohttpTransport(session)
             wired = webhooks.running(settings, bus, queue, store, transport, SystemClock())
             try:
