@@ -66,7 +66,8 @@ class Recordings:
         self._conversions = conversions
         self._secret = secret
         self._stamp = Stamper("recordings")
-        down = time.time() - (self.ledger.last_turn() or time.time())  # the backlog's age at most
+        wall = time.time()
+        down = wall - (self.ledger.last_turn() or wall)  # the backlog's age at most
         self._watch = FolderWatch(
             settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds() + max(down, 0)
         )
