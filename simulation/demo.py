@@ -7,7 +7,6 @@ import logging
 import secrets
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -15,6 +14,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from services.monitor.main import new_source
+from services.recordings.transcode import processes
 from services.recordings.work import Pool
 from shared import lifecycle
 from shared.logging import configure_logging
@@ -44,7 +44,7 @@ def run_demo(
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # the demo prints its own addresses
     with (
         tempfile.TemporaryDirectory(prefix="callbridge-demo-") as scratch,
-        Pool(lambda: ProcessPoolExecutor(1)) as pool,
+        Pool(lambda: processes(1)) as pool,
     ):
         run = _one_process(settings, options, Path(scratch), out, notices)
         if options.recordings_port:

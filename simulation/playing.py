@@ -3,13 +3,13 @@ process, compared with expected webhooks, or written by the traffic generator.""
 
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from services.recordings.transcode import processes
 from services.recordings.work import Pool
 from shared import lifecycle
 from shared.clock import VirtualClock
@@ -41,7 +41,7 @@ def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.std
     zone = options.timezone or settings.pbx.zone
     with (
         tempfile.TemporaryDirectory(prefix="callbridge-pbx-") as scratch,
-        Pool(lambda: ProcessPoolExecutor(2)) as pool,
+        Pool(lambda: processes(2)) as pool,
     ):
         pbx_dir = options.recordings_dir or Path(scratch) / "pbx"
         # one pass after the calls: everything is finished then, nothing needs to settle

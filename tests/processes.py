@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class Logs:
@@ -60,3 +61,9 @@ async def log_of(process: asyncio.subprocess.Process) -> str:
     """The whole log of a service that has ended."""
     await LOGS.readers[process.pid]
     return b"".join(LOGS.lines[process.pid]).decode()
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (a conversion pool's workers, for instance)."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(child) for task in tasks for child in (task / "children").read_text().split()]

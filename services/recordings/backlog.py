@@ -2,12 +2,12 @@
 
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .transcode import Converted, CorruptRecording, transcode
+from .transcode import Converted, CorruptRecording, processes, transcode
 
 
 @dataclass
@@ -35,7 +35,7 @@ def convert_folder(
     wavs = sorted(source.rglob("*.wav"))
     summary = Summary()
     began = time.perf_counter()
-    with ProcessPoolExecutor(workers) as pool:
+    with processes(workers) as pool:
         jobs: dict[Future[Converted], Path] = {
             pool.submit(
                 transcode, wav, target / wav.relative_to(source).with_suffix(".mp3"), bitrate, quality

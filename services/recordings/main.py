@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +31,7 @@ from .http import create_app
 from .metrics import RecordingsMetrics
 from .retention import nightly
 from .service import Recordings
+from .transcode import processes
 from .work import CONVERSIONS, QUEUE, RETIRED_QUEUE, ConversionJob, Pool, Worker
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ async def main(settings: Settings) -> None:
     config = settings.recordings
     clock = SystemClock()
     secret = token_secret(config)
-    with Pool(lambda: ProcessPoolExecutor(config.workers)) as pool:
+    with Pool(lambda: processes(config.workers)) as pool:
         async with contextlib.AsyncExitStack() as stack:
             bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "recordings"))
             conversions = await RabbitWorkQueue(bus, QUEUE, CONVERSIONS, config.workers).declare()

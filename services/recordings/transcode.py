@@ -1,15 +1,17 @@
 """WAV → MP3, in worker processes: the encoder is lameenc (LAME, in-process; docs/benchmarks.md).
 
-`transcode()` is a plain function so that a ProcessPoolExecutor can run it. It reads any PCM
+`transcode()` is a plain function so that a pool of `processes()` can run it. It reads any PCM
 WAV (mono or stereo, 8 or 16 bit, any rate), encodes mono MP3 at a constant bitrate, writes it
 atomically, after reading it back with a real MP3 decoder (miniaudio's dr_mp3, which walks
 every frame) and checking that its duration matches the WAV's: a conversion is verified before
 anyone deletes an original.
 """
 
+import multiprocessing
 import os
 import wave
 from array import array
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,14 @@ import miniaudio
 # LAME's encoder delay plus the last frame's padding, which decoders cannot trim without a LAME
 # tag: a few frames, under 0.3 s at telephony sample rates
 MAX_PADDING = 0.3
+
+
+def processes(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes for conversions. They start from a server process of their
+    own (forkserver), not as forks of the service: a fork inherits the event loop's signal
+    wake-up socket, so the SIGTERM with which a broken pool ends its other processes (after the
+    OOM killer took one) reached the service itself, which stopped."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
 class CorruptRecording(Exception):

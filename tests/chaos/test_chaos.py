@@ -8,12 +8,16 @@ that the WAVs it records are named by the wall clock, as the driver stamps the c
 
 import asyncio
 import contextlib
+import errno
+import os
 import signal
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.events import CallEnded, CallEvent, Message, RecordingReady
@@ -22,7 +26,7 @@ from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
 from simulation.playing import Generated, generated
 from tests.broker import rabbitmq_app
-from tests.processes import count, log_of, logged, spawn
+from tests.processes import children, count, log_of, logged, spawn
 from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -58,6 +62,7 @@ class Rig:
     observer: Observer
     receiver: Receiver
     processes: dict[str, asyncio.subprocess.Process]
+    ports: dict[str, int]
 
     async def start(self, name: str, *command: str, ready: bytes) -> asyncio.subprocess.Process:
         argv = [sys.executable, "-m", "services.cli", "--config", str(self.config), *command]
@@ -72,9 +77,15 @@ class Rig:
         await process.wait()
 
 
-def config(folder: Path, amqp_url: str, prefix: str, scenario: Path, receiver: str) -> Path:
+SERVICES = ("monitor", "recordings", "webhooks")
+
+
+def config(
+    folder: Path, amqp_url: str, prefix: str, scenario: Path, receiver: str, ports: dict[str, int]
+) -> Path:
     """One file for all: the fake 3CX plays `scenario`, the monitor watches it, the recordings
-    service converts what the fake records, the webhooks service sends calls and recordings."""
+    service converts what the fake records, the webhooks service sends calls and recordings;
+    each service answers /readyz on its port of `ports`."""
     path = folder / "callbridge.ini"
     path.write_text(f"""
 [bus]
@@ -92,7 +103,7 @@ speed = 1
 recordings_dir = {folder / "pbx"}
 [monitor]
 outbox = {folder / "monitor-outbox.db"}
-http_port = 0
+http_port = {ports["monitor"]}
 [recordings]
 pbx_dir = {folder / "pbx"}
 archive_dir = {folder / "archive"}
@@ -104,10 +115,10 @@ max_wait = 20
 keep_wav = true
 public_url = http://127.0.0.1:9/
 token_secret = {SECRET}
-http_port = 0
+http_port = {ports["recordings"]}
 [webhooks]
 database = {folder / "webhooks.db"}
-http_port = 0
+http_port = {ports["webhooks"]}
 [webhook:crm]
 url = {receiver}
 format = json
@@ -132,10 +143,11 @@ async def rig(
         Receiver() as receiver,
         RabbitBus.connect(amqp_url, names=Topology(prefix), connection_name="observer") as bus,
     ):
-        path = config(folder, amqp_url, prefix, traffic(folder, minutes), receiver.url)
+        ports = {name: free_port() for name in SERVICES}
+        path = config(folder, amqp_url, prefix, traffic(folder, minutes), receiver.url, ports)
         observer = Observer()
         await bus.subscribe("observer", observer, bindings=["#"])
-        run = Rig(folder, path, observer, receiver, {})
+        run = Rig(folder, path, observer, receiver, {}, ports)
         try:
             await run.start("webhooks", "webhooks", ready=b"webhooks started")
             await run.start("recordings", "recordings", ready=b"recordings started")
@@ -172,9 +184,20 @@ def announced(events: list[Message]) -> int:
     return sum(len(e.files) for e in events if isinstance(e, RecordingReady))
 
 
+async def ready(run: Rig, timeout: float = 30) -> None:
+    """Every service's loops are alive and its /readyz says so (within `timeout`: a supervised
+    loop that failed tries again within 30 s)."""
+    async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
+        for port in run.ports.values():
+            while True:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.5)  # readiness is only there to be asked
+
+
 async def finish(run: Rig) -> list[Message]:
     """Once the fake has played its traffic, every chain has ended, every file it recorded has
-    been announced and every webhook delivered: the events, each once."""
+    been announced, every webhook delivered and every service is ready: the events, each once."""
     await logged(run.processes["fake"], b"the scenario has been played", timeout=600)
     await run.observer.wait_for(all_over, timeout=120)
     recorded = len(list((run.folder / "pbx").rglob("*.wav")))
@@ -184,6 +207,7 @@ async def finish(run: Rig) -> list[Message]:
     wanted = {str(e.event_id) for e in events if isinstance(e, CallEvent)}
     await run.receiver.wait_for(lambda r: delivered_ids(r) >= wanted, timeout=120)
     assert announced(events) == recorded  # each file once
+    await ready(run)
     return events
 
 
@@ -249,3 +273,51 @@ async def restart_monitor(run: Rig) -> None:
     await run.kill("monitor")
     await asyncio.sleep(5)  # the monitor stays away while the calls go on
     await run.start("monitor", "monitor", ready=b"started on the 3cx driver")
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path) -> Iterator[Path]:
+    """A small file system of its own mounted at `folder` (tmpfs) and filled up by one file:
+    remove that file and there is room again."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], check=True)
+    try:
+        filler = folder / "filler"
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(bytes(1 << 16))
+                out.flush()
+        assert os.statvfs(folder).f_bavail == 0, "the archive should be full"
+        yield filler
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def conversion_processes(service: int) -> list[int]:
+    """The conversion pool's processes: children of the service's forkserver."""
+    servers = [c for c in children(service) if b"forkserver" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [worker for server in servers for worker in children(server)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small full file system needs root")
+async def test_a_conversion_process_killed_and_the_archive_disk_full_for_30_s(
+    amqp_url: str, broker_prefix: str, tmp_path: Path
+) -> None:
+    """The archive's disk is full from the start: the first conversion that meets it is held,
+    a process of the conversion pool is killed (SIGKILL, as the OOM killer would), and 30 s after
+    the first failed write there is room again. Every file is still converted and announced once,
+    and every call event delivered."""
+    with full_disk(tmp_path / "archive") as filler:
+        async with rig(tmp_path, amqp_url, broker_prefix, minutes=1) as run:
+            recordings = run.processes["recordings"]
+            await logged(recordings, os.strerror(errno.ENOSPC).encode(), timeout=120)
+            held = asyncio.get_running_loop().time()
+            workers = conversion_processes(recordings.pid)
+            assert workers, "the conversion pool should have its processes"
+            os.kill(workers[0], signal.SIGKILL)
+            await logged(recordings, b"a conversion process died", timeout=30)
+            await asyncio.sleep(30 - (asyncio.get_running_loop().time() - held))  # the disk stays full
+            assert not list((tmp_path / "archive").rglob("*.mp3")), "nothing converted on a full disk"
+            filler.unlink()
+            events = await finish(run)
+        check(events, run.receiver)

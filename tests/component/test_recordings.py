@@ -1,9 +1,11 @@
 """Recordings against real files: MP3s decoded (tests/mp3.py), HTTP downloads, scanning, retention."""
 
+import asyncio
 import contextlib
 import errno
 import os
 import shutil
+import signal
 import ssl
 import struct
 import subprocess
@@ -11,7 +13,7 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Network
@@ -28,7 +30,13 @@ from services.recordings.main import running
 from services.recordings.retention import prune
 from services.recordings.service import Recordings
 from services.recordings.tokens import signed_query
-from services.recordings.transcode import MAX_PADDING, Converted, CorruptRecording, transcode
+from services.recordings.transcode import (
+    MAX_PADDING,
+    Converted,
+    CorruptRecording,
+    processes,
+    transcode,
+)
 from services.recordings.work import POOL_DEATHS, ConversionJob, Pool, Worker
 from shared.bus import PublishError, Transient
 from shared.clock import SystemClock, VirtualClock
@@ -355,8 +363,24 @@ def _die() -> None:
     os._exit(1)  # as the OOM killer would end a conversion process
 
 
+def _signal_wakeup() -> int:
+    return signal.set_wakeup_fd(-1)
+
+
+async def test_conversion_processes_are_not_woken_by_the_services_signals() -> None:
+    """A forked conversion process shared the event loop's signal wake-up socket: the SIGTERM a
+    broken pool sends its other processes stopped the service."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: None)
+    try:
+        with processes(1) as pool:
+            assert await loop.run_in_executor(pool, _signal_wakeup) == -1
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 async def test_a_pool_whose_process_died_is_started_again() -> None:
-    with Pool(lambda: ProcessPoolExecutor(1)) as pool:
+    with Pool(lambda: processes(1)) as pool:
         with pytest.raises(BrokenProcessPool):
             await pool.run(_die)
         assert pool.restarts == 1
