@@ -100,8 +100,11 @@ class SimulatorSettings(_Section):
     recordings_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     record: bool = True
     speed: float = Field(1.0, gt=0, le=1e6, description="how much faster than real time the simulator runs")
-    calls_per_minute: float = Field(6.0, ge=0, le=600)
+    calls_per_minute: float = Field(6.0, ge=0, le=60_000)
     max_concurrent: int = Field(20, ge=1, le=100_000)
+    minutes: float | None = Field(
+        None, gt=0, description="no new calls after this many minutes (the calls then end as planned)"
+    )
     seed: int | None = None
 
 

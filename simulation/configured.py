@@ -65,4 +65,5 @@ def traffic_timeline(
         max_concurrent=simulator.max_concurrent,
     )
     start = clock.now()
-    return ((start + timedelta(seconds=t), step) for t, step in generator.steps())
+    until = simulator.minutes * 60 if simulator.minutes is not None else None
+    return ((start + timedelta(seconds=t), step) for t, step in generator.steps(until))

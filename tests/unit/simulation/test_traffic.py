@@ -1,12 +1,17 @@
 """The traffic generator: valid, repeatable, capped, and as varied as the issue asks."""
 
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 from services.monitor.tracker import CallTracker
+from shared.clock import VirtualClock
 from shared.event_base import Event
 from shared.events import CallAnswered, CallEnded, CallEvent, CallRinging, CallStarted
+from shared.settings import Settings
+from simulation.configured import traffic_timeline
 from simulation.scenario import default_directory
 from simulation.simulator import PbxSimulator
 from simulation.traffic import TrafficGenerator
@@ -135,3 +140,20 @@ def test_conversations_last_as_long_as_asked() -> None:
     talked = [e.duration for e in events if isinstance(e, CallEnded) and e.answered]
     assert talked and sorted(talked)[len(talked) // 2] <= 8.0  # by default 20 to 240 s
     assert max(talked) < 60  # a transferred call talks more than once
+
+
+def test_traffic_for_a_set_number_of_minutes_stops_arriving_and_ends() -> None:
+    def arrivals(minutes: float) -> list[float]:
+        settings = Settings.model_validate(
+            {"simulator": {"calls_per_minute": 30, "max_concurrent": 50, "minutes": minutes, "seed": 3}}
+        )
+        first: dict[str, datetime] = {}
+        timeline = list(islice(traffic_timeline(settings, default_directory(), VirtualClock(START)), 10_000))
+        assert len(timeline) < 10_000, "the traffic should end"
+        for at, step in timeline:
+            if re.fullmatch(r"G\d+", step.fields.get("call", "")):  # a new call, not a callback ("G9c")
+                first.setdefault(step.fields["call"], at)
+        return [(at - START).total_seconds() for at in first.values()]
+
+    one, two = arrivals(1), arrivals(2)
+    assert one and max(one) <= 60 < max(two) <= 120

@@ -1,0 +1,400 @@
+"""The whole stack under load: the four services as processes on RabbitMQ, the simulator's
+traffic generator on a generated directory, every call event delivered as signed JSON to a
+receiver in its own process.
+
+    .venv/bin/python bench/stack.py [--rate 67] [--calls 10000] [--minutes 8] [--amqp-url URL]
+
+The services start as their units start them (`python -m services.cli --config FILE SERVICE`),
+with recording off (conversion has its own benchmark, bench/transcode.py). The monitor's
+simulator starts `--rate` new calls a second (Poisson, a mean call of ~150 s, at most `--calls`
+in progress) for `--minutes`, so the calls in progress ramp up and hold; then no new call comes,
+the calls in progress end and the bench waits until the receiver has every chain's end.
+
+Printed per `--window` seconds: calls in progress, webhooks received per second, event →
+receipt latency (p50, p99, max: the event's own time, stamped by the simulator, to its arrival
+at the receiver), CPU seconds of each service and of RabbitMQ (the node's Erlang VM), RSS of each
+service and the monitor's outbox backlog. At the end: CPU ms per call of each process, bus
+messages per call (events the monitor published; messages the other services consumed), chains
+started and ended at the receiver (lost: started, never ended), webhooks the receiver got twice
+(by `webhook-id`). The broker names the run created are deleted afterwards.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.http_server import free_port
+from tests.broker import purge
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SERVICES = ("webhooks", "recordings", "api", "monitor")  # in the order they start
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def receiver_process(port: int, ready: Any) -> None:
+    """An ASGI app that answers 200 to every webhook and keeps, for /stats: each arrival's
+    latency from the event's time, the ids seen (duplicates), chains started and ended."""
+    import json as json_
+    from array import array
+    from collections import Counter
+    from datetime import datetime
+
+    import uvicorn
+
+    latencies = array("d")
+    seen: set[bytes] = set()
+    counts: Counter[str] = Counter()
+    started: set[str] = set()
+    ended: set[str] = set()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/stats":
+            since = int(scope["query_string"] or 0)
+            answer = json_.dumps(
+                {
+                    "latencies": latencies[since:].tolist(),
+                    "counts": counts,
+                    "started": len(started),
+                    "ended": len(ended),
+                    "lost": len(started - ended),
+                }
+            ).encode()
+        else:
+            arrived = time.time()
+            webhook_id = dict(scope["headers"]).get(b"webhook-id", b"")
+            if webhook_id in seen:
+                counts["duplicates"] += 1
+            seen.add(webhook_id)
+            document = json_.loads(body)
+            latencies.append((arrived - datetime.fromisoformat(document["timestamp"]).timestamp()) * 1000)
+            counts[document["type"]] += 1
+            data = document["data"]
+            if document["type"] == "call.started":
+                started.add(data["chain_id"])
+            elif document["type"] == "call.ended" and data.get("chain_ended"):
+                ended.add(data["chain_id"])
+            answer = b"ok"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(answer)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+    )
+    ready.set()
+    uvicorn.Server(config).run()
+
+
+def directory(extensions: int) -> str:
+    """A directory of `extensions` extensions (from 20000), ten queues and ten ring groups of 20
+    members each, an IVR and a trunk with ten DIDs."""
+    numbers = [str(20000 + n) for n in range(extensions)]
+    lines = ["extensions:"]
+    lines += [f'  - {{number: "{n}", name: "Agent {n}", recording: "off"}}' for n in numbers]
+    lines.append("queues:")
+    lines += [
+        f'  - {{number: "8{q:02d}", name: "Queue {q}", agents: {json.dumps(numbers[q * 20 : q * 20 + 20])}}}'
+        for q in range(10)
+    ]
+    lines.append("groups:")
+    members = [json.dumps(numbers[200 + g * 20 : 220 + g * 20]) for g in range(10)]
+    lines += [f'  - {{number: "7{g:02d}", name: "Group {g}", members: {m}}}' for g, m in enumerate(members)]
+    lines += ["ivrs:", '  - {number: "600", name: "Main menu"}', "lines:", '  - number: "10000"']
+    lines += ['    name: "Trunk"', "    dids:"]
+    lines += [f'      - {{number: "+42022100000{d}", name: DID{d}}}' for d in range(10)]
+    return "\n".join(lines) + "\n"
+
+
+def config(folder: Path, args: argparse.Namespace, prefix: str, ports: dict[str, int], receiver: str) -> Path:
+    path = folder / "callbridge.ini"
+    (folder / "directory.yaml").write_text(directory(args.extensions))
+    path.write_text(f"""
+[bus]
+amqp_url = {args.amqp_url}
+exchange = {prefix}
+[log]
+level = WARNING
+[pbx]
+driver = simulator
+[simulator]
+directory = {folder / "directory.yaml"}
+record = false
+calls_per_minute = {args.rate * 60}
+max_concurrent = {args.calls}
+minutes = {args.minutes}
+seed = {args.seed}
+recordings_dir = {folder / "pbx"}
+[monitor]
+outbox = {folder / "monitor-outbox.db"}
+http_port = {ports["monitor"]}
+[api]
+http_port = {ports["api"]}
+[recordings]
+pbx_dir = {folder / "pbx"}
+archive_dir = {folder / "archive"}
+database = {folder / "recordings.db"}
+public_url = http://127.0.0.1:9/
+token_secret = {SECRET}
+http_port = {ports["recordings"]}
+[webhooks]
+database = {folder / "webhooks.db"}
+http_port = {ports["webhooks"]}
+[webhook:bench]
+url = {receiver}
+format = json
+secret = {SECRET}
+events = call.#
+""")
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+
+
+def rabbitmq_pid() -> int:
+    answer = subprocess.run(["rabbitmqctl", "eval", "os:getpid()."], capture_output=True, text=True)
+    return int(answer.stdout.strip().strip('"'))
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def spread(ordered: list[float]) -> str:
+    return (
+        f"p50 {percentile(ordered, 0.5):.1f} ms, p99 {percentile(ordered, 0.99):.1f} ms, "
+        f"max {percentile(ordered, 1.0):.1f} ms"
+    )
+
+
+def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
+
+
+@dataclass
+class Stack:
+    ports: dict[str, int]
+    pids: dict[str, int]
+    client: httpx.AsyncClient
+    receiver: str
+    latencies: int = 0  # how many the receiver has handed over so far
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    async def metrics(self, service: str) -> list[tuple[str, dict[str, str], float]]:
+        answer = await self.client.get(f"http://127.0.0.1:{self.ports[service]}/metrics")
+        return list(samples(answer.text))
+
+    async def monitor(self) -> dict[str, float]:
+        found = {"calls": 0.0, "published": 0.0, "started": 0.0, "outbox": 0.0}
+        for name, labels, value in await self.metrics("monitor"):
+            if name == "callbridge_monitor_calls":
+                found["calls"] = value
+            elif name == "callbridge_monitor_events_published_total":
+                found["published"] += value
+                if labels.get("type") == "call.started":
+                    found["started"] = value
+            elif name == "callbridge_monitor_outbox_events":
+                found["outbox"] = value
+        return found
+
+    async def consumed(self) -> float:
+        """Messages the api, webhooks and recordings services handled from their queues."""
+        total = 0.0
+        for service in ("api", "webhooks", "recordings"):
+            found = await self.metrics(service)
+            total += sum(value for name, _, value in found if name == "callbridge_bus_consumed_total")
+        return total
+
+    async def received(self) -> dict[str, Any]:
+        stats: dict[str, Any] = (await self.client.get(f"{self.receiver}/stats?{self.latencies}")).json()
+        self.latencies += len(stats["latencies"])
+        return stats
+
+    def cpu_now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def rss(self) -> dict[str, float]:
+        return {name: rss_mb(pid) for name, pid in self.pids.items() if name != "rabbitmq"}
+
+
+async def wait_ready(
+    client: httpx.AsyncClient, port: int, process: subprocess.Popen[bytes], log: str
+) -> None:
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"a service died at start; its log: {log}")
+        try:
+            if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+
+
+def start(path: Path, service: str, log: str) -> subprocess.Popen[bytes]:
+    """The service as its unit starts it, its log in `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "--config", str(path), service], stderr=out, cwd=ROOT
+        )
+
+
+async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
+    prefix = f"bench.{uuid4().hex[:8]}"
+    ports = {name: free_port() for name in SERVICES}
+    path = config(folder, args, prefix, ports, receiver)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    async with httpx.AsyncClient(timeout=30) as client:
+        try:
+            for name in SERVICES:
+                log = str(folder / f"{name}.log")
+                processes[name] = start(path, name, log)
+                await wait_ready(client, ports[name], processes[name], log)
+            pids = {name: p.pid for name, p in processes.items()} | {"rabbitmq": rabbitmq_pid()}
+            stack = Stack(ports, pids, client, receiver)
+            await measure(stack, args)
+        finally:
+            for process in processes.values():
+                process.terminate()
+            for process in processes.values():
+                process.wait(30)
+            await purge(args.amqp_url, prefix)
+
+
+async def measure(stack: Stack, args: argparse.Namespace) -> None:
+    names = list(stack.pids)
+    print(
+        f"{'t':>5} {'calls':>6} {'hooks/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'outbox':>7}  "
+        + " ".join(f"{n[:8]:>8}" for n in names)
+        + "  (CPU s in the window)   RSS MB: "
+        + " ".join(n[:4] for n in names if n != "rabbitmq")
+    )
+    began = time.monotonic()
+    first_cpu = last_cpu = stack.cpu_now()
+    first_monitor = await stack.monitor()
+    first_consumed = await stack.consumed()
+    everything: list[float] = []
+    held: list[float] = []  # latencies while the calls in progress were at least 90 % of the aim
+    top_rss = dict.fromkeys(stack.rss(), 0.0)
+    arrivals_end = args.minutes * 60
+    while True:
+        await asyncio.sleep(args.window)  # a window of the measurement: the time is what is measured
+        monitor, stats, cpu, rss = await stack.monitor(), await stack.received(), stack.cpu_now(), stack.rss()
+        window = sorted(stats["latencies"])
+        everything += window
+        if monitor["calls"] >= 0.9 * args.calls:
+            held += window
+        top_rss = {n: max(top_rss[n], rss[n]) for n in rss}
+        elapsed = time.monotonic() - began
+        print(
+            f"{elapsed:5.0f} {monitor['calls']:6.0f} {len(window) / args.window:8.1f} "
+            f"{percentile(window, 0.5):8.1f} {percentile(window, 0.99):8.1f} {percentile(window, 1.0):8.1f} "
+            f"{monitor['outbox']:7.0f}  "
+            + " ".join(f"{cpu[n] - last_cpu[n]:8.2f}" for n in names)
+            + "  "
+            + " ".join(f"{rss[n]:.0f}" for n in rss),
+            flush=True,
+        )
+        last_cpu = cpu
+        done = elapsed > arrivals_end and monitor["calls"] == 0 and stats["started"] == stats["ended"]
+        if done or elapsed > arrivals_end + args.drain:
+            break
+    consumed = await stack.consumed()
+    calls = monitor["started"] - first_monitor["started"]
+    everything.sort()
+    held.sort()
+    print(f"\ncalls started: {calls:.0f}; webhooks received: {len(everything)}")
+    print(f"latency, whole run: {spread(everything)}")
+    if held:
+        print(
+            f"latency while holding >= 90 % of {args.calls} calls: p50 {percentile(held, 0.5):.1f} ms, "
+            f"p99 {percentile(held, 0.99):.1f} ms, max {percentile(held, 1.0):.1f} ms ({len(held)} webhooks)"
+        )
+    per_call = {n: (cpu[n] - first_cpu[n]) * 1000 / max(calls, 1) for n in names}
+    print(
+        "CPU ms per call: "
+        + ", ".join(f"{n} {v:.1f}" for n, v in per_call.items())
+        + f"; the stack {sum(per_call.values()):.1f}"
+    )
+    print("RSS peak MB: " + ", ".join(f"{n} {v:.0f}" for n, v in top_rss.items()))
+    print(
+        f"bus messages per call: {(monitor['published'] - first_monitor['published']) / max(calls, 1):.1f} "
+        f"published by the monitor, {(consumed - first_consumed) / max(calls, 1):.1f} consumed by the others"
+    )
+    print(
+        f"chains started {stats['started']}, ended {stats['ended']}, lost {stats['lost']}; "
+        f"duplicates {stats['counts'].get('duplicates', 0)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=67.0, help="new calls a second")
+    parser.add_argument("--calls", type=int, default=10_000, help="the most calls in progress")
+    parser.add_argument("--minutes", type=float, default=8.0, help="minutes of new calls")
+    parser.add_argument("--drain", type=float, default=600.0, help="seconds to wait for the last webhooks")
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--extensions", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument(
+        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    args = parser.parse_args()
+    print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}; {vars(args)}")
+    port = free_port()
+    ready = multiprocessing.get_context("spawn").Event()
+    receiver = multiprocessing.get_context("spawn").Process(target=receiver_process, args=(port, ready))
+    receiver.start()
+    ready.wait(30)
+    try:
+        with tempfile.TemporaryDirectory(prefix="callbridge-stack-") as folder:
+            asyncio.run(run(args, Path(folder), f"http://127.0.0.1:{port}"))
+    finally:
+        receiver.terminate()
+        receiver.join()
+
+
+if __name__ == "__main__":
+    main()
