@@ -216,6 +216,13 @@ class RabbitBus:
         flags = {"exclusive": exclusive, "single_active": single_active}
         return await self._declare_queue(self._consume_channel, queue, bindings, **flags)
 
+    async def unbind(self, queue: str, bindings: Sequence[str]) -> None:
+        """Take `bindings` (routing keys an earlier version bound) off a service's queue, if it has
+        them: the queue keeps the bindings it is declared with."""
+        declared = await self._consume_channel.declare_queue(self._names.queue(queue), passive=True)
+        for binding in bindings:
+            await declared.unbind(self._names.events_exchange, routing_key=binding)
+
     async def subscribe(
         self,
         queue: str,

@@ -68,5 +68,6 @@ def wanted_by_webhooks(event_type: str) -> bool:
 
 
 WEBHOOKS_BINDINGS = ("call.#", "recording.ready", "recording.failed", "webhooks.#")
-RECORDINGS_BINDINGS = ("call.#", "pbx.directory", "recording.converted")
+RECORDINGS_BINDINGS = ("call.answered", "call.ended", "pbx.directory", "recording.converted")
+RECORDINGS_RETIRED = ("call.#",)  # before 2026-12: every call event, of which the ledger takes two
 API_BINDINGS = ("#",)

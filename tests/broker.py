@@ -43,6 +43,27 @@ def _listed(what: str) -> list[str]:
     return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
 
 
+def bindings_of(queue: str) -> set[str]:
+    """The routing keys that bind `queue` to an exchange (the default exchange's aside)."""
+    listing = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_bindings",
+            "--no-table-headers",
+            "source_name",
+            "destination_name",
+            "routing_key",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = [line.split("\t") for line in listing.stdout.splitlines()]
+    return {key for source, destination, key in rows if source and destination == queue}
+
+
 def left_on_broker(prefix: str = PREFIX) -> tuple[list[str], list[str]]:
     """The queues and the exchanges whose names start with `prefix`."""
     queues = [name for name in _listed("list_queues") if name.startswith(prefix)]

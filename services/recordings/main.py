@@ -24,7 +24,7 @@ from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_work_queue import RabbitWorkQueue, retire
 from shared.settings import ConfigError, RecordingsSettings, Settings
-from shared.topology import RECORDINGS_BINDINGS
+from shared.topology import RECORDINGS_BINDINGS, RECORDINGS_RETIRED
 from shared.work_queue import WorkQueue
 
 from .http import create_app
@@ -91,6 +91,7 @@ async def main(settings: Settings) -> None:
             recordings = await stack.enter_async_context(
                 running(settings, bus, clock, conversions, secret=secret)
             )
+            await bus.unbind("recordings", RECORDINGS_RETIRED)
             registry = CollectorRegistry()
             registry.register(RecordingsMetrics(recordings, pool))
             registry.register(bus.collector())

@@ -9,6 +9,9 @@ import pytest
 import yaml
 
 from shared.http_server import free_port
+from shared.rabbit_bus import RabbitBus
+from shared.topology import RECORDINGS_BINDINGS, RECORDINGS_RETIRED, Topology
+from tests.broker import bindings_of
 from tests.deployment import Deployment
 from tests.integration.test_stack import Sections, stack_config, start
 from tests.processes import log_of
@@ -58,6 +61,8 @@ async def test_replicas_share_conversions_once_each(
                 recordings="workers = 2\nmax_wait = 30\nhttp_port = 0",
             ),
         )
+        async with RabbitBus.connect(amqp_url, names=Topology(broker_prefix)) as bus:  # an earlier version's
+            await bus.declare("recordings", bindings=RECORDINGS_RETIRED, single_active=True)
         webhooks = await start(deployment, config, "webhooks", b"webhooks started")
         replicas = [await start(deployment, config, "recordings", b"recordings started") for _ in range(2)]
         try:
@@ -77,3 +82,5 @@ async def test_replicas_share_conversions_once_each(
     every = [path for paths in converted for path in paths]
     assert len(every) == len(set(every)) == CALLS  # each file once
     assert len({r.body for r in receiver.delivered()}) == CALLS  # one recording webhook per call
+    # the ledger's queue takes only the events it needs (an earlier version's binding taken off)
+    assert bindings_of(f"{broker_prefix}.recordings") == set(RECORDINGS_BINDINGS)
