@@ -85,8 +85,15 @@ UTC = ZoneInfo("UTC")
 
 
 def play(
-    steps: str, *, start: str = "2024-03-01T09:00:00", zone: ZoneInfo = UTC, first: int = 1
+    steps: str,
+    *,
+    start: str = "2024-03-01T09:00:00",
+    zone: ZoneInfo = UTC,
+    first: int = 1,
+    bursts: bool = False,
 ) -> list[Event]:
+    """The events the steps make, their updates given to the tracker one by one, or each step's
+    at once (`bursts`)."""
     document = {"start": start, "first_call_number": first, "steps": yaml.safe_load(steps)}
     scenario = parse_scenario(document, base=Path("."))
     simulator = PbxSimulator(scenario.directory, first_call_number=first)
@@ -94,8 +101,12 @@ def play(
     begin = datetime.fromisoformat(start).replace(tzinfo=zone)
     events: list[Event] = []
     for step in scenario.steps:
-        for update in simulator.apply(step, begin + timedelta(seconds=step.t)):
-            events += tracker.apply(update)
+        updates = list(simulator.apply(step, begin + timedelta(seconds=step.t)))
+        if bursts:
+            events += tracker.apply_burst(updates)
+        else:
+            for update in updates:
+                events += tracker.apply(update)
     return events
 
 

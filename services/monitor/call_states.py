@@ -1,6 +1,11 @@
 """Calls in progress as the API shows them (`pbx.call`): every call, internal ones included,
-published after each change an observer can see, and a last time with `ended` when its last leg
-leaves. `CallState` (shared/events.py) documents its direction and state. Pure: no I/O, no clock.
+published after each burst of updates that changed what an observer can see, and a last time
+with `ended` when its last leg leaves. `CallState` (shared/events.py) documents its direction and
+state. Pure: no I/O, no clock.
+
+A burst is what the PBX reported at once (a ring to three agents, an answer that stops the
+others ringing): the call's state is published once, as it stands after the burst, not once per
+update (`publish` notes it, `flush` publishes).
 
 The views (a call's parties and legs) are immutable and made once: a busy PBX repeats the same
 few, and a state that shows nothing new is not published again."""
@@ -45,6 +50,7 @@ class CallStates:
         self.names: dict[str, str] = {}  # DN → its name (from the directory)
         self._parties: dict[tuple[str, PartyType], CallParty] = {}
         self._leg_views: dict[tuple[str, str, str, str], CallLeg] = {}
+        self._pending: dict[int, tuple[TrackedCall, datetime]] = {}  # call number → (call, last change)
 
     def renamed(self, names: dict[str, str]) -> None:
         self.names = names
@@ -65,28 +71,36 @@ class CallStates:
         return leg
 
     def publish(self, call: TrackedCall, at: datetime) -> None:
-        """The call's state, unless nothing an observer can see changed (a media reconnect, say)."""
+        """Note the call's state for the end of the burst, unless nothing an observer can see
+        changed (a media reconnect, say)."""
         seen = self._view(call, at)
         if seen == call.seen and call.members:
             return
         call.seen = seen
-        direction, state, _, caller, talk_to, routing, legs, _ = seen
-        self._emit(
-            CallState,
-            at,
-            call_number=call.callid,
-            chain_id=call.chain_id,
-            direction=direction,
-            state=state,
-            started_at=call.started,
-            answered_at=call.answered,
-            did=call.did,
-            owner=caller,
-            talk_to=talk_to,
-            routing_to=routing,
-            legs=legs,
-            ended=not call.members,
-        )
+        self._pending.pop(call.callid, None)  # in the order of their last change
+        self._pending[call.callid] = (call, at)
+
+    def flush(self) -> None:
+        """Publish the state of each call the burst changed, as it stands now."""
+        for call, at in self._pending.values():
+            direction, state, _, caller, talk_to, routing, legs, _ = call.seen
+            self._emit(
+                CallState,
+                at,
+                call_number=call.callid,
+                chain_id=call.chain_id,
+                direction=direction,
+                state=state,
+                started_at=call.started,
+                answered_at=call.answered,
+                did=call.did,
+                owner=caller,
+                talk_to=talk_to,
+                routing_to=routing,
+                legs=legs,
+                ended=not call.members,
+            )
+        self._pending.clear()
 
     def resumed(self, call: TrackedCall) -> None:
         """A call restored from a checkpoint: what was last published of it, without publishing."""

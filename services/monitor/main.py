@@ -30,6 +30,7 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 
 from . import checkpoint
+from .bursts import bursts
 from .driver import Driver
 from .http import create_app
 from .metrics import MonitorMetrics
@@ -92,9 +93,9 @@ async def running(
         return result.model_dump()
 
     async def follow() -> None:
-        async for update in driver.updates():
-            made = tracker.apply(update)
-            figures.updates.inc()
+        async for burst in bursts(driver.updates()):
+            made = tracker.apply_burst(burst)
+            figures.updates.inc(len(burst))
             for event in made:  # the state is complete up to tracker.seq before anything is sent
                 state.apply(event)
             figures.seq.set(tracker.seq)

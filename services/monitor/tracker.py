@@ -14,6 +14,7 @@ It follows the calls by the updates of `updates.py`, keyed by their PBX call num
 Every event carries the run's `source` and the next `seq`, contiguous.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,21 +88,28 @@ class CallTracker:
         return [p for call in self._calls.values() for p in call.members.values()]
 
     def changes(self) -> tuple[dict[int, str], list[int]]:
-        """What the last update changed, to save: (call number → its state, calls gone)."""
+        """What the last burst changed, to save: (call number → its state, calls gone)."""
         saved = {n: save(self._calls[n]) for n in self._touched if n in self._calls}
         return saved, [n for n in self._touched if n not in self._calls]
 
     def apply(self, update: PbxUpdate) -> list[Event]:
         """The events `update` makes, in order."""
+        return self.apply_burst((update,))
+
+    def apply_burst(self, updates: Sequence[PbxUpdate]) -> list[Event]:
+        """The events a burst of updates (what the PBX reported at once) makes, in order: each
+        update's, then the state of each call the burst changed (`pbx.call`), once."""
         self._out = []
         self._touched = set()
-        if isinstance(update, ParticipantUpdate):
-            self._participant(update)
-        elif isinstance(update, DirectoryUpdate):
-            self._learn(update.directory)
-            self._emit(DirectorySnapshot, update.at, directory=update.directory)
-        else:
-            self._state_change(update)
+        for update in updates:
+            if isinstance(update, ParticipantUpdate):
+                self._participant(update)
+            elif isinstance(update, DirectoryUpdate):
+                self._learn(update.directory)
+                self._emit(DirectorySnapshot, update.at, directory=update.directory)
+            else:
+                self._state_change(update)
+        self._states.flush()
         return self._out
 
     def _state_change(self, update: PbxUpdate) -> None:

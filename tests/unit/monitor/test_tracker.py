@@ -339,3 +339,29 @@ def test_every_participant_change_publishes_the_call_once_and_its_end() -> None:
         ("FromInternal", "Unknown", True),
     ]
     assert states[0].owner is not None and states[0].owner.number == "101" and states[0].chain_id == ""
+
+
+IDS = {"seq", "event_id"}
+RING_THREE = IN_QUEUE + """
+- {t: 1, do: ring, call: A, dn: ['101', '102', '105']}
+- {t: 4, do: answer, call: A, dn: '102'}
+- {t: 9, do: hangup, call: A, by: external}
+"""
+
+
+def test_a_burst_publishes_each_call_it_changed_once_as_it_stands_after_it() -> None:
+    one_by_one, burst = play(RING_THREE), play(RING_THREE, bursts=True)
+    ringing = [e for e in burst if isinstance(e, CallState) and e.state == "Routing" and len(e.legs) > 2]
+    assert len(ringing) == 1 and {leg.dn for leg in ringing[0].legs} >= {"101", "102", "105"}  # all three
+    assert sum(isinstance(e, CallState) for e in burst) < sum(isinstance(e, CallState) for e in one_by_one)
+    final = [e for e in burst if isinstance(e, CallState)][-1]
+    last = [e for e in one_by_one if isinstance(e, CallState)][-1]
+    assert final.ended and final.model_dump(exclude=IDS) == last.model_dump(exclude=IDS)
+    assert [e.seq for e in burst] == list(range(1, len(burst) + 1))
+
+
+def test_bursts_change_no_call_event() -> None:
+    def chain_events(events: list[Event]) -> list[tuple[object, ...]]:
+        return [(e.type, e.model_dump_json(exclude=IDS)) for e in calls(events)]
+
+    assert chain_events(play(RING_THREE, bursts=True)) == chain_events(play(RING_THREE))
