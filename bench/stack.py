@@ -45,7 +45,7 @@ from tests.broker import purge
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-SERVICES = ("webhooks", "recordings", "api", "monitor")  # in the order they start
+SERVICES = ("webhooks", "recordings", "monitor", "api")  # in order of start: the api waits for the monitor
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -118,19 +118,18 @@ def receiver_process(port: int, ready: Any) -> None:
 
 
 def directory(extensions: int) -> str:
-    """A directory of `extensions` extensions (from 20000), ten queues and ten ring groups of 20
-    members each, an IVR and a trunk with ten DIDs."""
+    """A directory of `extensions` extensions (from 20000); a queue of 4 agents and a ring group
+    of 3 members for every 100 extensions (from 8000 and 7000); an IVR; a trunk with ten DIDs."""
     numbers = [str(20000 + n) for n in range(extensions)]
+    teams = max(1, extensions // 100)
     lines = ["extensions:"]
     lines += [f'  - {{number: "{n}", name: "Agent {n}", recording: "off"}}' for n in numbers]
     lines.append("queues:")
-    lines += [
-        f'  - {{number: "8{q:02d}", name: "Queue {q}", agents: {json.dumps(numbers[q * 20 : q * 20 + 20])}}}'
-        for q in range(10)
-    ]
+    queues = [json.dumps(numbers[t * 100 : t * 100 + 4]) for t in range(teams)]
+    lines += [f'  - {{number: "{8000 + t}", name: "Queue {t}", agents: {a}}}' for t, a in enumerate(queues)]
     lines.append("groups:")
-    members = [json.dumps(numbers[200 + g * 20 : 220 + g * 20]) for g in range(10)]
-    lines += [f'  - {{number: "7{g:02d}", name: "Group {g}", members: {m}}}' for g, m in enumerate(members)]
+    groups = [json.dumps(numbers[t * 100 + 50 : t * 100 + 53]) for t in range(teams)]
+    lines += [f'  - {{number: "{7000 + t}", name: "Group {t}", members: {m}}}' for t, m in enumerate(groups)]
     lines += ["ivrs:", '  - {number: "600", name: "Main menu"}', "lines:", '  - number: "10000"']
     lines += ['    name: "Trunk"', "    dids:"]
     lines += [f'      - {{number: "+42022100000{d}", name: DID{d}}}' for d in range(10)]
@@ -161,6 +160,7 @@ outbox = {folder / "monitor-outbox.db"}
 http_port = {ports["monitor"]}
 [api]
 http_port = {ports["api"]}
+keys = {SECRET}
 [recordings]
 pbx_dir = {folder / "pbx"}
 archive_dir = {folder / "archive"}
@@ -262,13 +262,18 @@ async def wait_ready(
 ) -> None:
     while True:
         if process.poll() is not None:
-            raise SystemExit(f"a service died at start; its log: {log}")
+            raise SystemExit(f"a service died at start:\n{tail(log)}")
         try:
             if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         await asyncio.sleep(0.2)
+
+
+def tail(log: str) -> str:
+    with open(log, encoding="utf-8", errors="replace") as lines:
+        return "".join(lines.readlines()[-15:])
 
 
 def start(path: Path, service: str, log: str) -> subprocess.Popen[bytes]:
@@ -361,8 +366,9 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         f"bus messages per call: {(monitor['published'] - first_monitor['published']) / max(calls, 1):.1f} "
         f"published by the monitor, {(consumed - first_consumed) / max(calls, 1):.1f} consumed by the others"
     )
+    unended = f"lost {stats['lost']}" if done else f"{stats['lost']} not ended when the drain timed out"
     print(
-        f"chains started {stats['started']}, ended {stats['ended']}, lost {stats['lost']}; "
+        f"chains started {stats['started']}, ended {stats['ended']}, {unended}; "
         f"duplicates {stats['counts'].get('duplicates', 0)}"
     )
 
