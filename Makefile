@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 export AMQP_URL
 
-.PHONY: demo test test-unit lint format sizes bench readme clean
+.PHONY: demo test test-unit lint format sizes bench bench-stack readme clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callbridge needs Python 3.11 or newer")'
@@ -47,6 +47,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/api.py
+
+bench-stack: $(STAMP)
+	$(BIN)/python bench/stack.py
 
 readme: $(STAMP)
 	$(BIN)/python docs/config_reference.py --write
