@@ -101,9 +101,10 @@ class DeadLetter:
 
 
 class Bus(Protocol):
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, encoded: bytes | None = None) -> None:
         """Send `event` with its `type` as routing key. Messages leave in call order; this may
-        return before the broker confirmed the message: `flush()` waits for that."""
+        return before the broker confirmed the message: `flush()` waits for that. `encoded`: the
+        event as `encode_event` made it already (the monitor's outbox keeps it so), sent as it is."""
         ...
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:

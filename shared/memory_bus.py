@@ -47,9 +47,9 @@ class InMemoryBus:
         self._exclusive = count(1)
         self._servers: dict[str, RpcHandler] = {}
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, encoded: bytes | None = None) -> None:
         self.published.append(event)
-        await self._route(event.type, encode_event(event))
+        await self._route(event.type, encode_event(event) if encoded is None else encoded)
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:
         await self._route(routing_key, body)

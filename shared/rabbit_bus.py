@@ -170,15 +170,14 @@ class RabbitBus:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, encoded: bytes | None = None) -> None:
         """Send `event`: its type is the routing key, and the topology's further keys ride in the
         CC header (an event the webhooks service wants names its chain's shard)."""
         assert self._exchange is not None
         further = self._names.routing_keys(event)[1:]
         headers = {"CC": further} if further else None
-        message = persistent(
-            encode_event(event), message_id=str(event.event_id), kind=event.type, headers=headers
-        )
+        body = encode_event(event) if encoded is None else encoded
+        message = persistent(body, message_id=str(event.event_id), kind=event.type, headers=headers)
         await self._publisher.send(self._exchange, event.type, message)
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:

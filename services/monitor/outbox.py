@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS run (
 );
 """
 BATCH = 500  # events sent per confirm round
+FRESH = 4 * BATCH  # events kept in memory as appended (beyond: read back from the file)
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between sends after the broker refused a batch
 
 
@@ -74,6 +75,7 @@ class Outbox:
         self._db = open_database(path, SCHEMA, "the monitor's outbox", synchronous="NORMAL")
         self.added = asyncio.Event()  # set on every append: the relay wakes
         self.writable = True  # the last append succeeded (readiness)
+        self._fresh: dict[int, Event] = {}  # id → the event appended, until the relay takes it
 
     def append(self, events: Sequence[Event], changes: Changes | None = None) -> None:
         """Keep `events`, and the tracker's `changes` that made them, in one transaction. Raises
@@ -84,11 +86,14 @@ class Outbox:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT INTO outbox (body, added) VALUES (?, ?)", rows)
+                (last,) = self._db.execute("SELECT last_insert_rowid()").fetchone()
                 if changes is not None:
                     self._save(changes)
         except sqlite3.Error as error:
             self.writable = False
             raise OSError(f"the monitor's outbox cannot keep events: {error}") from None
+        if events and len(self._fresh) + len(events) <= FRESH:
+            self._fresh.update(zip(range(last - len(events) + 1, last + 1), events, strict=True))
         self.writable = True
         self.added.set()
 
@@ -115,9 +120,15 @@ class Outbox:
             self._db.execute("DELETE FROM calls")
             self._db.execute("DELETE FROM run")
 
-    def pending(self, limit: int = BATCH) -> list[tuple[int, bytes]]:
-        """The oldest unconfirmed events, in order: (id, body)."""
-        return self._db.execute("SELECT id, body FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+    def pending(self, limit: int = BATCH) -> list[tuple[int, Event, bytes]]:
+        """The oldest unconfirmed events, in order: (id, event, body). An event appended by this
+        process comes as it was (not parsed again from its body)."""
+        rows = self._db.execute("SELECT id, body FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [(n, self._event(n, body), body) for n, body in rows]
+
+    def _event(self, n: int, body: bytes) -> Event:
+        fresh = self._fresh.pop(n, None)
+        return fresh if fresh is not None else parse_event(body)
 
     def confirmed(self, last: int) -> None:
         """Every event up to id `last` reached the broker."""
@@ -178,8 +189,9 @@ class Relay:
         self._outbox.added.clear()
         rows = self._outbox.pending()
         if rows:
-            for _, body in rows:
-                await self._bus.publish(parse_event(body))
+            self._empty = False  # not drained while this batch waits for its confirm
+            for _, event, body in rows:
+                await self._bus.publish(event, body)
             await self._bus.flush()
             self._outbox.confirmed(rows[-1][0])
         async with self._progress:

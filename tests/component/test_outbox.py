@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from services.monitor import main as monitor_main
+from services.monitor import outbox as outbox_module
 from services.monitor.outbox import Changes, Outbox, Relay
 from services.monitor.updates import PbxUpdate
 from shared.bus import PublishError
@@ -36,9 +37,9 @@ class RefusingBus(InMemoryBus):
         self.refusals = refusals
         self.sent: list[Event] = []
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, encoded: bytes | None = None) -> None:
         self.sent.append(event)
-        await super().publish(event)
+        await super().publish(event, encoded)
 
     async def flush(self) -> None:
         if self.refusals:
@@ -70,10 +71,11 @@ def test_events_are_kept_in_order_until_confirmed(tmp_path: Path) -> None:
     outbox.append(events[:3])
     outbox.append(events[3:])
     pending = outbox.pending()
-    assert [body for _, body in pending] == [e.model_dump_json().encode() for e in events]
+    assert [body for _, _, body in pending] == [e.model_dump_json().encode() for e in events]
+    assert [event for _, event, _ in pending] == events
     assert outbox.backlog().events == 5
     outbox.confirmed(pending[1][0])
-    assert [id for id, _ in outbox.pending()] == [id for id, _ in pending[2:]]
+    assert [id for id, _, _ in outbox.pending()] == [id for id, _, _ in pending[2:]]
     assert outbox.backlog().events == 3
     outbox.close()
 
@@ -86,8 +88,32 @@ def test_what_was_not_confirmed_survives_a_restart(tmp_path: Path) -> None:
     first.confirmed(first.pending()[0][0])
     del first  # killed: no close, no relay
     again = Outbox(path)
-    assert [body for _, body in again.pending()] == [e.model_dump_json().encode() for e in events[1:]]
+    assert [(event, body) for _, event, body in again.pending()] == [
+        (e, e.model_dump_json().encode()) for e in events[1:]
+    ]
     again.close()
+
+
+def test_the_events_appended_are_sent_as_they_are_without_parsing_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay takes what this process appended as it was (the objects, and their body as
+    encoded once), beyond a bounded number read back from the file."""
+    outbox = Outbox(tmp_path / "outbox.db")
+    monkeypatch.setattr(outbox_module, "FRESH", 3)
+    events = [make_call_ringing(link=n) for n in range(5)]
+    outbox.append(events[:3])
+    outbox.append(events[3:])  # beyond FRESH: kept in the file only
+    pending = outbox.pending()
+    assert [event is original for (_, event, _), original in zip(pending, events, strict=True)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert [event for _, event, _ in pending] == events
+    outbox.close()
 
 
 def test_a_full_disk_keeps_nothing_and_says_so(tmp_path: Path) -> None:
@@ -118,6 +144,42 @@ async def test_the_relay_sends_a_refused_batch_again_whole_and_in_order(
     ids = [e.event_id for e in events]
     assert [e.event_id for e in bus.sent] == ids * 3  # twice refused, then confirmed: the same ids
     assert outbox.backlog().events == 0
+    outbox.close()
+
+
+class SlowBus(InMemoryBus):
+    """A bus whose broker confirms only once `confirm` is set; `sending` is set at each publish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending, self.confirm = asyncio.Event(), asyncio.Event()
+
+    async def publish(self, event: Event, encoded: bytes | None = None) -> None:
+        self.sending.set()
+        await super().publish(event, encoded)
+
+    async def flush(self) -> None:
+        await self.confirm.wait()
+
+
+async def test_the_relay_is_not_drained_while_a_batch_waits_for_its_confirm(tmp_path: Path) -> None:
+    """An outbox found empty before, then a batch on its way: not drained until it is confirmed
+    (a monitor at the end of its scenario stopped with its last events unsent)."""
+    bus = SlowBus()
+    outbox = Outbox(tmp_path / "outbox.db")
+    relay = Relay(outbox, bus)
+    relaying = asyncio.create_task(relay.run())
+    await relay.drained()  # nothing to send yet
+    outbox.append([make_call_ringing()])
+    await bus.sending.wait()  # the batch is on its way
+    drained = asyncio.create_task(relay.drained())
+    for _ in range(10):
+        await asyncio.sleep(0)  # the loop turns while the broker has not confirmed
+    assert not drained.done()
+    bus.confirm.set()
+    await drained
+    assert outbox.backlog().events == 0
+    relaying.cancel()
     outbox.close()
 
 

@@ -28,9 +28,13 @@ async def test_a_burst_holds_at_most_so_many() -> None:
 
 async def test_a_driver_that_fails_fails_after_its_updates() -> None:
     seen: list[list[int]] = []
-    with pytest.raises(ConnectionError):
+
+    async def follow() -> None:
         async for burst in bursts(reported([1, 2], then=ConnectionError("socket closed"))):
             seen.append(burst)
+
+    with pytest.raises(ConnectionError):
+        await follow()
     assert seen == [[1, 2]]
 
 

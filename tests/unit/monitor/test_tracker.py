@@ -342,11 +342,14 @@ def test_every_participant_change_publishes_the_call_once_and_its_end() -> None:
 
 
 IDS = {"seq", "event_id"}
-RING_THREE = IN_QUEUE + """
+RING_THREE = (
+    IN_QUEUE
+    + """
 - {t: 1, do: ring, call: A, dn: ['101', '102', '105']}
 - {t: 4, do: answer, call: A, dn: '102'}
 - {t: 9, do: hangup, call: A, by: external}
 """
+)
 
 
 def test_a_burst_publishes_each_call_it_changed_once_as_it_stands_after_it() -> None:
