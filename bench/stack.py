@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,11 @@ def start(path: Path, service: str, log: str) -> subprocess.Popen[bytes]:
 
 
 async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
+    """Start the services, measure, stop them and delete what they made on the broker (also when
+    the bench itself is stopped: SIGTERM and Ctrl-C cancel it)."""
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     prefix = f"bench.{uuid4().hex[:8]}"
     ports = {name: free_port() for name in SERVICES}
     path = config(folder, args, prefix, ports, receiver)
@@ -379,7 +385,7 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=67.0, help="new calls a second")
     parser.add_argument("--calls", type=int, default=10_000, help="the most calls in progress")
-    parser.add_argument("--minutes", type=float, default=8.0, help="minutes of new calls")
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of new calls")
     parser.add_argument("--drain", type=float, default=600.0, help="seconds to wait for the last webhooks")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--extensions", type=int, default=20_000)

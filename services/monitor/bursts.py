@@ -1,8 +1,9 @@
 """The driver's updates taken a burst at a time: whatever it has reported by the time the monitor
 is ready for more (at most `most`), so that the tracker publishes each call's state once per
 burst and the outbox keeps a burst in one transaction. The updates wait in a bounded queue: a
-monitor that falls behind stops reading the driver (the simulator waits; the 3CX driver's socket
-stops being read)."""
+monitor that falls behind stops reading the driver. The simulator then waits; the 3CX driver
+cannot slow the PBX, and what it reads meanwhile waits in its own queue (README, "Running the
+monitor")."""
 
 import asyncio
 from collections.abc import AsyncIterator
