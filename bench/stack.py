@@ -41,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.receiving import read_body, respond, serve
 from shared.http_server import free_port
 from tests.broker import purge
 
@@ -59,8 +60,6 @@ def receiver_process(port: int, ready: Any) -> None:
     from collections import Counter
     from datetime import datetime
 
-    import uvicorn
-
     latencies = array("d")
     seen: set[bytes] = set()
     counts: Counter[str] = Counter()
@@ -70,12 +69,7 @@ def receiver_process(port: int, ready: Any) -> None:
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["path"] == "/stats":
             since = int(scope["query_string"] or 0)
             answer = json_.dumps(
@@ -102,20 +96,9 @@ def receiver_process(port: int, ready: Any) -> None:
             elif document["type"] == "call.ended" and data.get("chain_ended"):
                 ended.add(data["chain_id"])
             answer = b"ok"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", str(len(answer)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await respond(send, answer)
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-    )
-    ready.set()
-    uvicorn.Server(config).run()
+    serve(app, port, ready)
 
 
 def directory(extensions: int) -> str:
@@ -403,6 +386,10 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="callbridge-stack-") as folder:
             asyncio.run(run(args, Path(folder), f"http://127.0.0.1:{port}"))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise SystemExit(
+            "stopped before the end; the services are stopped and their broker names deleted"
+        ) from None
     finally:
         receiver.terminate()
         receiver.join()

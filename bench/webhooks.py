@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import SecretStr
 
+from bench.receiving import read_body, respond, serve
 from services.webhooks import main as webhooks
 from services.webhooks.formats import WebhookRequest, build_request
 from services.webhooks.policy import RetryPolicy
@@ -51,15 +52,12 @@ def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> N
     """An ASGI app that answers 200 and keeps (webhook-id, arrival) for /stats."""
     import json
 
-    import uvicorn
-
     arrivals: list[tuple[str, float]] = []
 
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        await read_body(receive)
         headers = dict(scope["headers"])
         if scope["path"] == "/stats":
             body = json.dumps(arrivals).encode()
@@ -67,27 +65,9 @@ def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> N
         else:
             arrivals.append((headers.get(b"webhook-id", b"").decode(), time.time()))
             body = b"ok"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, body)
 
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-    )
-    server = uvicorn.Server(config)
-    ready.set()
-    server.run()
+    serve(app, port, ready)
 
 
 def machine_busy() -> tuple[int, int]:
