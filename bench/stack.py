@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -202,7 +202,6 @@ class Stack:
     client: httpx.AsyncClient
     receiver: str
     latencies: int = 0  # how many the receiver has handed over so far
-    cpu: dict[str, float] = field(default_factory=dict)
 
     async def metrics(self, service: str) -> list[tuple[str, dict[str, str], float]]:
         answer = await self.client.get(f"http://127.0.0.1:{self.ports[service]}/metrics")

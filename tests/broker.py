@@ -30,44 +30,30 @@ def owners(names: list[str]) -> list[str]:
     return sorted({OWNERS.get(".".join(name.split(".")[:2]), "an earlier run") for name in names})
 
 
-def _listed(what: str) -> list[str]:
+def _listed(what: str, *columns: str) -> list[list[str]]:
+    """`rabbitmqctl <what>`'s rows, each the `columns` asked for (by default the name)."""
     ctl = shutil.which("rabbitmqctl")
     assert ctl, "rabbitmqctl is needed to list what the tests left on the broker"
     listing = subprocess.run(
-        [ctl, "-q", what, "--no-table-headers", "name"],
+        [ctl, "-q", what, "--no-table-headers", *(columns or ("name",))],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+    return [line.strip().split("\t") for line in listing.stdout.splitlines() if line.strip()]
 
 
 def bindings_of(queue: str) -> set[str]:
     """The routing keys that bind `queue` to an exchange (the default exchange's aside)."""
-    listing = subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "list_bindings",
-            "--no-table-headers",
-            "source_name",
-            "destination_name",
-            "routing_key",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    rows = [line.split("\t") for line in listing.stdout.splitlines()]
-    return {key for source, destination, key in rows if source and destination == queue}
+    rows = _listed("list_bindings", "source_name", "destination_name", "routing_key")
+    return {row[-1] for row in rows if len(row) == 3 and row[0] and row[1] == queue}
 
 
 def left_on_broker(prefix: str = PREFIX) -> tuple[list[str], list[str]]:
     """The queues and the exchanges whose names start with `prefix`."""
-    queues = [name for name in _listed("list_queues") if name.startswith(prefix)]
-    exchanges = [name for name in _listed("list_exchanges") if name.startswith(prefix)]
+    queues = [name for (name,) in _listed("list_queues") if name.startswith(prefix)]
+    exchanges = [name for (name,) in _listed("list_exchanges") if name.startswith(prefix)]
     return queues, exchanges
 
 
