@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, record
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
+CREATE INDEX IF NOT EXISTS chains_unannounced ON chains (ended_at) WHERE announced = 0;
+CREATE INDEX IF NOT EXISTS chains_age ON chains (coalesce(ended_at, seen));
 """
 # columns later versions added, for a ledger an earlier version made
 COLUMNS = {

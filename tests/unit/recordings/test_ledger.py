@@ -233,3 +233,28 @@ def test_a_ledger_from_before_handed_out_claims_keeps_them(tmp_path: Path) -> No
     old.close()
     ledger = RecordingLedger(PRAGUE, path)
     assert ledger.release_unqueued() == 0 and ledger.claimed(Path("/pbx/a.wav"))
+
+
+def test_looking_for_due_announcements_does_not_read_every_chain_of_the_day() -> None:
+    """`due()` runs at every chain's end; the chains announced already (a day of them) stay unread."""
+
+    def steps_of_due(announced: int) -> int:
+        ledger = ledger_with_directory("102")
+        stamp = T0.timestamp()
+        ledger._db.executemany(
+            "INSERT INTO chains (chain_id, call_number, seen, ended_at, announced) VALUES (?, ?, ?, ?, 1)",
+            ((f"old{n}", n, stamp - 60, stamp - 30) for n in range(announced)),
+        )
+        blind_transfer(ledger)
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        ledger._db.set_progress_handler(count, 100)
+        ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
+        return steps
+
+    assert steps_of_due(20_000) <= steps_of_due(1_000) + 5
