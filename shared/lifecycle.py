@@ -5,6 +5,9 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .clock import SystemClock
+from .heap import HeapKeeper
+
 T = TypeVar("T")
 
 
@@ -15,7 +18,18 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     at 500 deliveries/s by half (docs/benchmarks.md); every service runs through here.
     """
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(main)
+        return runner.run(_with_heap_kept(main))
+
+
+async def _with_heap_kept(main: Coroutine[Any, Any, T]) -> T:
+    """`main`, its garbage collections kept short while it runs (shared/heap.py)."""
+    clock = SystemClock()
+    keeper = asyncio.create_task(HeapKeeper(clock).chore().run(clock), name="keeping the heap")
+    try:
+        return await main
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

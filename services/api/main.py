@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from shared.bus import Bus
 from shared.events import Message
+from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
@@ -81,6 +82,7 @@ async def main(settings: Settings) -> None:
         serving(service.app, api.http_host, api.http_port, cert=api.tls_cert, key=api.tls_key),
     ):
         metrics.registry.register(bus.collector())
+        metrics.registry.register(HeapCollector())
         scheme = "https" if api.tls_cert else "http"
         logger.info("api started on %s://%s:%d", scheme, api.http_host, api.http_port)
         await wait_for_shutdown()

@@ -22,6 +22,7 @@ from shared import commands
 from shared.bus import Bus
 from shared.directory import Directory
 from shared.event_base import Event
+from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
@@ -164,6 +165,7 @@ async def main(settings: Settings, driver: Driver) -> None:
         running(settings, bus, driver, outbox, source=source, metrics=metrics) as monitor,
     ):
         metrics.registry.register(bus.collector())
+        metrics.registry.register(HeapCollector())
         logger.info("monitor %s started on the %s driver", monitor.source, settings.pbx.driver)
         shutdown = asyncio.create_task(wait_for_shutdown())
         done, _ = await asyncio.wait({monitor.following, shutdown}, return_when=asyncio.FIRST_COMPLETED)

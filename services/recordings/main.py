@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from shared.bus import Bus
 from shared.chores import Chore, every
 from shared.clock import Clock, SystemClock
+from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
 from shared.logging import configure_logging
@@ -95,6 +96,7 @@ async def main(settings: Settings) -> None:
             registry = CollectorRegistry()
             registry.register(RecordingsMetrics(recordings, pool))
             registry.register(bus.collector())
+            registry.register(HeapCollector())
             app = create_app(
                 config.archive_dir,
                 secret,

@@ -17,6 +17,7 @@ from shared.bus import Bus
 from shared.chores import Chore, every
 from shared.clock import Clock, SystemClock
 from shared.events import WebhookEndpointDisabled
+from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.keys import Keys
 from shared.lifecycle import wait_for_shutdown
@@ -116,6 +117,7 @@ async def main(settings: Settings) -> None:
             running(settings, bus, queue, store, AiohttpTransport(session), clock)
         )
         service.metrics.registry.register(bus.collector())
+        service.metrics.registry.register(HeapCollector())
         chore = housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
         keys = Keys(settings.api.keys, settings.api.read_only_keys)
         app = create_app(

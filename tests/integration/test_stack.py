@@ -232,6 +232,8 @@ async def test_every_service_reports_health_and_turns_unready_whilerabbitmq_app_
                 await _until_status(client, f"{url}/readyz", 200)
                 metrics = (await client.get(f"{url}/metrics")).text
                 assert "callbridge_bus_connected 1.0" in metrics, service
+                [frozen] = await _samples(client, url, "callbridge_gc_frozen_objects")
+                assert frozen > 10_000, service  # its long-lived objects are left out of collections
                 assert await _health_check(deployment, config, service) == 0, service
             published = 'callbridge_monitor_events_published_total{type="pbx.directory"}'
             assert await _samples(client, urls["monitor"], published) == [1.0]
