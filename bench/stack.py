@@ -2,7 +2,7 @@
 traffic generator on a generated directory, every call event delivered as signed JSON to a
 receiver in its own process.
 
-    .venv/bin/python bench/stack.py [--rate 67] [--calls 10000] [--minutes 8] [--amqp-url URL]
+    .venv/bin/python bench/stack.py [--rate 67] [--calls 10000] [--minutes 10] [--amqp-url URL]
 
 The services start as their units start them (`python -m services.cli --config FILE SERVICE`),
 with recording off (conversion has its own benchmark, bench/transcode.py). The monitor's
@@ -13,7 +13,8 @@ the calls in progress end and the bench waits until the receiver has every chain
 Printed per `--window` seconds: calls in progress, webhooks received per second, event →
 receipt latency (p50, p99, max: the event's own time, stamped by the simulator, to its arrival
 at the receiver), CPU seconds of each service and of RabbitMQ (the node's Erlang VM), RSS of each
-service and the monitor's outbox backlog. At the end: CPU ms per call of each process, bus
+service, and the lag: events in the monitor's outbox (and how long the oldest has waited) and
+messages waiting in the other services' queues. At the end: CPU ms per call of each process, bus
 messages per call (events the monitor published; messages the other services consumed), chains
 started and ended at the receiver (lost: started, never ended), webhooks the receiver got twice
 (by `webhook-id`). The broker names the run created are deleted afterwards.
@@ -208,7 +209,7 @@ class Stack:
         return list(samples(answer.text))
 
     async def monitor(self) -> dict[str, float]:
-        found = {"calls": 0.0, "published": 0.0, "started": 0.0, "outbox": 0.0}
+        found = {"calls": 0.0, "published": 0.0, "started": 0.0, "outbox": 0.0, "oldest": 0.0}
         for name, labels, value in await self.metrics("monitor"):
             if name == "callbridge_monitor_calls":
                 found["calls"] = value
@@ -218,15 +219,21 @@ class Stack:
                     found["started"] = value
             elif name == "callbridge_monitor_outbox_events":
                 found["outbox"] = value
+            elif name == "callbridge_monitor_outbox_oldest_seconds":
+                found["oldest"] = value
         return found
 
-    async def consumed(self) -> float:
-        """Messages the api, webhooks and recordings services handled from their queues."""
-        total = 0.0
+    async def consumers(self) -> tuple[float, float]:
+        """Messages the api, webhooks and recordings services handled from their queues, and the
+        messages waiting in those queues (their lag)."""
+        consumed = waiting = 0.0
         for service in ("api", "webhooks", "recordings"):
-            found = await self.metrics(service)
-            total += sum(value for name, _, value in found if name == "callbridge_bus_consumed_total")
-        return total
+            for name, _, value in await self.metrics(service):
+                if name == "callbridge_bus_consumed_total":
+                    consumed += value
+                elif name == "callbridge_bus_queue_waiting":
+                    waiting += value
+        return consumed, waiting
 
     async def received(self) -> dict[str, Any]:
         stats: dict[str, Any] = (await self.client.get(f"{self.receiver}/stats?{self.latencies}")).json()
@@ -297,7 +304,8 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
 async def measure(stack: Stack, args: argparse.Namespace) -> None:
     names = list(stack.pids)
     print(
-        f"{'t':>5} {'calls':>6} {'hooks/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'outbox':>7}  "
+        f"{'t':>5} {'calls':>6} {'hooks/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'outbox':>7} {'age s':>6} {'queued':>7}  "
         + " ".join(f"{n[:8]:>8}" for n in names)
         + "  (CPU s in the window)   RSS MB: "
         + " ".join(n[:4] for n in names if n != "rabbitmq")
@@ -305,7 +313,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     began = time.monotonic()
     first_cpu = last_cpu = stack.cpu_now()
     first_monitor = await stack.monitor()
-    first_consumed = await stack.consumed()
+    first_consumed, _ = await stack.consumers()
     everything: list[float] = []
     held: list[float] = []  # latencies while the calls in progress were at least 90 % of the aim
     top_rss = dict.fromkeys(stack.rss(), 0.0)
@@ -313,6 +321,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     while True:
         await asyncio.sleep(args.window)  # a window of the measurement: the time is what is measured
         monitor, stats, cpu, rss = await stack.monitor(), await stack.received(), stack.cpu_now(), stack.rss()
+        _, queued = await stack.consumers()
         window = sorted(stats["latencies"])
         everything += window
         if monitor["calls"] >= 0.9 * args.calls:
@@ -322,7 +331,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         print(
             f"{elapsed:5.0f} {monitor['calls']:6.0f} {len(window) / args.window:8.1f} "
             f"{percentile(window, 0.5):8.1f} {percentile(window, 0.99):8.1f} {percentile(window, 1.0):8.1f} "
-            f"{monitor['outbox']:7.0f}  "
+            f"{monitor['outbox']:7.0f} {monitor['oldest']:6.1f} {queued:7.0f}  "
             + " ".join(f"{cpu[n] - last_cpu[n]:8.2f}" for n in names)
             + "  "
             + " ".join(f"{rss[n]:.0f}" for n in rss),
@@ -332,7 +341,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         done = elapsed > arrivals_end and monitor["calls"] == 0 and stats["started"] == stats["ended"]
         if done or elapsed > arrivals_end + args.drain:
             break
-    consumed = await stack.consumed()
+    consumed, _ = await stack.consumers()
     calls = monitor["started"] - first_monitor["started"]
     everything.sort()
     held.sort()
