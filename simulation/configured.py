@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 def pbx_driver(settings: Settings) -> Driver:
     if settings.pbx.driver == "3cx":
         check_pbx_settings(settings.pbx)
-        return ThreeCxDriver(settings.pbx, SystemClock())
+        outbox = settings.monitor.outbox
+        return ThreeCxDriver(
+            settings.pbx, SystemClock(), backlog=outbox.with_name(f"{outbox.stem}-backlog.db")
+        )
     driver, _ = simulator_driver(settings)
     return driver
 

@@ -159,6 +159,9 @@ class SimulatorDriver:
     def ready(self) -> bool:
         return True
 
+    def waiting(self) -> tuple[int, int]:
+        return 0, 0
+
     def now(self) -> datetime:
         """The simulated PBX's time."""
         return self._clock.now()

@@ -23,6 +23,11 @@ class Driver(Protocol):
         """Connected to the PBX (the simulator always is)."""
         ...
 
+    def waiting(self) -> tuple[int, int]:
+        """Updates read from the PBX that the monitor has not taken yet: in all, and of those on
+        disk (the simulator waits for the monitor instead: none)."""
+        ...
+
     def resume(self, participants: list[ParticipantUpdate]) -> None:
         """Before `updates()`: what a restarted monitor's tracker believes is on the PBX. The
         driver tells from there what changed: a participant it no longer finds comes as removed."""

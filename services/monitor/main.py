@@ -74,7 +74,7 @@ async def running(
 ) -> AsyncIterator[Monitor]:
     """Follow `driver`; keep the events made in `outbox`, from which they go to `bus` in order."""
     figures = metrics or MonitorMetrics()
-    figures.watch(outbox)
+    figures.watch(outbox, driver)
     relay = Relay(outbox, bus)
     tracker = tracker_for(outbox, settings.pbx.zone, source, driver)
     source = tracker.source

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 if TYPE_CHECKING:
+    from .driver import Driver
     from .outbox import Outbox
 
 
@@ -41,7 +42,20 @@ class MonitorMetrics:
             registry=self.registry,
         )
 
-    def watch(self, outbox: "Outbox") -> None:
-        """Read the outbox's backlog at each scrape."""
+        self.driver_waiting = Gauge(
+            "callbridge_monitor_driver_waiting",
+            "Updates read from the PBX that the monitor has not taken yet (the 3CX driver's backlog)",
+            registry=self.registry,
+        )
+        self.driver_on_disk = Gauge(
+            "callbridge_monitor_driver_waiting_on_disk",
+            "Of those, the updates waiting on disk (beyond the first 5,000)",
+            registry=self.registry,
+        )
+
+    def watch(self, outbox: "Outbox", driver: "Driver") -> None:
+        """Read the outbox's and the driver's backlogs at each scrape."""
         self.outbox_events.set_function(lambda: outbox.backlog().events)
         self.outbox_age.set_function(lambda: outbox.backlog().oldest or 0.0)
+        self.driver_waiting.set_function(lambda: driver.waiting()[0])
+        self.driver_on_disk.set_function(lambda: driver.waiting()[1])

@@ -236,6 +236,7 @@ async def test_every_service_reports_health_and_turns_unready_whilerabbitmq_app_
                 assert frozen > 10_000, service  # its long-lived objects are left out of collections
                 assert await _health_check(deployment, config, service) == 0, service
             published = 'callbridge_monitor_events_published_total{type="pbx.directory"}'
+            assert await _samples(client, urls["monitor"], "callbridge_monitor_driver_waiting") == [0.0]
             assert await _samples(client, urls["monitor"], published) == [1.0]
             # every consumer's lag: the messages waiting in its queues
             await _until(lambda: _samples(client, urls["webhooks"], "callbridge_bus_queue_waiting"))

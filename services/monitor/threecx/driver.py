@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +35,7 @@ from shared.settings import PbxSettings
 
 from ..updates import EXTENSION, DirectoryUpdate, ParticipantUpdate, PbxUpdate
 from .assembler import CallAssembler
+from .backlog import Backlog
 from .check import connect, session
 from .client import PbxClient, PbxError
 from .commands import carry_out
@@ -50,11 +52,15 @@ CALLBACK_WINDOW = timedelta(seconds=5)  # a queue callback counted this near a c
 
 
 class ThreeCxDriver:
-    def __init__(self, settings: PbxSettings, clock: Clock, *, grace: float = 2.0) -> None:
+    def __init__(
+        self, settings: PbxSettings, clock: Clock, *, grace: float = 2.0, backlog: Path | None = None
+    ) -> None:
+        """`backlog`: the file where updates the monitor has not taken wait beyond the first
+        thousands (`backlog.py`); None: they all wait in memory."""
         self._settings = settings
         self._clock = clock
         self._assembler = CallAssembler(grace=grace)
-        self._out: asyncio.Queue[PbxUpdate] = asyncio.Queue()
+        self._out = Backlog(backlog)
         self._changed = asyncio.Event()  # the assembler has a new expiry to watch
         self._dn_types: dict[str, str] = {}
         self._known = KnownDirectory()
@@ -83,6 +89,9 @@ class ThreeCxDriver:
 
     def ready(self) -> bool:
         return self.connected.is_set()
+
+    def waiting(self) -> tuple[int, int]:
+        return self._out.waiting, self._out.on_disk
 
     def resume(self, participants: list[ParticipantUpdate]) -> None:
         """A restarted monitor's calls: the first snapshot tells which are still there."""
@@ -249,7 +258,7 @@ class ThreeCxDriver:
 
     def _emit(self, updates: list[PbxUpdate]) -> None:
         for update in updates:
-            self._out.put_nowait(update)
+            self._out.put(update)
         self._changed.set()
 
     async def _expire(self) -> None:
@@ -259,7 +268,7 @@ class ThreeCxDriver:
                 for leg in self._assembler.expire(self._clock.now()):
                     if self._assembler.ended_waiting_in_a_queue(leg):
                         leg = replace(leg, reason=await self._callback(leg))
-                    self._out.put_nowait(leg)
+                    self._out.put(leg)
                 due = self._assembler.next_expiry()
                 if due is None and self._finishing and not self._assembler.members():
                     return
@@ -299,7 +308,7 @@ class ThreeCxDriver:
             return
         self._emit(state_changes(before, directory, self._clock.now()))
         if directory.model_copy(update={"extensions": ()}) != before.model_copy(update={"extensions": ()}):
-            self._out.put_nowait(DirectoryUpdate(self._clock.now(), directory))
+            self._out.put(DirectoryUpdate(self._clock.now(), directory))
 
     async def _every(self, seconds: float, chore: Any) -> None:
         while True:
