@@ -83,7 +83,9 @@ class Announcement:
 class RecordingLedger:
     def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
         self._zone = zone
-        self._db = open_database(Path(database), SCHEMA, "the recordings ledger")
+        # synchronous=NORMAL in WAL, as the outbox and the delivery store: a commit survives the
+        # process being killed at any instruction; a power cut may lose the last ones (README)
+        self._db = open_database(Path(database), SCHEMA, "the recordings ledger", synchronous="NORMAL")
         for table, columns in COLUMNS.items():
             present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             for column in columns:
