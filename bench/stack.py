@@ -215,6 +215,7 @@ class Stack:
                 found["calls"] = value
             elif name == "callbridge_monitor_events_published_total":
                 found["published"] += value
+                found[f"type {labels.get('type')}"] = value
                 if labels.get("type") == "call.started":
                     found["started"] = value
             elif name == "callbridge_monitor_outbox_events":
@@ -362,6 +363,13 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     print(
         f"bus messages per call: {(monitor['published'] - first_monitor['published']) / max(calls, 1):.1f} "
         f"published by the monitor, {(consumed - first_consumed) / max(calls, 1):.1f} consumed by the others"
+    )
+    kinds = {k[5:]: v - first_monitor.get(k, 0.0) for k, v in monitor.items() if k.startswith("type ")}
+    print(
+        "published per call by type: "
+        + ", ".join(
+            f"{k} {v / max(calls, 1):.2f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]) if v
+        )
     )
     unended = f"lost {stats['lost']}" if done else f"{stats['lost']} not ended when the drain timed out"
     print(
