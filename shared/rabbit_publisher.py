@@ -13,7 +13,6 @@ never a lost message. A broker's nack is not retried.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -58,14 +57,12 @@ class ConfirmedPublisher:
         self._reconnects = reconnects
         self._window = asyncio.Semaphore(window)
         self._in_flight: set[asyncio.Task[str | None]] = set()
-        self._since_checkpoint: list[asyncio.Task[str | None]] = []
         self._failures: list[str] = []
 
     async def send(self, exchange: AbstractExchange, routing_key: str, message: aio_pika.Message) -> None:
         await self._window.acquire()
         task = asyncio.create_task(self._confirm(exchange, routing_key, message))
         self._in_flight.add(task)
-        self._since_checkpoint.append(task)
         task.add_done_callback(self._settled)
 
     async def flush(self) -> None:
@@ -74,18 +71,6 @@ class ConfirmedPublisher:
         if self._failures:
             failures, self._failures = self._failures, []
             raise PublishError(f"{len(failures)} message(s) not confirmed, first: {failures[0]}")
-
-    def confirmation(self) -> Awaitable[None]:
-        """What to await for the confirms of what was sent since the last call (and only that):
-        raises PublishError if any of it was not confirmed. Sending goes on meanwhile."""
-        tasks, self._since_checkpoint = self._since_checkpoint, []
-
-        async def confirmed() -> None:
-            failures = [failure for failure in await asyncio.gather(*tasks) if failure]
-            if failures:
-                raise PublishError(f"{len(failures)} message(s) not confirmed, first: {failures[0]}")
-
-        return confirmed()
 
     def _settled(self, task: asyncio.Task[str | None]) -> None:
         self._in_flight.discard(task)

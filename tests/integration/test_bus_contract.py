@@ -1,6 +1,8 @@
 """One contract, two buses: InMemoryBus must route exactly as RabbitMQ does."""
 
 import asyncio
+import gc
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -10,6 +12,7 @@ import pytest
 from shared.bus import Bus, Handler, RpcUnavailable
 from shared.events import Message
 from shared.memory_bus import InMemoryBus
+from shared.rabbit_bus import RabbitBus
 from tests.broker import close_connection, dead_letters
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
@@ -293,3 +296,24 @@ async def test_messages_prefetched_on_a_lost_channel_are_handled_once(
                 await recorder.wait_for(len(recorder.events) + 1)
     handled = [e.event_id for e in recorder.events]
     assert all(handled.count(e.event_id) == 1 for e in events[1:]), handled  # the first: at least once
+
+
+@pytest.mark.rabbitmq
+async def test_a_publisher_keeps_nothing_of_what_was_confirmed(rabbit_bus: RabbitBus) -> None:
+    """Memory stays bounded however much is published: once confirmed, a message is let go."""
+
+    async def traced_after_a_round() -> int:
+        for n in range(2000):
+            await rabbit_bus.publish(make_call_ringing(link=n))
+        await rabbit_bus.flush()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+    tracemalloc.start()
+    try:
+        first = await traced_after_a_round()
+        for _ in range(2):
+            last = await traced_after_a_round()
+    finally:
+        tracemalloc.stop()
+    assert last - first < 1_000_000  # when kept, it was ~1.6 MB a round
