@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -197,6 +197,14 @@ def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
 
 
 @dataclass
+class MonitorFigures:
+    calls: float = 0.0
+    outbox: float = 0.0  # events waiting in the outbox
+    oldest: float = 0.0  # seconds the oldest of them has waited
+    published: dict[str, float] = field(default_factory=dict)  # events published, by type
+
+
+@dataclass
 class Stack:
     ports: dict[str, int]
     pids: dict[str, int]
@@ -208,20 +216,17 @@ class Stack:
         answer = await self.client.get(f"http://127.0.0.1:{self.ports[service]}/metrics")
         return list(samples(answer.text))
 
-    async def monitor(self) -> dict[str, float]:
-        found = {"calls": 0.0, "published": 0.0, "started": 0.0, "outbox": 0.0, "oldest": 0.0}
+    async def monitor(self) -> MonitorFigures:
+        found = MonitorFigures()
         for name, labels, value in await self.metrics("monitor"):
             if name == "callbridge_monitor_calls":
-                found["calls"] = value
+                found.calls = value
             elif name == "callbridge_monitor_events_published_total":
-                found["published"] += value
-                found[f"type {labels.get('type')}"] = value
-                if labels.get("type") == "call.started":
-                    found["started"] = value
+                found.published[labels["type"]] = value
             elif name == "callbridge_monitor_outbox_events":
-                found["outbox"] = value
+                found.outbox = value
             elif name == "callbridge_monitor_outbox_oldest_seconds":
-                found["oldest"] = value
+                found.oldest = value
         return found
 
     async def consumers(self) -> tuple[float, float]:
@@ -325,25 +330,26 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         _, queued = await stack.consumers()
         window = sorted(stats["latencies"])
         everything += window
-        if monitor["calls"] >= 0.9 * args.calls:
+        if monitor.calls >= 0.9 * args.calls:
             held += window
         top_rss = {n: max(top_rss[n], rss[n]) for n in rss}
         elapsed = time.monotonic() - began
         print(
-            f"{elapsed:5.0f} {monitor['calls']:6.0f} {len(window) / args.window:8.1f} "
+            f"{elapsed:5.0f} {monitor.calls:6.0f} {len(window) / args.window:8.1f} "
             f"{percentile(window, 0.5):8.1f} {percentile(window, 0.99):8.1f} {percentile(window, 1.0):8.1f} "
-            f"{monitor['outbox']:7.0f} {monitor['oldest']:6.1f} {queued:7.0f}  "
+            f"{monitor.outbox:7.0f} {monitor.oldest:6.1f} {queued:7.0f}  "
             + " ".join(f"{cpu[n] - last_cpu[n]:8.2f}" for n in names)
             + "  "
             + " ".join(f"{rss[n]:.0f}" for n in rss),
             flush=True,
         )
         last_cpu = cpu
-        done = elapsed > arrivals_end and monitor["calls"] == 0 and stats["started"] == stats["ended"]
+        done = elapsed > arrivals_end and monitor.calls == 0 and stats["started"] == stats["ended"]
         if done or elapsed > arrivals_end + args.drain:
             break
     consumed, _ = await stack.consumers()
-    calls = monitor["started"] - first_monitor["started"]
+    published = {k: v - first_monitor.published.get(k, 0.0) for k, v in monitor.published.items()}
+    calls = published.get("call.started", 0.0)
     everything.sort()
     held.sort()
     print(f"\ncalls started: {calls:.0f}; webhooks received: {len(everything)}")
@@ -361,14 +367,13 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     )
     print("RSS peak MB: " + ", ".join(f"{n} {v:.0f}" for n, v in top_rss.items()))
     print(
-        f"bus messages per call: {(monitor['published'] - first_monitor['published']) / max(calls, 1):.1f} "
+        f"bus messages per call: {sum(published.values()) / max(calls, 1):.1f} "
         f"published by the monitor, {(consumed - first_consumed) / max(calls, 1):.1f} consumed by the others"
     )
-    kinds = {k[5:]: v - first_monitor.get(k, 0.0) for k, v in monitor.items() if k.startswith("type ")}
     print(
         "published per call by type: "
         + ", ".join(
-            f"{k} {v / max(calls, 1):.2f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]) if v
+            f"{k} {v / max(calls, 1):.2f}" for k, v in sorted(published.items(), key=lambda kv: -kv[1]) if v
         )
     )
     unended = f"lost {stats['lost']}" if done else f"{stats['lost']} not ended when the drain timed out"

@@ -31,10 +31,10 @@ THAW_EVERY = timedelta(hours=1)
 
 
 class _Pauses:
-    """Collections and their pauses, by generation, since the process started (one per process)."""
+    """The time collections took, by generation, since the process started (one per process; how
+    many there were, `gc.get_stats()` tells)."""
 
     def __init__(self) -> None:
-        self.count = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
         self.longest = 0.0
         self._began = 0.0
@@ -44,9 +44,7 @@ class _Pauses:
             self._began = time.perf_counter()
             return
         took = time.perf_counter() - self._began
-        generation = info["generation"]
-        self.count[generation] += 1
-        self.seconds[generation] += took
+        self.seconds[info["generation"]] += took
         self.longest = max(self.longest, took)
 
 
@@ -94,8 +92,8 @@ class HeapCollector(Collector):
             "Time the process stood still for garbage collections, by generation",
             labels=["generation"],
         )
-        for generation in range(3):
-            count.add_metric([str(generation)], _pauses.count[generation])
+        for generation, stats in enumerate(gc.get_stats()):
+            count.add_metric([str(generation)], stats["collections"])
             seconds.add_metric([str(generation)], _pauses.seconds[generation])
         yield count
         yield seconds
