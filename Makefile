@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -m "not rabbitmq"
+	$(BIN)/pytest -m "not rabbitmq and not postgresql"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -182,7 +182,7 @@ async def service(
         endpoints={"bench": EndpointSettings(url=url, format="json", secret=(SecretStr(SECRET),))},
     )
     with tempfile.TemporaryDirectory() as scratch:
-        store = DeliveryStore(Path(scratch) / "webhooks.db")
+        store = await DeliveryStore.open(Path(scratch) / "webhooks.db")
         async with RabbitBus.connect(amqp_url, names=names, connection_name="bench webhooks") as bus:
             session = new_session()
             policy = RetryPolicy.configured(settings.webhooks)
@@ -207,6 +207,7 @@ async def service(
             finally:
                 await wired.__aexit__(None, None, None)
                 await session.close()
+                await store.close()
                 await purge(amqp_url, names.prefix)
     first = {}
     for webhook_id, at in arrivals:

@@ -19,9 +19,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from shared import lifecycle
 from shared.clock import SystemClock
@@ -45,8 +45,10 @@ from .recordings import main as recordings_main
 from .recordings.backlog import convert_folder
 from .webhooks import admin
 from .webhooks import main as webhooks_main
+from .webhooks.store import DeliveryStore
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 Command = Callable[[argparse.Namespace, Settings], int]
 SERVED = ("monitor", "api", "webhooks", "recordings")
 
@@ -166,8 +168,8 @@ def _webhooks(commands: "argparse._SubParsersAction[_Parser]") -> None:
 
 
 def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
-    store = admin.existing_store(settings.webhooks.database)
-    dead = store.dead(endpoint=args.endpoint, since=admin.since(args.since, SystemClock()))
+    since = admin.since(args.since, SystemClock())
+    dead = _in_store(settings, lambda store: store.dead(endpoint=args.endpoint, since=since))
     for delivery in dead:
         print(admin.dead_line(delivery))
     print(admin.deliveries(len(dead)), file=sys.stderr)
@@ -175,20 +177,30 @@ def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
-    store = admin.existing_store(settings.webhooks.database)
-    dead = store.dead(endpoint=args.endpoint, since=admin.since(args.since, SystemClock()))
-    if dead:
-        lifecycle.run(admin.replay_through_broker(settings, store, dead, SystemClock()))
-    print(f"{admin.deliveries(len(dead))} sent again", file=sys.stderr)
+    since, clock = admin.since(args.since, SystemClock()), SystemClock()
+
+    async def replay(store: DeliveryStore) -> int:
+        dead = await store.dead(endpoint=args.endpoint, since=since)
+        if dead:
+            await admin.replay_through_broker(settings, store, dead, clock)
+        return len(dead)
+
+    print(f"{admin.deliveries(_in_store(settings, replay))} sent again", file=sys.stderr)
     return 0
 
 
 def _attempts(args: argparse.Namespace, settings: Settings) -> int:
-    store = admin.existing_store(settings.webhooks.database)
     since = admin.since(args.since, SystemClock())
-    for attempt in store.attempts(endpoint=args.endpoint, since=since, limit=args.limit):
+    attempts = _in_store(
+        settings, lambda store: store.attempts(endpoint=args.endpoint, since=since, limit=args.limit)
+    )
+    for attempt in attempts:
         print(admin.attempt_line(attempt))
     return 0
+
+
+def _in_store(settings: Settings, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
+    return lifecycle.run(admin.in_store(admin.existing(settings.webhooks.database), use))
 
 
 def _recordings(commands: "argparse._SubParsersAction[_Parser]") -> None:

@@ -14,6 +14,7 @@ from .values import (
     MAX_RETRY_DELAY,
     MIN_KEY_LENGTH,
     PRIVATE_NETWORKS,
+    DatabaseAddress,
     Host,
     Networks,
     Patterns,
@@ -125,7 +126,10 @@ class MonitorSettings(_Section):
 class WebhooksSettings(_Section):
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     jitter: float = Field(0.2, ge=0, lt=1)
-    database: Path = Path("/var/lib/callbridge/webhooks.db")
+    database: DatabaseAddress = Field(
+        "/var/lib/callbridge/webhooks.db",
+        description="the delivery store: a file (SQLite), or postgresql://… (shared across hosts)",
+    )
     attempt_log_days: float = Field(30, gt=0, le=3650)
     http_host: Host = "127.0.0.1"
     http_port: int = Field(8082, ge=0, le=65535)
@@ -150,7 +154,10 @@ class WebhooksSettings(_Section):
 class RecordingsSettings(_Served):
     pbx_dir: Path = Path("/var/lib/callbridge/pbx-recordings")
     archive_dir: Path = Path("/var/lib/callbridge/recordings")
-    database: Path = Path("/var/lib/callbridge/recordings.db")
+    database: DatabaseAddress = Field(
+        "/var/lib/callbridge/recordings.db",
+        description="the recordings ledger: a file (SQLite), or postgresql://… (shared across hosts)",
+    )
     bitrate: int = Field(32, ge=8, le=320, description="MP3 kbit/s")
     quality: int = Field(7, ge=0, le=9, description="LAME quality, 0 best and slowest")
     keep_wav: bool = True

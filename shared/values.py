@@ -2,6 +2,7 @@
 .ini file, the environment, the command line): time zones, URLs, host names, durations, lists of
 words and secrets."""
 
+import os
 import re
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,6 +78,17 @@ Patterns = Annotated[tuple[re.Pattern[str], ...], BeforeValidator(_patterns)]
 Networks = Annotated[tuple[IPvAnyNetwork, ...], BeforeValidator(_split_words)]
 PRIVATE_NETWORKS = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 SecretWords = Annotated[tuple[SecretStr, ...], BeforeValidator(_split_words)]
+
+
+def _database(value: Any) -> Any:
+    """A service's database: a file path (SQLite, this host) or a postgresql:// URL (shared)."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if isinstance(text, str) and "://" in text:
+        check_url(text, ("postgresql", "postgres"))
+    return text
+
+
+DatabaseAddress = Annotated[str, BeforeValidator(_database)]
 
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}

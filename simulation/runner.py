@@ -109,7 +109,8 @@ async def _webhooks(
     if not run.settings.endpoints:
         await bus.subscribe("webhooks", _printer(run.out), bindings=WEBHOOKS_BINDINGS)
         return _nothing_failed
-    store = DeliveryStore(Path(":memory:"))
+    store = await DeliveryStore.open(":memory:")
+    stack.push_async_callback(store.close)
     queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)
     stack.push_async_callback(queue.close)
     session = await stack.enter_async_context(new_session())
@@ -120,11 +121,10 @@ async def _webhooks(
 
     async def delivered() -> int:
         await queue.drain()
-        for dead in store.dead():
-            run.notices.write(
-                f"callbridge: error: {dead.event_type} {dead.chain} not delivered: {dead.reason}\n"
-            )
-        return 1 if store.dead() else 0
+        dead = await store.dead()
+        for d in dead:
+            run.notices.write(f"callbridge: error: {d.event_type} {d.chain} not delivered: {d.reason}\n")
+        return 1 if dead else 0
 
     return delivered
 

@@ -16,6 +16,7 @@ from simulation.compare import Webhook, compare, read_webhooks
 from tests.broker import left_on_broker, new_prefix, owners, purge
 from tests.deployment import Deployment, stage
 from tests.fakes import Recorder
+from tests.postgres import POSTGRES_URL, create_schema, drop_schema, in_schema, left_in_database
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "scenarios"  # callbridge's own examples, each with its expected webhooks
@@ -49,6 +50,39 @@ async def broker_prefix(amqp_url: str) -> AsyncIterator[str]:
         yield prefix
     finally:
         await purge(amqp_url, prefix)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    parts = urlsplit(POSTGRES_URL)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=3).close()
+    except OSError as error:
+        pytest.fail(
+            f"PostgreSQL not reachable at {parts.hostname}:{parts.port or 5432} ({error}); start it or set "
+            "POSTGRES_URL. Deselect with -m 'not postgresql'."
+        )
+    return POSTGRES_URL
+
+
+@pytest.fixture
+async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
+    """A database address of this test's own: a schema in $POSTGRES_URL's database, dropped with
+    everything in it afterwards."""
+    schema = await create_schema(postgres_url)
+    try:
+        yield in_schema(postgres_url, schema)
+    finally:
+        await drop_schema(postgres_url, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend of `shared.database` in turn: a file, then a PostgreSQL schema (contract suites)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "database.db")
+    address: str = request.getfixturevalue("postgres_database")
+    return address
 
 
 @pytest.fixture
@@ -105,6 +139,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:  # a test that reaches the broker says so, whichever folder it is in
         if "amqp_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.rabbitmq)
+        if "postgres_url" in getattr(item, "fixturenames", ()) or "postgresql" in getattr(
+            getattr(item, "callspec", None), "id", ""
+        ):
+            item.add_marker(pytest.mark.postgresql)
     if not CONTRACTS.is_dir():
         NOTICES.append(f"contract scenarios not run: no folder {CONTRACTS} beside the checkout")
     compose = [item for item in items if item.get_closest_marker("docker")]
@@ -126,14 +164,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_sep("=", f"the tests left {len(left)} name(s) on the broker", red=True)
         terminalreporter.write_line(", ".join(left[:20]) + (" …" if len(left) > 20 else ""), red=True)
         terminalreporter.write_line(f"left by: {', '.join(owners(left))}", red=True)
+    if schemas := config.stash.get(LEFT_IN_DATABASE, None):
+        terminalreporter.write_sep("=", f"the tests left {len(schemas)} schema(s) in PostgreSQL", red=True)
+        terminalreporter.write_line(", ".join(schemas[:20]), red=True)
 
 
 LEFT_ON_BROKER = pytest.StashKey[list[str]]()
+LEFT_IN_DATABASE = pytest.StashKey[list[str]]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A run that used the broker fails if anything named `test.` is left on it (tests/broker.py)."""
+    """A run that used the broker fails if anything named `test.` is left on it (tests/broker.py),
+    one that used PostgreSQL if a test schema is left in it (tests/postgres.py)."""
+    if any(item.get_closest_marker("postgresql") for item in session.items) and (
+        schemas := left_in_database()
+    ):
+        session.config.stash[LEFT_IN_DATABASE] = schemas
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not any(item.get_closest_marker("rabbitmq") for item in session.items):
         return
     queues, exchanges = left_on_broker()

@@ -17,10 +17,11 @@ killed meanwhile, RabbitMQ away) is taken again. A file that comes after its cha
 opens the chain again: its link is announced again with every file (the other links' repeats
 carry the same event ids, and consumers drop them).
 
-The ledger is kept in SQLite, shared by the recordings replicas of a host: whichever replica is
-the active consumer of the call events writes it, a replica that takes over reads it, a file is
-claimed by exactly one replica (its path is a primary key), and a chain is announced by exactly
-one (an update that only one transaction can win).
+The ledger is kept in SQLite, shared by the recordings replicas of a host, or in PostgreSQL,
+shared by replicas on several hosts (`shared.database`): whichever replica is the active consumer
+of the call events writes it, a replica that takes over reads it, a file is claimed by exactly
+one replica (its path is a primary key), and a chain is announced by exactly one (an update that
+only one transaction can win).
 """
 
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from shared.database import Database, open_database
 from shared.event_base import Event
 from shared.events import CallAnswered, CallEnded, DirectorySnapshot
-from shared.sqlite import open_database
 
 from .naming import PbxRecording, archive_name
 
@@ -40,26 +41,26 @@ ANNOUNCE_LEASE = timedelta(seconds=60)  # a chain being announced is another's t
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chains (chain_id TEXT PRIMARY KEY, call_number INTEGER NOT NULL,
-    seen REAL NOT NULL, ended_at REAL, last_file_at REAL, announced INTEGER NOT NULL DEFAULT 0,
-    leased_until REAL);
+    seen DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, last_file_at DOUBLE PRECISION,
+    announced INTEGER NOT NULL DEFAULT 0, leased_until DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS links (chain_id TEXT NOT NULL, link INTEGER NOT NULL, extension TEXT NOT NULL,
-    started REAL NOT NULL, ended_at REAL, ended TEXT, PRIMARY KEY (chain_id, link));
+    started DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, ended TEXT, PRIMARY KEY (chain_id, link));
 CREATE INDEX IF NOT EXISTS links_extension ON links (extension, started);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, chain_id TEXT NOT NULL, link INTEGER NOT NULL,
-    started REAL NOT NULL, name TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,
+    started DOUBLE PRECISION NOT NULL, name TEXT NOT NULL DEFAULT '', done INTEGER NOT NULL DEFAULT 0,
     converted INTEGER NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 1);
 CREATE INDEX IF NOT EXISTS files_link ON files (chain_id, link);
 CREATE TABLE IF NOT EXISTS recording_options (extension TEXT PRIMARY KEY, recording TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 CREATE INDEX IF NOT EXISTS chains_unannounced ON chains (ended_at) WHERE announced = 0;
-CREATE INDEX IF NOT EXISTS chains_age ON chains (coalesce(ended_at, seen));
+CREATE INDEX IF NOT EXISTS chains_age ON chains ((coalesce(ended_at, seen)));
 """
 # columns later versions added, for a ledger an earlier version made
 COLUMNS = {
     "files": ("queued INTEGER NOT NULL DEFAULT 1",),
-    "chains": ("leased_until REAL",),
+    "chains": ("leased_until DOUBLE PRECISION",),
 }
 
 
@@ -81,63 +82,70 @@ class Announcement:
 
 
 class RecordingLedger:
-    def __init__(self, zone: ZoneInfo, database: Path | str = ":memory:") -> None:
+    """`await RecordingLedger.open(zone, address)`: a path (SQLite) or a postgresql:// URL."""
+
+    def __init__(self, zone: ZoneInfo, db: Database) -> None:
         self._zone = zone
-        # synchronous=NORMAL in WAL, as the outbox and the delivery store: a commit survives the
-        # process being killed at any instruction; a power cut may lose the last ones (README)
-        self._db = open_database(Path(database), SCHEMA, "the recordings ledger", synchronous="NORMAL")
+        self._db = db
+
+    @classmethod
+    async def open(cls, zone: ZoneInfo, address: Path | str = ":memory:") -> "RecordingLedger":
+        db = await open_database(address, SCHEMA, "the recordings ledger")
         for table, columns in COLUMNS.items():
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            present = await db.columns(table)
             for column in columns:
                 if column.split()[0] not in present:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        return cls(zone, db)
 
-    def apply(self, event: Event, received: datetime) -> None:
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def apply(self, event: Event, received: datetime) -> None:
         """Take in a bus event; `received` is when this service got it (its own clock: waiting
         times count from there, talk times from the events' PBX timestamps)."""
-        db = self._db
         if isinstance(event, DirectorySnapshot):
-            with db:
-                db.execute("BEGIN")
-                db.execute("DELETE FROM recording_options")
-                db.executemany(
+            async with self._db.transaction() as tx:
+                await tx.execute("DELETE FROM recording_options")
+                await tx.execute_many(
                     "INSERT INTO recording_options VALUES (?, ?)",
                     [(e.number, e.recording) for e in event.directory.extensions],
                 )
         elif isinstance(event, CallAnswered | CallEnded):
-            with db:
-                db.execute("BEGIN")
-                if db.execute(
-                    "INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)",
+            async with self._db.transaction() as tx:
+                if await tx.execute(
+                    "INSERT INTO seen (event_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     (str(event.event_id), received.timestamp()),
-                ).rowcount:
-                    self._call(event, received)
+                ):
+                    await self._call(tx, event, received)
             # a copy of an event taken already (sent again by the monitor) changes nothing
 
-    def _call(self, event: CallAnswered | CallEnded, received: datetime) -> None:
-        db = self._db
+    @staticmethod
+    async def _call(tx: Database, event: CallAnswered | CallEnded, received: datetime) -> None:
         if isinstance(event, CallAnswered):
-            db.execute(
-                "INSERT OR IGNORE INTO chains (chain_id, call_number, seen) VALUES (?, ?, ?)",
+            await tx.execute(
+                "INSERT INTO chains (chain_id, call_number, seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (event.chain_id, event.call_number, received.timestamp()),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO links (chain_id, link, extension, started) VALUES (?, ?, ?, ?)",
+            await tx.execute(
+                "INSERT INTO links (chain_id, link, extension, started) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chain_id, link) DO UPDATE SET extension = excluded.extension,"
+                " started = excluded.started, ended_at = NULL, ended = NULL",
                 (event.chain_id, event.link, event.extension, event.occurred_at.timestamp()),
             )
-        else:
-            if event.answered:
-                db.execute(
-                    "UPDATE links SET ended_at = ?, ended = ? WHERE chain_id = ? AND link = ?",
-                    (event.occurred_at.timestamp(), event.model_dump_json(), event.chain_id, event.link),
-                )
-            if event.chain_ended:
-                db.execute(
-                    "UPDATE chains SET ended_at = ? WHERE chain_id = ? AND ended_at IS NULL",
-                    (received.timestamp(), event.chain_id),
-                )
+            return
+        if event.answered:
+            await tx.execute(
+                "UPDATE links SET ended_at = ?, ended = ? WHERE chain_id = ? AND link = ?",
+                (event.occurred_at.timestamp(), event.model_dump_json(), event.chain_id, event.link),
+            )
+        if event.chain_ended:
+            await tx.execute(
+                "UPDATE chains SET ended_at = ? WHERE chain_id = ? AND ended_at IS NULL",
+                (received.timestamp(), event.chain_id),
+            )
 
-    def match(self, recording: PbxRecording, now: datetime) -> Match | None:
+    async def match(self, recording: PbxRecording, now: datetime) -> Match | None:
         """The link `recording` belongs to, claiming the file; None when no link fits, or when
         the file was claimed already (`claimed()` tells which).
 
@@ -146,76 +154,71 @@ class RecordingLedger:
         saw only later (it was away when the call was answered) fits too."""
         started = recording.started.replace(tzinfo=self._zone).timestamp()
         slack = SLACK.total_seconds()
-        row = self._db.execute(
+        number = recording.number
+        row = await self._db.one(
             "SELECT l.chain_id, l.link, l.ended_at IS NOT NULL OR c.ended_at IS NOT NULL"
             " FROM links l JOIN chains c USING (chain_id)"
-            " WHERE l.extension = :extension"
-            " AND (l.started - :slack <= :started OR c.call_number = :number)"
-            " AND (l.ended_at IS NULL OR :started <= l.ended_at + :slack)"
-            " ORDER BY c.call_number != :number, l.started - :slack > :started, abs(l.started - :started)"
+            " WHERE l.extension = ?"
+            " AND (l.started - ? <= ? OR c.call_number = ?)"
+            " AND (l.ended_at IS NULL OR ? <= l.ended_at + ?)"
+            " ORDER BY c.call_number != ?, l.started - ? > ?, abs(l.started - ?)"
             " LIMIT 1",
-            {
-                "extension": recording.extension,
-                "slack": slack,
-                "started": started,
-                "number": recording.number,
-            },
-        ).fetchone()
+            (recording.extension, slack, started, number, started, slack, number, slack, started, started),
+        )
         if row is None:
             return None
         chain_id, link, finished = row
         if not finished:
             return Match(chain_id, link, "", finished=False)
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            claimed = self._db.execute(
-                "INSERT OR IGNORE INTO files (path, chain_id, link, started, queued) VALUES (?, ?, ?, ?, 0)",
+        async with self._db.transaction() as tx:
+            if not await tx.execute(
+                "INSERT INTO files (path, chain_id, link, started, queued) VALUES (?, ?, ?, ?, 0)"
+                " ON CONFLICT DO NOTHING",
                 (str(recording.path), chain_id, link, started),
-            ).rowcount
-            if not claimed:
-                return None
-            files = self._db.execute(
+            ):
+                return None  # claimed already
+            files = await tx.all(
                 "SELECT path FROM files WHERE chain_id = ? AND link = ? ORDER BY started", (chain_id, link)
-            ).fetchall()
+            )
             for number, (path,) in enumerate(files, 1):
-                self._db.execute(
+                await tx.execute(
                     "UPDATE files SET name = ? WHERE path = ?",
                     (archive_name(f"{chain_id}-{link}", number), path),
                 )
-            self._db.execute(  # a file after the announcement opens the chain again
+            await tx.execute(  # a file after the announcement opens the chain again
                 "UPDATE chains SET last_file_at = ?, announced = 0, leased_until = NULL WHERE chain_id = ?",
                 (now.timestamp(), chain_id),
             )
-        name = self._db.execute("SELECT name FROM files WHERE path = ?", (str(recording.path),)).fetchone()[0]
-        return Match(chain_id, link, name)
+            name = await tx.one("SELECT name FROM files WHERE path = ?", (str(recording.path),))
+        assert name is not None
+        return Match(chain_id, link, name[0])
 
-    def queued(self, path: Path) -> None:
+    async def queued(self, path: Path) -> None:
         """The conversion job of the file claimed at `path` is safe in the work queue."""
-        self._db.execute("UPDATE files SET queued = 1 WHERE path = ?", (str(path),))
+        await self._db.execute("UPDATE files SET queued = 1 WHERE path = ?", (str(path),))
 
-    def release(self, path: Path) -> None:
+    async def release(self, path: Path) -> None:
         """Give up the claim on `path` (its job could not be handed out): it can be matched again."""
-        self._db.execute("DELETE FROM files WHERE path = ? AND queued = 0", (str(path),))
+        await self._db.execute("DELETE FROM files WHERE path = ? AND queued = 0", (str(path),))
 
-    def release_unqueued(self) -> int:
+    async def release_unqueued(self) -> int:
         """Give up every claim whose job was never confirmed handed out (a replica killed between
-        the claim and the confirm), so that the files are matched again; how many. A replica of the
-        same host in the middle of handing one out may then see it handed out twice: converting
-        the same file twice gives the same MP3, and the second result changes nothing."""
-        return self._db.execute("DELETE FROM files WHERE queued = 0 AND done = 0").rowcount
+        the claim and the confirm), so that the files are matched again; how many. A replica in
+        the middle of handing one out may then see it handed out twice: converting the same file
+        twice gives the same MP3, and the second result changes nothing."""
+        return await self._db.execute("DELETE FROM files WHERE queued = 0 AND done = 0")
 
-    def claimed(self, path: Path) -> bool:
-        return self._db.execute("SELECT 1 FROM files WHERE path = ?", (str(path),)).fetchone() is not None
+    async def claimed(self, path: Path) -> bool:
+        return await self._db.one("SELECT 1 FROM files WHERE path = ?", (str(path),)) is not None
 
-    def settled(self, chain_id: str, link: int, path: Path, converted: bool) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            changed = self._db.execute(
+    async def settled(self, chain_id: str, link: int, path: Path, converted: bool) -> None:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
                 "UPDATE files SET done = 1, converted = ? WHERE path = ? AND chain_id = ?",
                 (int(converted), str(path), chain_id),
-            ).rowcount
+            )
             if converted:  # announced without it (its conversion took too long): once more, with it
-                self._db.execute(
+                await tx.execute(
                     "UPDATE chains SET announced = 0, leased_until = NULL"
                     " WHERE chain_id = ? AND announced = 1",
                     (chain_id,),
@@ -223,52 +226,56 @@ class RecordingLedger:
         if not changed:
             raise KeyError(f"{path} is not a file of {chain_id}-{link}")
 
-    def due(self, now: datetime, quiet: timedelta, max_wait: timedelta) -> list[Announcement]:
+    async def due(self, now: datetime, quiet: timedelta, max_wait: timedelta) -> list[Announcement]:
         """The announcements due, their chains leased to the caller until ANNOUNCE_LEASE from now."""
         out: list[Announcement] = []
         stamp = now.timestamp()
         lease = stamp + ANNOUNCE_LEASE.total_seconds()
-        ended = self._db.execute(
+        ended = await self._db.all(
             "SELECT chain_id, ended_at, last_file_at FROM chains WHERE ended_at IS NOT NULL"
             " AND announced = 0 AND coalesce(leased_until, 0) < ?",
             (stamp,),
-        ).fetchall()
+        )
         for chain_id, ended_at, last_file_at in ended:
-            if not self._ready(chain_id, stamp, ended_at, last_file_at, quiet, max_wait):
+            if not await self._ready(chain_id, stamp, ended_at, last_file_at, quiet, max_wait):
                 continue
-            if not self._db.execute(
+            if not await self._db.execute(
                 "UPDATE chains SET leased_until = ? WHERE chain_id = ? AND announced = 0"
                 " AND coalesce(leased_until, 0) < ?",
                 (lease, chain_id, stamp),
-            ).rowcount:
+            ):
                 continue  # another replica is announcing it
-            announcements = self._announcements(chain_id, lease)
+            announcements = await self._announcements(chain_id, lease)
             out += announcements
             if not announcements:  # no file to announce: done with it
-                self._done(chain_id, lease)
-        self._forget(stamp - FORGET_AFTER.total_seconds())
+                await self._done(chain_id, lease)
+        await self._forget(stamp - FORGET_AFTER.total_seconds())
         return out
 
-    def announced(self, items: list[Announcement]) -> None:
+    async def announced(self, items: list[Announcement]) -> None:
         """Their announcements were published: done with their chains (unless a file came since)."""
         for chain_id, lease in {(item.chain_id, item.lease) for item in items}:
-            self._done(chain_id, lease)
+            await self._done(chain_id, lease)
 
-    def _done(self, chain_id: str, lease: float) -> None:
-        self._db.execute(
+    async def _done(self, chain_id: str, lease: float) -> None:
+        await self._db.execute(
             "UPDATE chains SET announced = 1, leased_until = NULL WHERE chain_id = ? AND leased_until = ?",
             (chain_id, lease),
         )
 
-    def turned(self, wall: float) -> None:
+    async def turned(self, wall: float) -> None:
         """The service looked at the folder at `wall` (the file system's clock)."""
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_turn', ?)", (wall,))
+        await self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_turn', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (wall,),
+        )
 
-    def last_turn(self) -> float | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'last_turn'").fetchone()
+    async def last_turn(self) -> float | None:
+        row = await self._db.one("SELECT value FROM meta WHERE key = 'last_turn'")
         return None if row is None else float(row[0])
 
-    def _ready(
+    async def _ready(
         self,
         chain_id: str,
         now: float,
@@ -277,54 +284,45 @@ class RecordingLedger:
         quiet: timedelta,
         max_wait: timedelta,
     ) -> bool:
-        pending = self._db.execute(
+        pending = await self._db.one(
             "SELECT count(*) FROM files WHERE chain_id = ? AND done = 0", (chain_id,)
-        ).fetchone()[0]
-        if pending:
+        )
+        if pending and pending[0]:
             return now >= ended_at + 4 * max_wait.total_seconds()  # a conversion stuck that long is abandoned
         if now >= ended_at + max_wait.total_seconds():
             return True
         if last_file_at is not None and now < last_file_at + quiet.total_seconds():
             return False
-        missing = self._db.execute(
+        missing = await self._db.one(
             "SELECT count(*) FROM links l JOIN recording_options r USING (extension)"
             " WHERE l.chain_id = ? AND r.recording != 'off'"
             " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.chain_id = l.chain_id AND f.link = l.link)",
             (chain_id,),
-        ).fetchone()[0]
-        return bool(missing == 0)
+        )
+        return missing is not None and missing[0] == 0
 
-    def _announcements(self, chain_id: str, lease: float) -> list[Announcement]:
+    async def _announcements(self, chain_id: str, lease: float) -> list[Announcement]:
         out = []
-        links = self._db.execute(
+        links = await self._db.all(
             "SELECT link, ended FROM links WHERE chain_id = ? AND ended IS NOT NULL ORDER BY link",
             (chain_id,),
-        ).fetchall()
+        )
         for link, ended in links:
-            names = tuple(
-                name
-                for (name,) in self._db.execute(
-                    "SELECT name FROM files WHERE chain_id = ? AND link = ? AND converted = 1"
-                    " ORDER BY started",
-                    (chain_id, link),
-                )
+            files = await self._db.all(
+                "SELECT name FROM files WHERE chain_id = ? AND link = ? AND converted = 1 ORDER BY started",
+                (chain_id, link),
             )
-            if names:
+            if files:
+                names = tuple(name for (name,) in files)
                 out.append(Announcement(chain_id, link, names, CallEnded.model_validate_json(ended), lease))
         return out
 
-    def _forget(self, before: float) -> None:
+    async def _forget(self, before: float) -> None:
         """Drop chains announced, or silent, since `before` (files keep their claim a while longer
         through the chain's row: it goes with the rest)."""
-        old = [
-            row[0]
-            for row in self._db.execute(
-                "SELECT chain_id FROM chains WHERE coalesce(ended_at, seen) < ?", (before,)
-            )
-        ]
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM seen WHERE at < ?", (before,))
-            for chain_id in old:
+        old = await self._db.all("SELECT chain_id FROM chains WHERE coalesce(ended_at, seen) < ?", (before,))
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM seen WHERE at < ?", (before,))
+            for (chain_id,) in old:
                 for table in ("files", "links", "chains"):
-                    self._db.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))
+                    await tx.execute(f"DELETE FROM {table} WHERE chain_id = ?", (chain_id,))

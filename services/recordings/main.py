@@ -60,7 +60,7 @@ async def running(
     live: bool = True,
 ) -> AsyncIterator[Recordings]:
     config = settings.recordings
-    recordings = Recordings(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
+    recordings = await Recordings.open(config, bus, clock, conversions, zone=settings.pbx.zone, secret=secret)
     # one replica at a time keeps the ledger of links and files; the others stand by
     await bus.subscribe("recordings", recordings.on_event, bindings=RECORDINGS_BINDINGS, single_active=True)
     recordings.chores = [
@@ -75,6 +75,7 @@ async def running(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await recordings.drain()
+        await recordings.close()
 
 
 async def main(settings: Settings) -> None:

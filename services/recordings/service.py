@@ -49,8 +49,37 @@ def day_of(chain_id: str) -> date:
 
 
 class Recordings:
-    def __init__(
+    # its settings, its bus, its time, its conversion queue, its ledger, its link secret, and how
+    # long the folder went unwatched (what `open` finds out): fewer would hide one in another
+    def __init__(  # noqa: PLR0913
         self,
+        settings: RecordingsSettings,
+        bus: Bus,
+        clock: Clock,
+        conversions: WorkQueue[ConversionJob],
+        *,
+        ledger: RecordingLedger,
+        secret: bytes,
+        down: float,
+    ) -> None:
+        """`down`: how long no replica looked at the folder (the backlog's age at most)."""
+        self.settings = settings
+        self.ledger = ledger
+        self._bus = bus
+        self._clock = clock
+        self._conversions = conversions
+        self._secret = secret
+        self._stamp = Stamper("recordings")
+        self._watch = FolderWatch(
+            settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds() + max(down, 0)
+        )
+        self.converted = 0
+        self.failed = 0
+        self.chores: list[Chore] = []  # what runs it as time goes by (main.running)
+
+    @classmethod
+    async def open(
+        cls,
         settings: RecordingsSettings,
         bus: Bus,
         clock: Clock,
@@ -58,30 +87,23 @@ class Recordings:
         *,
         zone: ZoneInfo,
         secret: bytes,
-    ) -> None:
-        self.settings = settings
-        self.ledger = RecordingLedger(zone, settings.database)
-        self._bus = bus
-        self._clock = clock
-        self._conversions = conversions
-        self._secret = secret
-        self._stamp = Stamper("recordings")
+    ) -> "Recordings":
+        """The service on its ledger (`settings.database`); `close()` when done."""
+        ledger = await RecordingLedger.open(zone, settings.database)
         wall = time.time()
-        down = wall - (self.ledger.last_turn() or wall)  # the backlog's age at most
-        self._watch = FolderWatch(
-            settings.pbx_dir, settle=settings.settle, horizon=UNMATCHED_AFTER.total_seconds() + max(down, 0)
-        )
-        self.converted = 0
-        self.failed = 0
-        self.chores: list[Chore] = []  # what runs it as time goes by (main.running)
-        if released := self.ledger.release_unqueued():
+        down = wall - (await ledger.last_turn() or wall)
+        if released := await ledger.release_unqueued():
             logger.warning("%d recording(s) claimed but never handed out (a crash): matched again", released)
+        return cls(settings, bus, clock, conversions, ledger=ledger, secret=secret, down=down)
+
+    async def close(self) -> None:
+        await self.ledger.close()
 
     async def on_event(self, event: Message) -> None:
         if isinstance(event, RecordingConverted):
             await self._converted(event)
             return
-        self.ledger.apply(event, self._clock.now())
+        await self.ledger.apply(event, self._clock.now())
         if isinstance(event, CallEnded) and event.chain_ended:
             await self.announce()
 
@@ -95,9 +117,9 @@ class Recordings:
                 self._watch.settle(path)
                 logger.debug("recording %s: not a PBX recording name; ignored", path)
                 continue
-            match = self.ledger.match(recording, now)
+            match = await self.ledger.match(recording, now)
             if match is None:
-                if self.ledger.claimed(path):  # another replica took it
+                if await self.ledger.claimed(path):  # another replica took it
                     self._watch.settle(path)
                 elif self._watch.stale(path):
                     logger.warning("recording %s matches no call it knows; left alone", path)
@@ -119,16 +141,16 @@ class Recordings:
                 await self._conversions.submit(job)
                 await self._conversions.flush()
             except BaseException:  # not handed out: the file is offered again at the next scan
-                self.ledger.release(path)
+                await self.ledger.release(path)
                 raise
-            self.ledger.queued(path)
+            await self.ledger.queued(path)
             self._watch.settle(path)
             started += 1
         return started
 
     async def _converted(self, result: RecordingConverted) -> None:
         try:
-            self.ledger.settled(result.chain_id, result.link, Path(result.wav), converted=result.ok)
+            await self.ledger.settled(result.chain_id, result.link, Path(result.wav), converted=result.ok)
         except KeyError:
             logger.warning("conversion of %s reported for a chain this replica does not follow", result.wav)
             return
@@ -152,7 +174,7 @@ class Recordings:
 
     async def announce(self) -> int:
         now = self._clock.now()
-        due = self.ledger.due(
+        due = await self.ledger.due(
             now, timedelta(seconds=self.settings.quiet), timedelta(seconds=self.settings.max_wait)
         )
         expires = int(now.timestamp() + self.settings.token_ttl)
@@ -173,7 +195,7 @@ class Recordings:
             )
         if due:
             await self._bus.flush()  # raises if not confirmed: the lease runs out, they go again
-            self.ledger.announced(due)
+            await self.ledger.announced(due)
         return len(due)
 
     def healthy(self) -> bool:
@@ -183,5 +205,5 @@ class Recordings:
     async def turn(self) -> None:
         """One look at the folder, then announce what is due (the watch chore's turn)."""
         await self.scan()
-        self.ledger.turned(time.time())
+        await self.ledger.turned(time.time())
         await self.announce()

@@ -2,10 +2,13 @@
 replay dead letters, read the attempt log, in the delivery store the service keeps."""
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from shared.clock import Clock
+from shared.database import is_postgres
 from shared.rabbit_bus import RabbitBus
 from shared.settings import ConfigError, Settings
 from shared.topology import Topology
@@ -16,6 +19,8 @@ from .jobs import Job
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
 from .store import Attempt, DeadDelivery, DeliveryStore
+
+T = TypeVar("T")
 
 
 def parse_since(text: str | None, clock: Clock) -> float:
@@ -39,7 +44,7 @@ def parse_since(text: str | None, clock: Clock) -> float:
 async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery], clock: Clock) -> None:
     """Send dead deliveries again from their first attempt, re-enabling their endpoints."""
     for endpoint in {d.endpoint for d in dead}:
-        store.enable(endpoint)
+        await store.enable(endpoint)
     for delivery in dead:
         await queue.submit(
             Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0, "replayed": True})
@@ -47,7 +52,7 @@ async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery]
     await queue.flush()
     now = clock.now().timestamp()
     for delivery in dead:
-        store.mark_replayed(delivery.id, now)
+        await store.mark_replayed(delivery.id, now)
 
 
 async def replay_through_broker(
@@ -63,12 +68,21 @@ async def replay_through_broker(
         await replay(store, queue, dead, clock)
 
 
-def existing_store(path: Path) -> DeliveryStore:
-    """The webhooks service's delivery store, which must be there already: a path mistyped in the
-    configuration is an error, not an empty store."""
-    if not path.is_file():
-        raise ConfigError(f"no delivery store at {path}: is [webhooks] database the webhooks service's?")
-    return DeliveryStore(path)
+def existing(address: str) -> str:
+    """`address`, if the webhooks service's delivery store is there already: a file path mistyped
+    in the configuration is an error, not an empty store."""
+    if not is_postgres(address) and not Path(address).is_file():
+        raise ConfigError(f"no delivery store at {address}: is [webhooks] database the webhooks service's?")
+    return address
+
+
+async def in_store(address: str, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
+    """`use` the delivery store at `address`, then close it."""
+    store = await DeliveryStore.open(address)
+    try:
+        return await use(store)
+    finally:
+        await store.close()
 
 
 def since(text: str | None, clock: Clock) -> float:

@@ -83,28 +83,28 @@ class Dispatcher:
         self._on_disabled = on_disabled
 
     async def handle(self, job: Job) -> None:
-        blocker = self._store.blocker(job.key)
+        blocker = await self._store.blocker(job.key)
         if job.kind == "release":
             if blocker == job.blocker:
                 await self._release(job.key)
             return
         first = job.attempt == 0 and not job.replayed  # an event's job, as it came in
-        if first and self._store.taken(job.job_id):
+        if first and await self._store.taken(job.job_id):
             logger.info(
                 "%s %s to %s: a copy was handled already; skipped", job.event_type, job.chain, job.endpoint
             )
             self._metrics.duplicate(job.endpoint)
             return
         if blocker is not None and blocker != job.job_id:
-            self._store.hold(job.key, job.model_dump_json())
+            await self._store.hold(job.key, job.model_dump_json())
         elif await self._attempt(job) and blocker is not None:
             await self._release(job.key)
         if first:  # only now: a copy that comes after a crash mid-delivery is attempted again
-            self._store.take(job.job_id, self._clock.now().timestamp())
+            await self._store.take(job.job_id, self._clock.now().timestamp())
 
     async def sweep(self) -> int:
         """Send a release job for every abandoned block; returns how many."""
-        overdue = self._store.overdue(self._clock.now().timestamp())
+        overdue = await self._store.overdue(self._clock.now().timestamp())
         for key, blocker in overdue:
             endpoint, scope = key.split("|", 1)
             logger.warning(
@@ -118,27 +118,27 @@ class Dispatcher:
         return len(overdue)
 
     async def _release(self, key: str) -> None:
-        while (held := self._store.next_held(key)) is not None:
+        while (held := await self._store.next_held(key)) is not None:
             held_id, text = held
             job = Job.model_validate_json(text)
             # due again before each attempt, past the longest it may take: a release that takes
             # long (many held jobs, a slow endpoint) is never mistaken for an abandoned one
             endpoint = self._endpoints.get(job.endpoint)
             longest = endpoint.timeout if endpoint else 0.0
-            self._store.block(key, job.job_id, self._clock.now().timestamp() + longest + RELEASE_GRACE)
+            await self._store.block(key, job.job_id, self._clock.now().timestamp() + longest + RELEASE_GRACE)
             proceed = await self._attempt(job)
-            self._store.forget_held(held_id)
+            await self._store.forget_held(held_id)
             if not proceed:
                 return
-        self._store.unblock(key)
+        await self._store.unblock(key)
 
     async def _attempt(self, job: Job) -> bool:
         """Try once; True when the key may go on (delivered, or given up on), False when blocked."""
         endpoint = self._endpoints.get(job.endpoint)
-        disabled = self._store.disabled()
+        disabled = await self._store.disabled()
         if endpoint is None or not endpoint.enabled or job.endpoint in disabled:
             reason = disabled.get(job.endpoint) or "endpoint not configured or disabled"
-            self._bury(job, reason)
+            await self._bury(job, reason)
             return True
         now = self._clock.now()
         request = build_request(
@@ -153,7 +153,7 @@ class Dispatcher:
             return True
         result = await self._sender.send(request, endpoint.timeout)
         outcome, attempt = result.outcome, job.attempt + 1
-        self._store.log_attempt(
+        await self._store.log_attempt(
             Attempt(
                 now.timestamp(),
                 job.endpoint,
@@ -181,16 +181,16 @@ class Dispatcher:
 
     async def _gone(self, job: Job, reason: str, now: datetime) -> None:
         """The receiver wants no more: its endpoint is disabled, the job buried."""
-        self._store.disable(now.timestamp(), job.endpoint, reason)
+        await self._store.disable(now.timestamp(), job.endpoint, reason)
         logger.error("endpoint %s disabled: %s", job.endpoint, reason)
         await self._on_disabled(job.endpoint, reason)
-        self._bury(job, reason)
+        await self._bury(job, reason)
 
     async def _failed(self, job: Job, outcome: Failed, attempt: int, now: datetime) -> bool:
         """Retry later (the key blocked meanwhile; False), or give up (buried; True)."""
         delay = self._policy.delay(attempt, outcome.retry_after)
         if delay is None:
-            self._bury(job, f"gave up after {attempt} attempts; last: {outcome.reason}")
+            await self._bury(job, f"gave up after {attempt} attempts; last: {outcome.reason}")
             return True
         logger.info(
             "%s %s to %s failed (%s); attempt %d in %.0f s",
@@ -202,14 +202,14 @@ class Dispatcher:
             delay,
         )
         wait = self._policy.tier(delay)  # what the job waits in its retry queue: `delay` or a little more
-        self._store.block(job.key, job.job_id, now.timestamp() + wait + BLOCK_GRACE)
+        await self._store.block(job.key, job.job_id, now.timestamp() + wait + BLOCK_GRACE)
         self._metrics.retried(job.endpoint)
         await self._queue.retry(job.model_copy(update={"attempt": attempt}), delay)
         return False
 
-    def _bury(self, job: Job, reason: str) -> None:
+    async def _bury(self, job: Job, reason: str) -> None:
         logger.warning("%s %s to %s dead-lettered: %s", job.event_type, job.chain, job.endpoint, reason)
-        self._store.bury(
+        await self._store.bury(
             self._clock.now().timestamp(),
             job.endpoint,
             job.model_dump_json(),

@@ -55,7 +55,8 @@ def create_app(
         endpoint: Endpoint = None, since: Since = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[dict[str, Any]]:
         return [
-            _attempt(row) for row in store.attempts(endpoint=endpoint, since=since_of(since), limit=limit)
+            _attempt(row)
+            for row in await store.attempts(endpoint=endpoint, since=since_of(since), limit=limit)
         ]
 
     @app.get("/dead", dependencies=READ)
@@ -69,12 +70,12 @@ def create_app(
                 "chain": d.chain,
                 "reason": d.reason,
             }
-            for d in store.dead(endpoint=endpoint, since=since_of(since))
+            for d in await store.dead(endpoint=endpoint, since=since_of(since))
         ]
 
     @app.post("/dead/replay", dependencies=COMMAND)
     async def replay_dead(endpoint: Endpoint = None, since: Since = None) -> dict[str, int]:
-        letters = store.dead(endpoint=endpoint, since=since_of(since))
+        letters = await store.dead(endpoint=endpoint, since=since_of(since))
         await replay(store, queue, letters, clock)
         return {"replayed": len(letters)}
 

@@ -97,7 +97,7 @@ def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, kee
 
     async def sweep() -> None:
         await dispatcher.sweep()
-        store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
+        await store.prune_attempts((clock.now() - timedelta(days=keep_days)).timestamp())
 
     return Chore("webhooks housekeeping", sweep, every(SWEEP_EVERY), retry=SWEEP_EVERY)
 
@@ -107,9 +107,10 @@ async def main(settings: Settings) -> None:
     if not settings.endpoints:
         logger.warning("no [webhook:NAME] endpoints configured: events are taken in and nothing is sent")
     clock = SystemClock()
-    store = DeliveryStore(settings.webhooks.database)
     policy = RetryPolicy.configured(settings.webhooks)
     async with contextlib.AsyncExitStack() as stack:
+        store = await DeliveryStore.open(settings.webhooks.database)
+        stack.push_async_callback(store.close)
         bus = await stack.enter_async_context(RabbitBus.configured(settings.bus, "webhooks"))
         session = await stack.enter_async_context(new_session())
         queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
@@ -133,5 +134,4 @@ async def main(settings: Settings) -> None:
         finally:
             chores.cancel()
             await asyncio.gather(chores, return_exceptions=True)
-    store.close()
     logger.info("webhooks stopped")

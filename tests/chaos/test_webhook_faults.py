@@ -106,9 +106,9 @@ async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connectio
     for chain, requests in by_chain(slow).items():
         refused, accepted = requests[0], requests[-1]
         assert refused.status == 429 and accepted.at - refused.at >= 7, chain  # never sooner
-    failed = {
-        a.event_id for a in DeliveryStore(tmp_path / "webhooks.db").attempts(endpoint="down", limit=1000)
-    }
+    store = await DeliveryStore.open(tmp_path / "webhooks.db")
+    failed = {a.event_id for a in await store.attempts(endpoint="down", limit=1000)}
+    await store.close()
     assert failed  # the endpoint that was down failed first, and was retried until it came back
 
 

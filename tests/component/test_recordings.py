@@ -239,7 +239,9 @@ class TestScanning:
             assert await recordings.scan() == 1
 
     async def test_a_backlog_older_than_a_day_is_taken_after_a_long_downtime(self, tmp_path: Path) -> None:
-        RecordingLedger(ZoneInfo("UTC"), tmp_path / "ledger.db").turned(time.time() - 3 * 86400)
+        ledger = await RecordingLedger.open(ZoneInfo("UTC"), tmp_path / "ledger.db")
+        await ledger.turned(time.time() - 3 * 86400)
+        await ledger.close()
         wav = write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
         os.utime(wav, (time.time() - 2 * 86400, time.time() - 2 * 86400))  # written while we were down
         async with self.service(tmp_path, InMemoryBus(), settle=0) as recordings:
@@ -316,7 +318,7 @@ class TestScanning:
             monkeypatch.setattr(MemoryWorkQueue, "submit", broker_away)
             with pytest.raises(PublishError):
                 await recordings.turn()  # the watch chore logs it and comes again
-            assert not recordings.ledger.claimed(wav)  # not lost in a claim that leads nowhere
+            assert not await recordings.ledger.claimed(wav)  # not lost in a claim that leads nowhere
             monkeypatch.setattr(MemoryWorkQueue, "submit", submit)
             assert await recordings.scan() == 1
             await recordings.drain()

@@ -99,10 +99,13 @@ async def webhooks_service(
         ):
             policy = RetryPolicy(schedule, 0.2, random.Random(3))
             queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
-            store = DeliveryStore(settings.webhooks.database)
+            store = await DeliveryStore.open(settings.webhooks.database)
             transport = AiohttpTransport(session)
-            async with webhooks.running(settings, bus, queue, store, transport, SystemClock()):
-                yield Service(bus, store, settings, connection_name)
+            try:
+                async with webhooks.running(settings, bus, queue, store, transport, SystemClock()):
+                    yield Service(bus, store, settings, connection_name)
+            finally:
+                await store.close()
     finally:
         if not keep_topology:
             await purge(amqp_url, names.prefix)
@@ -116,7 +119,7 @@ async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, t
     ):
         await play(service.bus, "attended-transfer-hold")
         await receiver.wait_for(lambda r: len(r.delivered()) == 9)
-        store = service.store
+        failed = [a for a in await service.store.attempts() if a.outcome == "Failed"]
     delivered = [json.dumps(r.webhook()) for r in receiver.delivered()]
     assert (
         check_webhooks("attended-transfer-hold", delivered, recordings=False) == ""
@@ -129,9 +132,7 @@ async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, t
     # delay waits in the queue of the next R10 value (0.25, 0.315, 0.4 …), never less
     assert 0.24 <= gaps[0] <= 0.4 + 0.25 and 0.48 <= gaps[1] <= 0.8 + 0.25, gaps
     assert Counter(r.status for r in receiver.requests) == {200: 9, 503: 2}
-    assert [a.status for a in store.attempts() if a.outcome == "Failed"] == [503, 503], [
-        (a.status, a.response, a.event_id) for a in store.attempts() if a.outcome == "Failed"
-    ]
+    assert [a.status for a in failed] == [503, 503], [(a.status, a.response, a.event_id) for a in failed]
     # the other chain's webhooks did not wait for the failing one's retries
     recovered = next(
         i for i, r in enumerate(receiver.requests) if r.query["id"].startswith(FAILING) and r.status == 200
@@ -176,7 +177,7 @@ async def test_gone_disables_and_replay_sends_again(
         [disabled] = await recorder.wait_for(1)
         assert isinstance(disabled, WebhookEndpointDisabled) and disabled.endpoint == "crm"
         async with asyncio.timeout(10):  # the store announces nothing: look until all 6 are kept
-            while len(service.store.dead()) < 6:  # noqa: ASYNC110
+            while len(await service.store.dead()) < 6:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert len(receiver.requests) == 1  # nothing more was sent to a disabled endpoint
         gone = False
@@ -190,7 +191,7 @@ async def test_gone_disables_and_replay_sends_again(
         assert listing.count("\tcrm\t") == 6 and "410 Gone" in listing
         await run_cli("--config", str(config), "webhooks", "dead", "replay", "--since", "1h")
         await receiver.wait_for(lambda r: len(r.delivered()) == 6)
-        assert service.store.dead() == []
+        assert await service.store.dead() == []
     replayed = [json.dumps(r.webhook()) for r in receiver.delivered()]
     assert check_webhooks("outgoing-transfer", replayed, recordings=False) == ""  # in order, complete
 

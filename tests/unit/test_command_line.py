@@ -3,6 +3,7 @@ exits non-zero with one line that names the problem, and never a traceback. Noth
 the broker: the bad input is found first (the configurations point at a port nobody serves, so a
 command that tried would say "RabbitMQ not reachable" instead of the expected problem)."""
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -167,7 +168,12 @@ def files(tmp: Path) -> None:
     (tmp / "impossible.yaml").write_text(
         'start: "2024-01-01T09:00:00"\nsteps:\n  - {t: 0, do: answer, call: A, dn: "101"}\n'
     )
-    DeliveryStore(tmp / "store" / "webhooks.db").close()
+    asyncio.run(made(tmp / "store" / "webhooks.db"))
+
+
+async def made(path: Path) -> None:
+    """An empty delivery store at `path`, as the webhooks service leaves one."""
+    await (await DeliveryStore.open(path)).close()
 
 
 @dataclass

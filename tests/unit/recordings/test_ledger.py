@@ -3,10 +3,12 @@
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from services.recordings.ledger import ANNOUNCE_LEASE, RecordingLedger
 from services.recordings.naming import PbxRecording
+from shared.database import Sqlite
 from shared.directory import Directory, Extension
 from shared.events import CallAnswered, CallEnded, DirectorySnapshot
 from tests.factories import make_call_ended
@@ -35,15 +37,15 @@ def ended(link: int, extension: str, at: float, last: bool) -> CallEnded:
     )
 
 
-def feed(ledger: RecordingLedger, *events: CallAnswered | CallEnded) -> None:
+async def feed(ledger: RecordingLedger, *events: CallAnswered | CallEnded) -> None:
     """In these tests the service hears of each event at the moment it happened."""
     for event in events:
-        ledger.apply(event, event.occurred_at)
+        await ledger.apply(event, event.occurred_at)
 
 
-def blind_transfer(ledger: RecordingLedger) -> None:
+async def blind_transfer(ledger: RecordingLedger) -> None:
     """102 answers at 5 s and transfers at 30 s; 103 talks from 35 s until the caller leaves at 95 s."""
-    feed(
+    await feed(
         ledger,
         answered(1, "102", 5),
         ended(1, "102", 30, False),
@@ -58,169 +60,180 @@ def recording(extension: str, local: str, number: int = 665) -> PbxRecording:
     return PbxRecording(path, extension, "1", extension, started, number)
 
 
-def ledger_with_directory(*recording_extensions: str) -> RecordingLedger:
-    ledger = RecordingLedger(PRAGUE)
+async def ledger_with_directory(address: str, *recording_extensions: str) -> RecordingLedger:
+    ledger = await RecordingLedger.open(PRAGUE, address)
     extensions = tuple(Extension(number=n, recording="all") for n in recording_extensions)
     snapshot = DirectorySnapshot(
         occurred_at=T0, source="t", seq=1, directory=Directory(extensions=extensions)
     )
-    ledger.apply(snapshot, T0)
+    await ledger.apply(snapshot, T0)
     return ledger
 
 
-def test_files_match_their_link_and_are_numbered_by_start() -> None:
-    ledger = ledger_with_directory("102", "103")
-    blind_transfer(ledger)
+async def test_files_match_their_link_and_are_numbered_by_start(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102", "103")
+    await blind_transfer(ledger)
     now = T0 + timedelta(seconds=100)
-    late = ledger.match(recording("103", "10:07:20"), now)  # the second stretch, found first
-    first = ledger.match(recording("103", "10:06:49"), now)
-    assert ledger.match(recording("102", "10:06:19"), now).name == "211230100614_665-1-1.mp3"  # type: ignore[union-attr]
+    late = await ledger.match(recording("103", "10:07:20"), now)  # the second stretch, found first
+    first = await ledger.match(recording("103", "10:06:49"), now)
+    found = await ledger.match(recording("102", "10:06:19"), now)
+    assert found is not None and found.name == "211230100614_665-1-1.mp3"
     assert (first.link, first.name) == (2, "211230100614_665-2-1.mp3")  # type: ignore[union-attr]
     assert late is not None and late.link == 2
-    assert ledger.match(recording("104", "10:06:49"), now) is None  # not on the call
-    assert ledger.match(recording("102", "10:09:00"), now) is None  # after its link ended
+    assert await ledger.match(recording("104", "10:06:49"), now) is None  # not on the call
+    assert await ledger.match(recording("102", "10:09:00"), now) is None  # after its link ended
 
 
-def test_announced_once_everything_is_converted_and_quiet() -> None:
-    ledger = ledger_with_directory("102")
-    feed(ledger, answered(1, "102", 5))
-    feed(ledger, ended(1, "102", 30, True))
+async def test_announced_once_everything_is_converted_and_quiet(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
+    await feed(ledger, answered(1, "102", 5))
+    await feed(ledger, ended(1, "102", 30, True))
     end = T0 + timedelta(seconds=30)
-    assert ledger.due(end, QUIET, WAIT) == []  # the recording extension's file has not come yet
+    assert await ledger.due(end, QUIET, WAIT) == []  # the recording extension's file has not come yet
     found = recording("102", "10:06:19")
-    ledger.match(found, end + timedelta(seconds=10))
-    assert ledger.due(end + timedelta(seconds=11), QUIET, WAIT) == []  # being converted
-    ledger.settled("211230100614_665", 1, found.path, converted=True)
-    assert ledger.due(end + timedelta(seconds=12), QUIET, WAIT) == []  # another stretch may follow
-    [announcement] = ledger.due(end + timedelta(seconds=16), QUIET, WAIT)
+    await ledger.match(found, end + timedelta(seconds=10))
+    assert await ledger.due(end + timedelta(seconds=11), QUIET, WAIT) == []  # being converted
+    await ledger.settled("211230100614_665", 1, found.path, converted=True)
+    assert await ledger.due(end + timedelta(seconds=12), QUIET, WAIT) == []  # another stretch may follow
+    [announcement] = await ledger.due(end + timedelta(seconds=16), QUIET, WAIT)
     assert (announcement.link, announcement.names) == (1, ("211230100614_665-1-1.mp3",))
     assert announcement.ended.link == 1
-    assert ledger.due(end + timedelta(seconds=17), QUIET, WAIT) == []  # once
+    assert await ledger.due(end + timedelta(seconds=17), QUIET, WAIT) == []  # once
 
 
-def test_a_missing_recording_holds_nothing_back_for_ever() -> None:
-    ledger = ledger_with_directory("102", "103")
-    blind_transfer(ledger)
+async def test_a_missing_recording_holds_nothing_back_for_ever(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102", "103")
+    await blind_transfer(ledger)
     found = recording("102", "10:06:19")
-    ledger.match(found, T0 + timedelta(seconds=96))
-    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    await ledger.match(found, T0 + timedelta(seconds=96))
+    await ledger.settled("211230100614_665", 1, found.path, converted=True)
     end = T0 + timedelta(seconds=95)
-    assert ledger.due(end + timedelta(seconds=60), QUIET, WAIT) == []  # 103's file may still come
-    [only] = ledger.due(end + WAIT, QUIET, WAIT)
+    assert await ledger.due(end + timedelta(seconds=60), QUIET, WAIT) == []  # 103's file may still come
+    [only] = await ledger.due(end + WAIT, QUIET, WAIT)
     assert only.link == 1
 
 
-def test_failed_conversions_are_left_out() -> None:
-    ledger = ledger_with_directory("102")
-    feed(ledger, answered(1, "102", 5))
-    feed(ledger, ended(1, "102", 30, True))
+async def test_failed_conversions_are_left_out(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
+    await feed(ledger, answered(1, "102", 5))
+    await feed(ledger, ended(1, "102", 30, True))
     broken = recording("102", "10:06:19")
-    ledger.match(broken, T0 + timedelta(seconds=31))
-    ledger.settled("211230100614_665", 1, broken.path, converted=False)
-    assert ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT) == []  # no converted file: nothing to send
+    await ledger.match(broken, T0 + timedelta(seconds=31))
+    await ledger.settled("211230100614_665", 1, broken.path, converted=False)
+    assert (
+        await ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT) == []
+    )  # no converted file: nothing to send
 
 
-def test_a_file_that_comes_after_the_announcement_is_announced_with_its_link() -> None:
-    ledger = ledger_with_directory("102")
-    feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
+async def test_a_file_that_comes_after_the_announcement_is_announced_with_its_link(
+    database_address: str,
+) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
+    await feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
     first = recording("102", "10:06:19")
-    assert ledger.match(first, T0 + timedelta(seconds=31)) is not None
-    ledger.settled("211230100614_665", 1, first.path, converted=True)
-    [announced] = ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT)
-    ledger.announced([announced])
-    late = ledger.match(recording("102", "10:06:35"), T0 + timedelta(seconds=60))  # the PBX was slow
+    assert await ledger.match(first, T0 + timedelta(seconds=31)) is not None
+    await ledger.settled("211230100614_665", 1, first.path, converted=True)
+    [announced] = await ledger.due(T0 + timedelta(seconds=40), QUIET, WAIT)
+    await ledger.announced([announced])
+    late = await ledger.match(recording("102", "10:06:35"), T0 + timedelta(seconds=60))  # the PBX was slow
     assert late is not None and late.name == "211230100614_665-1-2.mp3"
-    ledger.settled("211230100614_665", 1, recording("102", "10:06:35").path, converted=True)
-    [again] = ledger.due(T0 + timedelta(seconds=70), QUIET, WAIT)
+    await ledger.settled("211230100614_665", 1, recording("102", "10:06:35").path, converted=True)
+    [again] = await ledger.due(T0 + timedelta(seconds=70), QUIET, WAIT)
     assert again.names == ("211230100614_665-1-1.mp3", "211230100614_665-1-2.mp3")
 
 
-def test_a_file_waits_for_its_link_to_end() -> None:
-    ledger = ledger_with_directory("102")
-    feed(ledger, answered(1, "102", 5))
+async def test_a_file_waits_for_its_link_to_end(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
+    await feed(ledger, answered(1, "102", 5))
     on_hold = recording("102", "10:06:19")  # unchanged for a while: the call is on hold
-    waiting = ledger.match(on_hold, T0 + timedelta(seconds=60))
-    assert waiting is not None and not waiting.finished and not ledger.claimed(on_hold.path)
-    feed(ledger, ended(1, "102", 90, True))
-    done = ledger.match(on_hold, T0 + timedelta(seconds=91))
-    assert done is not None and done.finished and ledger.claimed(on_hold.path)
+    waiting = await ledger.match(on_hold, T0 + timedelta(seconds=60))
+    assert waiting is not None and not waiting.finished and not await ledger.claimed(on_hold.path)
+    await feed(ledger, ended(1, "102", 90, True))
+    done = await ledger.match(on_hold, T0 + timedelta(seconds=91))
+    assert done is not None and done.finished and await ledger.claimed(on_hold.path)
 
 
-def test_an_announcement_not_confirmed_is_due_again_once_its_lease_runs_out() -> None:
-    ledger = ledger_with_directory("102")
-    feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
+async def test_an_announcement_not_confirmed_is_due_again_once_its_lease_runs_out(
+    database_address: str,
+) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
+    await feed(ledger, answered(1, "102", 5), ended(1, "102", 30, True))
     found = recording("102", "10:06:19")
-    ledger.match(found, T0 + timedelta(seconds=31))
-    ledger.settled("211230100614_665", 1, found.path, converted=True)
+    await ledger.match(found, T0 + timedelta(seconds=31))
+    await ledger.settled("211230100614_665", 1, found.path, converted=True)
     at = T0 + timedelta(seconds=40)
-    [first] = ledger.due(at, QUIET, WAIT)  # then the replica dies before the broker confirms
-    assert ledger.due(at + ANNOUNCE_LEASE / 2, QUIET, WAIT) == []  # leased: nobody else takes it
-    [again] = ledger.due(at + ANNOUNCE_LEASE * 1.1, QUIET, WAIT)
+    [first] = await ledger.due(at, QUIET, WAIT)  # then the replica dies before the broker confirms
+    assert await ledger.due(at + ANNOUNCE_LEASE / 2, QUIET, WAIT) == []  # leased: nobody else takes it
+    [again] = await ledger.due(at + ANNOUNCE_LEASE * 1.1, QUIET, WAIT)
     assert (again.chain_id, again.link, again.names) == (first.chain_id, first.link, first.names)
-    ledger.announced([first])  # the first's late confirmation does not close the second's lease
-    ledger.announced([again])
-    assert ledger.due(at + ANNOUNCE_LEASE * 3, QUIET, WAIT) == []
+    await ledger.announced([first])  # the first's late confirmation does not close the second's lease
+    await ledger.announced([again])
+    assert await ledger.due(at + ANNOUNCE_LEASE * 3, QUIET, WAIT) == []
 
 
-def test_the_ledger_survives_a_restart_and_is_shared(tmp_path: Path) -> None:
-    database = tmp_path / "ledger.db"
-    first = RecordingLedger(PRAGUE, database)
+async def test_the_ledger_survives_a_restart_and_is_shared(database_address: str) -> None:
+    database = database_address
+    first = await RecordingLedger.open(PRAGUE, database)
     directory = (Extension(number="102", recording="all"),)
-    first.apply(
+    await first.apply(
         DirectorySnapshot(occurred_at=T0, source="t", seq=1, directory=Directory(extensions=directory)), T0
     )
-    feed(first, answered(1, "102", 5))
+    await feed(first, answered(1, "102", 5))
     # the replica that kept the ledger stops; another takes over from the same file
-    second, other = RecordingLedger(PRAGUE, database), RecordingLedger(PRAGUE, database)
-    feed(second, ended(1, "102", 30, True))
+    await first.close()
+    second, other = await RecordingLedger.open(PRAGUE, database), await RecordingLedger.open(PRAGUE, database)
+    await feed(second, ended(1, "102", 30, True))
     found = recording("102", "10:06:19")
     now = T0 + timedelta(seconds=31)
-    assert second.match(found, now) is not None
-    assert other.match(found, now) is None and other.claimed(found.path)  # claimed once
-    second.settled("211230100614_665", 1, found.path, converted=True)
+    assert await second.match(found, now) is not None
+    assert await other.match(found, now) is None and await other.claimed(found.path)  # claimed once
+    await second.settled("211230100614_665", 1, found.path, converted=True)
     later = T0 + timedelta(seconds=40)
-    announced = second.due(later, QUIET, WAIT) + other.due(later, QUIET, WAIT)
+    announced = await second.due(later, QUIET, WAIT) + await other.due(later, QUIET, WAIT)
     assert [(a.link, a.names) for a in announced] == [(1, ("211230100614_665-1-1.mp3",))]  # announced once
 
 
-def test_a_copy_of_an_event_taken_already_changes_nothing() -> None:
-    ledger = ledger_with_directory("102", "103")
+async def test_a_copy_of_an_event_taken_already_changes_nothing(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102", "103")
     first = answered(1, "102", 5)
-    feed(ledger, first, ended(1, "102", 30, False), answered(2, "103", 35))
-    feed(ledger, first)  # sent again by the monitor after its link ended
-    feed(ledger, ended(2, "103", 95, True))
+    await feed(ledger, first, ended(1, "102", 30, False), answered(2, "103", 35))
+    await feed(ledger, first)  # sent again by the monitor after its link ended
+    await feed(ledger, ended(2, "103", 95, True))
     found = recording("102", "10:06:19")
-    ledger.match(found, T0 + timedelta(seconds=96))
-    ledger.settled("211230100614_665", 1, found.path, converted=True)
-    [only] = ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
+    await ledger.match(found, T0 + timedelta(seconds=96))
+    await ledger.settled("211230100614_665", 1, found.path, converted=True)
+    [only] = await ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
     assert (only.link, only.ended.occurred_at) == (1, T0 + timedelta(seconds=30))  # still ended
 
 
-def test_a_link_seen_late_takes_the_file_of_its_own_call() -> None:
-    ledger = ledger_with_directory("102")
+async def test_a_link_seen_late_takes_the_file_of_its_own_call(database_address: str) -> None:
+    ledger = await ledger_with_directory(database_address, "102")
     # the monitor was away when 102 answered at 5 s: it saw the link only at 40 s
-    feed(ledger, answered(1, "102", 40), ended(1, "102", 90, True))
+    await feed(ledger, answered(1, "102", 40), ended(1, "102", 90, True))
     other_call = recording("102", "10:06:19", number=700)
-    assert ledger.match(other_call, T0 + timedelta(seconds=91)) is None  # not this call's file
-    found = ledger.match(recording("102", "10:06:19"), T0 + timedelta(seconds=91))
+    assert await ledger.match(other_call, T0 + timedelta(seconds=91)) is None  # not this call's file
+    found = await ledger.match(recording("102", "10:06:19"), T0 + timedelta(seconds=91))
     assert found is not None and (found.chain_id, found.link) == ("211230100614_665", 1)
 
 
-def test_a_claim_never_handed_out_is_given_up_after_a_crash(tmp_path: Path) -> None:
-    ledger = RecordingLedger(PRAGUE, tmp_path / "ledger.db")
-    feed(ledger, answered(1, "102", 5), answered(2, "103", 6), ended(1, "102", 20, False))
-    feed(ledger, ended(2, "103", 25, True))
+async def test_a_claim_never_handed_out_is_given_up_after_a_crash(database_address: str) -> None:
+    ledger = await RecordingLedger.open(PRAGUE, database_address)
+    await feed(ledger, answered(1, "102", 5), answered(2, "103", 6), ended(1, "102", 20, False))
+    await feed(ledger, ended(2, "103", 25, True))
     handed, cut = recording("102", "10:06:19"), recording("103", "10:06:20")
-    assert ledger.match(handed, T0 + timedelta(seconds=30)) is not None
-    ledger.queued(handed.path)
-    assert ledger.match(cut, T0 + timedelta(seconds=30)) is not None  # killed before its job was confirmed
-    restarted = RecordingLedger(PRAGUE, tmp_path / "ledger.db")
-    assert restarted.release_unqueued() == 1
-    assert restarted.claimed(handed.path) and not restarted.claimed(cut.path)
-    assert restarted.match(cut, T0 + timedelta(seconds=40)) is not None  # matched again
+    assert await ledger.match(handed, T0 + timedelta(seconds=30)) is not None
+    await ledger.queued(handed.path)
+    assert (
+        await ledger.match(cut, T0 + timedelta(seconds=30)) is not None
+    )  # killed before its job was confirmed
+    await ledger.close()  # killed; it starts again
+    restarted = await RecordingLedger.open(PRAGUE, database_address)
+    assert await restarted.release_unqueued() == 1
+    assert await restarted.claimed(handed.path) and not await restarted.claimed(cut.path)
+    assert await restarted.match(cut, T0 + timedelta(seconds=40)) is not None  # matched again
 
 
-def test_a_ledger_from_before_handed_out_claims_keeps_them(tmp_path: Path) -> None:
+async def test_a_ledger_from_before_handed_out_claims_keeps_them(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     old = sqlite3.connect(path)
     old.execute(
@@ -231,21 +244,22 @@ def test_a_ledger_from_before_handed_out_claims_keeps_them(tmp_path: Path) -> No
     old.execute("INSERT INTO files (path, chain_id, link, started) VALUES ('/pbx/a.wav', 'c', 1, 0)")
     old.commit()
     old.close()
-    ledger = RecordingLedger(PRAGUE, path)
-    assert ledger.release_unqueued() == 0 and ledger.claimed(Path("/pbx/a.wav"))
+    ledger = await RecordingLedger.open(PRAGUE, path)
+    assert await ledger.release_unqueued() == 0 and await ledger.claimed(Path("/pbx/a.wav"))
 
 
-def test_looking_for_due_announcements_does_not_read_every_chain_of_the_day() -> None:
-    """`due()` runs at every chain's end; the chains announced already (a day of them) stay unread."""
+async def test_looking_for_due_announcements_does_not_read_every_chain_of_the_day() -> None:
+    """`due()` runs at every chain's end; the chains announced already (a day of them) stay unread
+    (SQLite's steps counted; the PostgreSQL schema has the same indexes)."""
 
-    def steps_of_due(announced: int) -> int:
-        ledger = ledger_with_directory("102")
+    async def steps_of_due(announced: int) -> int:
+        ledger = await ledger_with_directory(":memory:", "102")
         stamp = T0.timestamp()
-        ledger._db.executemany(
+        await ledger._db.execute_many(
             "INSERT INTO chains (chain_id, call_number, seen, ended_at, announced) VALUES (?, ?, ?, ?, 1)",
             ((f"old{n}", n, stamp - 60, stamp - 30) for n in range(announced)),
         )
-        blind_transfer(ledger)
+        await blind_transfer(ledger)
         steps = 0
 
         def count() -> int:
@@ -253,8 +267,8 @@ def test_looking_for_due_announcements_does_not_read_every_chain_of_the_day() ->
             steps += 1
             return 0
 
-        ledger._db.set_progress_handler(count, 100)
-        ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
+        cast(Sqlite, ledger._db)._db.set_progress_handler(count, 100)
+        await ledger.due(T0 + timedelta(seconds=95) + WAIT, QUIET, WAIT)
         return steps
 
-    assert steps_of_due(20_000) <= steps_of_due(1_000) + 5
+    assert await steps_of_due(20_000) <= await steps_of_due(1_000) + 5

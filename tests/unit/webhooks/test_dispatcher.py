@@ -5,6 +5,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -65,11 +66,11 @@ class Receiver:
 
 class Harness:
     def __init__(
-        self, tmp_path: Path, receiver: Receiver, *, start: datetime | None = None, **endpoint: object
+        self, store: DeliveryStore, receiver: Receiver, *, start: datetime | None = None, **endpoint: object
     ) -> None:
         self.clock = VirtualClock(start or datetime(2024, 1, 1, 9, tzinfo=UTC))
         self.queue = RecordingQueue()
-        self.store = DeliveryStore(tmp_path / "webhooks.db")
+        self.store = store
         self.disabled: list[tuple[str, str]] = []
         self.endpoints = {"crm": EndpointSettings(url="http://crm.test/hook", **endpoint)}  # type: ignore[arg-type]
         self.dispatcher = Dispatcher(
@@ -82,6 +83,10 @@ class Harness:
             metrics=WebhookMetrics(),
             on_disabled=self._disabled,
         )
+
+    @classmethod
+    async def open(cls, tmp_path: Path, receiver: Receiver, **options: Any) -> "Harness":
+        return cls(await DeliveryStore.open(tmp_path / "webhooks.db"), receiver, **options)
 
     async def _disabled(self, endpoint: str, reason: str) -> None:
         self.disabled.append((endpoint, reason))
@@ -111,12 +116,12 @@ def scripted(*statuses: int, retry_after: str | None = None) -> Callable[[Webhoo
 
 async def test_delivered_at_once(tmp_path: Path) -> None:
     receiver = Receiver()
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     for job in h.jobs(make_call_ringing()):
         await h.dispatcher.handle(job)
     assert receiver.ids() == ["211230100614_665-0"]
     assert receiver.requests[0].method == "GET"
-    assert [a.outcome for a in h.store.attempts()] == ["Delivered"]
+    assert [a.outcome for a in await h.store.attempts()] == ["Delivered"]
     assert h.queue.retries == []
 
 
@@ -130,7 +135,7 @@ async def test_a_failing_chain_holds_back_only_itself(tmp_path: Path) -> None:
         return Answer(503 if ours and first_try else 200, None, "")
 
     receiver = Receiver(answer)
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     ring = make_call_ringing(link=0)
     end = make_call_ended(link=1)
     other = make_call_ringing(chain_id="211230100700_666", call_number=666)
@@ -147,13 +152,13 @@ async def test_a_failing_chain_holds_back_only_itself(tmp_path: Path) -> None:
         "211230100614_665-0",
         "211230100614_665-1",
     ]
-    assert h.store.blocker(retry.key) is None
-    assert h.store.next_held(retry.key) is None
+    assert await h.store.blocker(retry.key) is None
+    assert await h.store.next_held(retry.key) is None
 
 
 async def test_retries_follow_the_schedule_then_dead_letter(tmp_path: Path) -> None:
     receiver = Receiver(lambda request: Answer(500, None, "boom"))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     jobs = h.jobs(make_call_ringing(), make_call_ended())
     for job in jobs:
         await h.dispatcher.handle(job)
@@ -164,29 +169,29 @@ async def test_retries_follow_the_schedule_then_dead_letter(tmp_path: Path) -> N
     schedule = (5, 300, 1800) * 2  # the ringing's retries, then the held call end's
     assert all(0.8 * base <= d <= 1.2 * base for d, base in zip(delays, schedule, strict=True)), delays
     assert len(set(delays)) == len(delays)  # jittered, not fixed
-    dead = h.store.dead()
+    dead = await h.store.dead()
     # the ringing gave up after 4 attempts; then the held call end got its own 4 attempts
     assert [d.event_type for d in dead] == ["call.ringing", "call.ended"]
     assert dead[0].reason == "gave up after 4 attempts; last: HTTP 500"
-    assert [a.response for a in h.store.attempts(limit=1)] == ["boom"]
+    assert [a.response for a in await h.store.attempts(limit=1)] == ["boom"]
     assert len(receiver.requests) == 8
 
 
 async def test_gone_disables_the_endpoint_and_keeps_the_rest(tmp_path: Path) -> None:
     receiver = Receiver(scripted(410))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     for job in h.jobs(make_call_ringing(), make_call_ended()):
         await h.dispatcher.handle(job)
     assert len(receiver.requests) == 1  # nothing is sent after the 410
     assert h.disabled == [("crm", "http://crm.test/… answered 410 Gone")]  # its path may be a token
-    assert [d.event_type for d in h.store.dead()] == ["call.ringing", "call.ended"]  # kept for replay
-    assert "crm" in h.store.disabled()
+    assert [d.event_type for d in await h.store.dead()] == ["call.ringing", "call.ended"]  # kept for replay
+    assert "crm" in await h.store.disabled()
 
 
 @pytest.mark.parametrize(("header", "at_least"), [("120", 120.0), ("Mon, 01 Jan 2024 10:00:00 GMT", 3600.0)])
 async def test_retry_after_is_honoured(tmp_path: Path, header: str, at_least: float) -> None:
     receiver = Receiver(scripted(429, retry_after=header))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     for job in h.jobs(make_call_ringing()):
         await h.dispatcher.handle(job)
     [(_, delay)] = h.queue.retries
@@ -195,11 +200,11 @@ async def test_retry_after_is_honoured(tmp_path: Path, header: str, at_least: fl
 
 async def test_redirects_are_failures(tmp_path: Path) -> None:
     receiver = Receiver(scripted(302))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     for job in h.jobs(make_call_ringing()):
         await h.dispatcher.handle(job)
     assert len(receiver.requests) == 1
-    assert h.store.attempts()[0].outcome == "Failed"
+    assert (await h.store.attempts())[0].outcome == "Failed"
     assert len(h.queue.retries) == 1
 
 
@@ -207,16 +212,16 @@ async def test_a_timeout_is_a_failure(tmp_path: Path) -> None:
     def answer(request: WebhookRequest) -> Exception:
         return TimeoutError()
 
-    h = Harness(tmp_path, Receiver(answer), timeout=2)
+    h = await Harness.open(tmp_path, Receiver(answer), timeout=2)
     for job in h.jobs(make_call_ringing()):
         await h.dispatcher.handle(job)
-    attempt = h.store.attempts()[0]
+    attempt = (await h.store.attempts())[0]
     assert (attempt.status, attempt.outcome, attempt.response) == (None, "Failed", "timeout")
 
 
 async def test_an_abandoned_block_is_released_through_the_shard(tmp_path: Path) -> None:
     receiver = Receiver(scripted(503))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     for job in h.jobs(make_call_ringing(), make_call_ended()):
         await h.dispatcher.handle(job)
     h.queue.retries.clear()  # the retry is lost (say the process died before the broker had it)
@@ -227,13 +232,13 @@ async def test_an_abandoned_block_is_released_through_the_shard(tmp_path: Path) 
     assert release.kind == "release"
     await h.dispatcher.handle(release)
     assert receiver.ids()[-1] == "211230100614_665-1"  # the held call end went out
-    assert h.store.blocker(release.key) is None
+    assert await h.store.blocker(release.key) is None
 
 
 async def test_json_deliveries_verify_with_standardwebhooks(tmp_path: Path) -> None:
     receiver = Receiver(scripted(500))
     # standardwebhooks checks the timestamp against the real time: start the virtual clock now
-    h = Harness(
+    h = await Harness.open(
         tmp_path,
         receiver,
         start=datetime.now(UTC),
@@ -257,14 +262,14 @@ async def test_json_deliveries_verify_with_standardwebhooks(tmp_path: Path) -> N
     assert first.headers["webhook-timestamp"] != second.headers["webhook-timestamp"]  # re-signed on retry
 
 
-def test_events_are_filtered_per_endpoint(tmp_path: Path) -> None:
-    h = Harness(tmp_path, Receiver(), events=("call.ended",))
+async def test_events_are_filtered_per_endpoint(tmp_path: Path) -> None:
+    h = await Harness.open(tmp_path, Receiver(), events=("call.ended",))
     assert [j.event_type for j in h.jobs(make_call_ringing(), make_call_ended())] == ["call.ended"]
 
 
 async def test_an_event_sent_twice_is_delivered_once(tmp_path: Path) -> None:
     receiver = Receiver()
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     jobs = h.jobs(make_call_ringing(link=0), make_call_ended(link=1))
     for job in jobs + jobs:  # the monitor sent them again (the broker had not confirmed them)
         await h.dispatcher.handle(job)
@@ -273,7 +278,7 @@ async def test_an_event_sent_twice_is_delivered_once(tmp_path: Path) -> None:
 
 async def test_a_copy_of_a_held_job_is_not_held_again(tmp_path: Path) -> None:
     receiver = Receiver(scripted(503))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     ring, end = h.jobs(make_call_ringing(link=0), make_call_ended(link=1))
     for job in (ring, end, end):  # the ringing fails: the call end is held, and comes again
         await h.dispatcher.handle(job)
@@ -287,7 +292,7 @@ async def test_a_copy_after_a_crash_mid_delivery_is_attempted_again(tmp_path: Pa
         return SystemExit("killed mid-delivery")  # not an error the sender handles: the process ends
 
     receiver = Receiver(crash)
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     (ring,) = h.jobs(make_call_ringing())
     with pytest.raises(SystemExit):
         await h.dispatcher.handle(ring)
@@ -297,17 +302,17 @@ async def test_a_copy_after_a_crash_mid_delivery_is_attempted_again(tmp_path: Pa
 
 async def test_a_replayed_dead_letter_is_delivered_again(tmp_path: Path) -> None:
     receiver = Receiver(scripted(500, 500, 500, 500))
-    h = Harness(tmp_path, receiver)
+    h = await Harness.open(tmp_path, receiver)
     (ring,) = h.jobs(make_call_ringing())
     await h.dispatcher.handle(ring)
     for _ in range(3):
         await h.fire_retries()
-    (dead,) = h.store.dead()  # four failures: given up on
+    (dead,) = await h.store.dead()  # four failures: given up on
     await h.dispatcher.handle(
         Job.model_validate_json(dead.job).model_copy(update={"attempt": 0, "replayed": True})
     )
     assert len(receiver.requests) == 5
-    assert h.store.attempts()[0].outcome == "Delivered"
+    assert (await h.store.attempts())[0].outcome == "Delivered"
 
 
 async def test_a_long_release_is_never_taken_for_an_abandoned_one(tmp_path: Path) -> None:
@@ -318,14 +323,14 @@ async def test_a_long_release_is_never_taken_for_an_abandoned_one(tmp_path: Path
 
     class Slow(Receiver):
         async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
-            overdue.append(len(h.store.overdue(h.clock.now().timestamp())))  # what a sweep would take
+            overdue.append(len(await h.store.overdue(h.clock.now().timestamp())))  # what a sweep would take
             await h.clock.sleep_until(h.clock.now() + timedelta(seconds=50))
             return next(answers, Answer(200, None, ""))
 
-    h = Harness(tmp_path, Slow())
+    h = await Harness.open(tmp_path, Slow())
     first, *held = h.jobs(make_call_ringing(), *(make_call_ended(link=n) for n in range(1, 6)))
     for job in (first, *held):  # the first fails: the key is blocked, the others held
         await h.dispatcher.handle(job)
     await h.fire_retries()
     assert len(overdue) == 7 and not any(overdue)
-    assert h.store.blocker(first.key) is None
+    assert await h.store.blocker(first.key) is None

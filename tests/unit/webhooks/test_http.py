@@ -20,18 +20,18 @@ FULL, READER = "a-full-key-for-the-admin", "a-read-only-key-for-the-log"
 
 
 async def test_routes(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "w.db")
+    store = await DeliveryStore.open(tmp_path / "w.db")
     queue = RecordingQueue()
     metrics = WebhookMetrics()
     metrics.attempted("crm", "Delivered", 0.012)
     event = make_call_ringing()
     [job] = jobs_for(event, encode_event(event).decode(), {"crm": EndpointSettings(url="http://x/")})
     now = SystemClock().now().timestamp()
-    store.bury(now, "crm", job.model_dump_json(), job.event_type, job.chain, "gave up")
-    store.log_attempt(
+    await store.bury(now, "crm", job.model_dump_json(), job.event_type, job.chain, "gave up")
+    await store.log_attempt(
         Attempt(now, "crm", job.event_id, job.event_type, job.chain, 1, 500, "Failed", 3.2, "boom")
     )
-    store.disable(now, "crm", "410")
+    await store.disable(now, "crm", "410")
     keys = Keys((SecretStr(FULL),), (SecretStr(READER),))
     app = create_app(store, queue, metrics, SystemClock(), keys, ready=lambda: False)
     async with httpx.AsyncClient(
@@ -70,4 +70,4 @@ async def check_routes(
     assert (await client.post("/dead/replay", params={"endpoint": "crm"})).json() == {"replayed": 1}
     assert [(j.job_id, j.attempt) for j in queue.submitted] == [(job.job_id, 0)]
     assert (await client.get("/dead")).json() == []
-    assert store.disabled() == {}  # replaying re-enables the endpoint
+    assert await store.disabled() == {}  # replaying re-enables the endpoint

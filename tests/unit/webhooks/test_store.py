@@ -1,7 +1,6 @@
-"""The delivery store: per-chain blocks and held deliveries, the attempt log, dead letters,
-disabled endpoints; on a file, so that what one opening wrote the next one reads."""
-
-from pathlib import Path
+"""The delivery store's contract, on each backend (SQLite file, PostgreSQL schema): per-chain
+blocks and held deliveries, the attempt log, dead letters, disabled endpoints, jobs taken; what
+one opening wrote the next one reads, and two openings at once (replicas) see one state."""
 
 from services.webhooks.store import RESPONSE_LIMIT, Attempt, DeliveryStore
 
@@ -12,54 +11,80 @@ def attempt(at: float, endpoint: str = "crm", status: int | None = 200, response
     )
 
 
-def test_a_block_holds_deliveries_in_arrival_order_until_released(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "w.db")
-    assert store.blocker("crm|chain-1") is None
-    store.block("crm|chain-1", "crm/e1", due=100.0)
+async def test_a_block_holds_deliveries_in_arrival_order_until_released(database_address: str) -> None:
+    store = await DeliveryStore.open(database_address)
+    assert await store.blocker("crm|chain-1") is None
+    await store.block("crm|chain-1", "crm/e1", due=100.0)
     for job in ("j2", "j3"):
-        store.hold("crm|chain-1", job)
-    assert store.blocker("crm|chain-1") == "crm/e1" and store.blocker("crm|chain-2") is None
-    first = store.next_held("crm|chain-1")
+        await store.hold("crm|chain-1", job)
+    assert await store.blocker("crm|chain-1") == "crm/e1" and await store.blocker("crm|chain-2") is None
+    await store.block("crm|chain-1", "crm/e2", due=200.0)  # a new blocker replaces the old one
+    assert await store.blocker("crm|chain-1") == "crm/e2"
+    first = await store.next_held("crm|chain-1")
     assert first is not None and first[1] == "j2"
-    store.forget_held(first[0])
-    assert (store.next_held("crm|chain-1") or (0, ""))[1] == "j3"
-    assert store.overdue(before=99.0) == [] and store.overdue(before=101.0) == [("crm|chain-1", "crm/e1")]
-    store.unblock("crm|chain-1")
-    assert store.blocker("crm|chain-1") is None
+    await store.forget_held(first[0])
+    assert ((await store.next_held("crm|chain-1")) or (0, ""))[1] == "j3"
+    assert await store.overdue(before=199.0) == []
+    assert await store.overdue(before=201.0) == [("crm|chain-1", "crm/e2")]
+    await store.unblock("crm|chain-1")
+    assert await store.blocker("crm|chain-1") is None
+    await store.close()
 
 
-def test_the_attempt_log_lists_newest_first_filters_and_prunes(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "w.db")
+async def test_the_attempt_log_lists_newest_first_filters_and_prunes(database_address: str) -> None:
+    store = await DeliveryStore.open(database_address)
     for at in (1.0, 2.0, 3.0):
-        store.log_attempt(attempt(at, endpoint="crm" if at != 2.0 else "chat"))
-    store.log_attempt(attempt(4.0, status=None, response="x" * (RESPONSE_LIMIT + 100)))
-    assert [a.at for a in store.attempts()] == [4.0, 3.0, 2.0, 1.0]
-    assert [a.at for a in store.attempts(endpoint="chat")] == [2.0]
-    assert [a.at for a in store.attempts(since=3.0, limit=1)] == [4.0]
-    assert len(store.attempts()[0].response) == RESPONSE_LIMIT and store.attempts()[0].status is None
-    assert store.prune_attempts(before=2.5) == 2
-    assert [a.at for a in store.attempts()] == [4.0, 3.0]
+        await store.log_attempt(attempt(at, endpoint="crm" if at != 2.0 else "chat"))
+    await store.log_attempt(attempt(4.0, status=None, response="x" * (RESPONSE_LIMIT + 100)))
+    assert [a.at for a in await store.attempts()] == [4.0, 3.0, 2.0, 1.0]
+    assert [a.at for a in await store.attempts(endpoint="chat")] == [2.0]
+    assert [a.at for a in await store.attempts(since=3.0, limit=1)] == [4.0]
+    newest = (await store.attempts())[0]
+    assert len(newest.response) == RESPONSE_LIMIT and newest.status is None
+    assert await store.prune_attempts(before=2.5) == 2
+    assert [a.at for a in await store.attempts()] == [4.0, 3.0]
+    await store.close()
 
 
-def test_dead_letters_are_kept_across_openings_until_replayed(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "w.db")
-    store.bury(10.0, "crm", "{job 1}", "call.ended", "chain-1", "gave up after 8 attempts")
-    store.bury(20.0, "chat", "{job 2}", "call.ringing", "chain-2", "410 Gone")
-    store.close()
-    again = DeliveryStore(tmp_path / "w.db")
-    assert [(d.endpoint, d.reason) for d in again.dead()] == [
+async def test_dead_letters_are_kept_across_openings_until_replayed(database_address: str) -> None:
+    store = await DeliveryStore.open(database_address)
+    await store.bury(10.0, "crm", "{job 1}", "call.ended", "chain-1", "gave up after 8 attempts")
+    await store.bury(20.0, "chat", "{job 2}", "call.ringing", "chain-2", "410 Gone")
+    await store.close()
+    again = await DeliveryStore.open(database_address)
+    assert [(d.endpoint, d.reason) for d in await again.dead()] == [
         ("crm", "gave up after 8 attempts"),
         ("chat", "410 Gone"),
     ]
-    assert [d.job for d in again.dead(endpoint="chat")] == ["{job 2}"]
-    assert [d.job for d in again.dead(since=15.0)] == ["{job 2}"]
-    again.mark_replayed(again.dead()[0].id, 30.0)
-    assert [d.job for d in again.dead()] == ["{job 2}"]
+    assert [d.job for d in await again.dead(endpoint="chat")] == ["{job 2}"]
+    assert [d.job for d in await again.dead(since=15.0)] == ["{job 2}"]
+    await again.mark_replayed((await again.dead())[0].id, 30.0)
+    assert [d.job for d in await again.dead()] == ["{job 2}"]
+    await again.close()
 
 
-def test_an_endpoint_is_disabled_until_enabled(tmp_path: Path) -> None:
-    store = DeliveryStore(tmp_path / "w.db")
-    store.disable(5.0, "crm", "410 Gone")
-    assert store.disabled() == {"crm": "410 Gone"}
-    store.enable("crm")
-    assert store.disabled() == {}
+async def test_an_endpoint_is_disabled_until_enabled(database_address: str) -> None:
+    store = await DeliveryStore.open(database_address)
+    await store.disable(5.0, "crm", "410 Gone")
+    await store.disable(6.0, "crm", "410 Gone again")
+    assert await store.disabled() == {"crm": "410 Gone again"}
+    await store.enable("crm")
+    assert await store.disabled() == {}
+    await store.close()
+
+
+async def test_two_openings_at_once_share_one_state(database_address: str) -> None:
+    """Replicas: what one writes (a job taken, a block, a dead letter) the other reads at once."""
+    one, other = await DeliveryStore.open(database_address), await DeliveryStore.open(database_address)
+    await one.take("crm/e1", 1.0)
+    await one.take("crm/e1", 2.0)  # taken twice: still once
+    await one.block("crm|chain-1", "crm/e2", due=50.0)
+    await one.hold("crm|chain-1", "j3")
+    await one.bury(3.0, "crm", "{job}", "call.ended", "chain-9", "gave up")
+    assert await other.taken("crm/e1") and not await other.taken("crm/e2")
+    assert await other.blocker("crm|chain-1") == "crm/e2"
+    assert ((await other.next_held("crm|chain-1")) or (0, ""))[1] == "j3"
+    assert [d.chain for d in await other.dead()] == ["chain-9"]
+    assert await other.prune_attempts(before=1.5) == 0 and not await other.taken("crm/e1")
+    await one.close()
+    await other.close()

@@ -1,0 +1,76 @@
+"""shared.database: one API over SQLite and PostgreSQL; a PostgreSQL that is away at start is
+one error naming the database without its password, one that goes away while running is a
+passing fault (the message is handled again, not dead-lettered), and its transactions hold the
+writer lock as SQLite's do."""
+
+import asyncio
+
+import psycopg
+import pytest
+
+from shared import database
+from shared.bus import transient
+from shared.database import DatabaseUnavailable, open_database
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS counts (id {serial}, name TEXT NOT NULL, n INTEGER NOT NULL);"
+
+
+async def test_a_database_that_cannot_be_reached_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(database, "CONNECT_TIMEOUT", 0.5)
+    address = "postgresql://callbridge:s3cr3t-password@127.0.0.1:1/callbridge"  # nothing listens on port 1
+    with pytest.raises(
+        OSError, match=r"^the delivery store postgresql://callbridge:\*\*\*@127.0.0.1:1/"
+    ) as error:
+        await open_database(address, SCHEMA, "the delivery store")
+    assert "s3cr3t" not in str(error.value)
+
+
+async def test_a_connection_lost_while_running_is_a_passing_fault(
+    postgres_database: str, postgres_url: str
+) -> None:
+    db = await open_database(postgres_database, SCHEMA, "the counts")
+    await db.execute("INSERT INTO counts (name, n) VALUES (?, ?)", ("a", 1))
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute(  # what a PostgreSQL restart does to the pool's connections
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = '' AND datname = current_database() AND pid != pg_backend_pid()"
+            " AND query NOT LIKE '%%pg_terminate_backend%%'"
+        )
+    lost: list[Exception] = []
+    for _ in range(3):  # the pool's idle connection is the one cut; the next is a new one
+        try:
+            await db.all("SELECT n FROM counts")
+        except DatabaseUnavailable as error:
+            lost.append(error)
+    assert len(lost) == 1 and transient(lost[0])
+    assert await db.all("SELECT name, n FROM counts") == [("a", 1)]  # the pool connected again
+    await db.close()
+
+
+async def test_transactions_take_turns(database_address: str) -> None:
+    """Two tasks each read a count and write it back plus one, in a transaction: none is lost."""
+    db = await open_database(database_address, SCHEMA, "the counts")
+    await db.execute("INSERT INTO counts (name, n) VALUES ('c', 0)")
+
+    async def add_one() -> None:
+        async with db.transaction() as tx:
+            row = await tx.one("SELECT n FROM counts WHERE name = 'c'")
+            assert row is not None
+            await asyncio.sleep(0)  # let the other task try meanwhile
+            await tx.execute("UPDATE counts SET n = ? WHERE name = 'c'", (row[0] + 1,))
+
+    await asyncio.gather(*(add_one() for _ in range(20)))
+    assert await db.one("SELECT n FROM counts WHERE name = 'c'") == (20,)
+
+    async def change_and_fail() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("UPDATE counts SET n = 0")
+            raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError):
+        await change_and_fail()
+    assert await db.one("SELECT n FROM counts") == (20,)  # rolled back
+    assert await db.columns("counts") == {"id", "name", "n"}
+    await db.close()
