@@ -4,6 +4,10 @@ passing fault (the message is handled again, not dead-lettered), and its transac
 writer lock as SQLite's do."""
 
 import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -74,3 +78,22 @@ async def test_transactions_take_turns(database_address: str) -> None:
     assert await db.one("SELECT n FROM counts") == (20,)  # rolled back
     assert await db.columns("counts") == {"id", "name", "n"}
     await db.close()
+
+
+def test_replicas_that_create_the_same_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Four processes open new files at the same instants, twelve times: none is refused (the
+    switch of a new file to WAL does not wait for another's lock by itself)."""
+    rounds, start = 12, time.time() + 1.0
+    opener = (
+        "import sys, time; from pathlib import Path; from shared.sqlite import open_database\n"
+        "folder, start = Path(sys.argv[1]), float(sys.argv[2])\n"
+        f"for n in range({rounds}):\n"
+        "    time.sleep(max(0.0, start + n * 0.1 - time.time()))\n"
+        "    open_database(folder / f'{n}.db', 'CREATE TABLE IF NOT EXISTS t (x)', 'the store').close()\n"
+    )
+    replicas = [
+        subprocess.Popen([sys.executable, "-c", opener, str(tmp_path), str(start)], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [replica.communicate(timeout=60)[1].decode() for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0, 0, 0, 0], errors
