@@ -53,6 +53,10 @@ class JobQueue(WorkQueue[Job], Protocol):
         """Bring `job` back to its shard after `delay` seconds; durable when this returns."""
         ...
 
+    async def close(self) -> None:
+        """Stop consuming, finishing what is in hand (as far as it can)."""
+        ...
+
 
 class EndpointDisabled(Protocol):
     async def __call__(self, endpoint: str, reason: str) -> None: ...
@@ -180,10 +184,11 @@ class Dispatcher:
         return await self._failed(job, outcome, attempt, now)
 
     async def _gone(self, job: Job, reason: str, now: datetime) -> None:
-        """The receiver wants no more: its endpoint is disabled, the job buried."""
-        await self._store.disable(now.timestamp(), job.endpoint, reason)
-        logger.error("endpoint %s disabled: %s", job.endpoint, reason)
-        await self._on_disabled(job.endpoint, reason)
+        """The receiver wants no more: its endpoint is disabled (said once, also when several
+        deliveries under way hear it), the job buried."""
+        if await self._store.disable(now.timestamp(), job.endpoint, reason):
+            logger.error("endpoint %s disabled: %s", job.endpoint, reason)
+            await self._on_disabled(job.endpoint, reason)
         await self._bury(job, reason)
 
     async def _failed(self, job: Job, outcome: Failed, attempt: int, now: datetime) -> bool:

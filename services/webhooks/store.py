@@ -176,11 +176,13 @@ class DeliveryStore:
 
     # --- endpoints ----------------------------------------------------------------------------------
 
-    async def disable(self, at: float, endpoint: str, reason: str) -> None:
-        await self._db.execute(
-            "INSERT INTO disabled (endpoint, at, reason) VALUES (?, ?, ?)"
-            " ON CONFLICT (endpoint) DO UPDATE SET at = excluded.at, reason = excluded.reason",
-            (endpoint, at, reason),
+    async def disable(self, at: float, endpoint: str, reason: str) -> bool:
+        """Disable `endpoint`; False when it was disabled already (the first reason stays)."""
+        return bool(
+            await self._db.execute(
+                "INSERT INTO disabled (endpoint, at, reason) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (endpoint, at, reason),
+            )
         )
 
     async def enable(self, endpoint: str) -> None:

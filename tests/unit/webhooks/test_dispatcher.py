@@ -1,5 +1,6 @@
 """Ordered, at-least-once delivery: retries, holds, dead letters, 410, Retry-After (no network)."""
 
+import asyncio
 import json
 import random
 from collections.abc import Callable
@@ -186,6 +187,26 @@ async def test_gone_disables_the_endpoint_and_keeps_the_rest(tmp_path: Path) -> 
     assert h.disabled == [("crm", "http://crm.test/… answered 410 Gone")]  # its path may be a token
     assert [d.event_type for d in await h.store.dead()] == ["call.ringing", "call.ended"]  # kept for replay
     assert "crm" in await h.store.disabled()
+
+
+async def test_an_endpoint_gone_is_disabled_once_when_deliveries_under_way_all_hear_it(
+    tmp_path: Path,
+) -> None:
+    both_sent = asyncio.Event()
+
+    class Gone(Receiver):
+        async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
+            self.requests.append(request)
+            if len(self.requests) == 2:
+                both_sent.set()
+            await both_sent.wait()  # two chains' deliveries in flight when the endpoint goes
+            return Answer(410, None, "")
+
+    h = await Harness.open(tmp_path, Gone())
+    jobs = h.jobs(make_call_ringing(chain_id="211230100614_1"), make_call_ringing(chain_id="211230100615_2"))
+    await asyncio.gather(*(h.dispatcher.handle(job) for job in jobs))
+    assert h.disabled == [("crm", "http://crm.test/… answered 410 Gone")]  # one notice, not two
+    assert len(await h.store.dead()) == 2
 
 
 @pytest.mark.parametrize(("header", "at_least"), [("120", 120.0), ("Mon, 01 Jan 2024 10:00:00 GMT", 3600.0)])

@@ -65,9 +65,9 @@ async def test_dead_letters_are_kept_across_openings_until_replayed(database_add
 
 async def test_an_endpoint_is_disabled_until_enabled(database_address: str) -> None:
     store = await DeliveryStore.open(database_address)
-    await store.disable(5.0, "crm", "410 Gone")
-    await store.disable(6.0, "crm", "410 Gone again")
-    assert await store.disabled() == {"crm": "410 Gone again"}
+    assert await store.disable(5.0, "crm", "410 Gone")
+    assert not await store.disable(6.0, "crm", "410 Gone again")  # disabled already: said once
+    assert await store.disabled() == {"crm": "410 Gone"}
     await store.enable("crm")
     assert await store.disabled() == {}
     await store.close()
