@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from functools import partial
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -51,16 +51,26 @@ async def consume(
     handler: Callable[[T], Awaitable[None]],
     *,
     side_by_side: bool = False,
+    until: asyncio.Event | None = None,
 ) -> None:
     """Handle `queue`'s messages until cancelled: one at a time, or with `side_by_side` each as
     it comes, up to the channel's prefetch at once, each acked when its handler returns (the
-    handler keeps whatever order its items need: the webhooks' lanes keep each chain's)."""
+    handler keeps whatever order its items need: the webhooks' lanes keep each chain's).
+
+    Once `until` is set, no further message is started: those in hand are finished and settled,
+    and this returns with the consumer still registered, so that the caller closes the channel
+    and the broker takes back the messages delivered but not started, in their places, before
+    another consumer gets any (a handover that keeps the queue's order)."""
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
     in_hand: set[asyncio.Task[None]] = set()
+    stopping: asyncio.Future[Any] = asyncio.ensure_future((until or asyncio.Event()).wait())
     try:
         while True:
-            message = await inbox.get()
+            message = await _next(inbox, stopping)
+            if message is None:
+                await asyncio.gather(*in_hand, return_exceptions=True)
+                return
             if not _channel_open(message):
                 # prefetched on a channel lost since: the broker delivers it again (maybe to a
                 # replica that took over): handling it here as well would deliver it twice
@@ -73,10 +83,35 @@ async def consume(
             else:
                 await work
     finally:
+        stopping.cancel()
         for task in in_hand:
             task.cancel()
-        with contextlib.suppress(Exception):
-            await queue.cancel(tag)
+        if not (until and until.is_set()):
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+
+
+async def _next(
+    inbox: "asyncio.Queue[AbstractIncomingMessage]", stopping: "asyncio.Future[Any]"
+) -> AbstractIncomingMessage | None:
+    """The next delivery, or None once `stopping` is done (what was delivered but not started
+    stays unsettled: closing the channel gives it back to the broker)."""
+    if stopping.done():
+        return None
+    if not inbox.empty():
+        return inbox.get_nowait()
+    getting: asyncio.Future[Any] = asyncio.ensure_future(inbox.get())
+    try:
+        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getting.done():
+            getting.cancel()
+    if stopping.done():
+        if getting.done() and not getting.cancelled():
+            inbox.put_nowait(getting.result())  # not started: left for the channel's close
+        return None
+    message: AbstractIncomingMessage = getting.result()
+    return message
 
 
 async def _handle_and_settle(

@@ -111,8 +111,7 @@ async def _webhooks(
         return _nothing_failed
     store = await DeliveryStore.open(":memory:")
     stack.push_async_callback(store.close)
-    queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)
-    stack.push_async_callback(queue.close)
+    queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)  # closed by `running`
     session = await stack.enter_async_context(new_session())
     transport = AiohttpTransport(session)
     await stack.enter_async_context(

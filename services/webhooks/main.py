@@ -89,7 +89,10 @@ async def running(
         on_disabled=Notifier(bus, clock).endpoint_disabled,
     )
     await queue.consume(dispatcher.handle)
-    yield Webhooks(dispatcher, metrics, store, queue)
+    try:
+        yield Webhooks(dispatcher, metrics, store, queue)
+    finally:
+        await queue.close()
 
 
 def housekeeping(dispatcher: Dispatcher, store: DeliveryStore, clock: Clock, keep_days: float) -> Chore:

@@ -2,14 +2,16 @@
 one-process runs.
 
 A shard queue holds the events of its chains, as published (each becomes one job per endpoint
-that wants it, handled in order), and job batches the service sent itself. Each shard has one
-active consumer across all replicas (RabbitMQ's single-active-consumer); the others stand by
-and take over when it goes. A message is acked only after its jobs were handled, i.e. delivered,
-held in the store, scheduled for retry (confirmed by the broker) or dead-lettered. No process
-sleeps on an unacked message and no timer lives in memory.
+that wants it, handled in order), and job batches the service sent itself. The replicas share
+the shards: each consumes those it owns among the live replicas (`members.py`), and RabbitMQ's
+single active consumer makes sure that only one consumer has a shard's messages at a time. A
+message is acked only after its jobs were handled, i.e. delivered, held in the store, scheduled
+for retry (confirmed by the broker) or dead-lettered. No process sleeps on an unacked message
+and no timer lives in memory.
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +24,7 @@ from shared.bus import Bus
 from shared.clock import Clock
 from shared.events import Message, encode_event, parse_event
 from shared.rabbit_bus import RabbitBus
-from shared.rabbit_consumer import holding
+from shared.rabbit_consumer import consume, holding, watch_waiting
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.rabbit_work_queue import retire
 from shared.settings import EndpointSettings
@@ -31,8 +33,9 @@ from shared.work_queue import InHand, MemoryWorkQueue
 
 from .jobs import Intake, Job, JobBatch, jobs_for
 from .lanes import Lanes
+from .members import Heartbeats, Members, OwnedShards, replica_id
 from .policy import RetryPolicy
-from .shards import LEGACY_INTAKE, declare_shards, declare_tiers, retire_tiers, tier_queue
+from .shards import LEGACY_INTAKE, declare_shard, declare_shards, declare_tiers, retire_tiers, tier_queue
 
 PREFETCH = 50  # shard messages in flight per consumer channel
 
@@ -50,22 +53,42 @@ class RabbitJobQueue:
         self._publisher: ConfirmedPublisher = bus.publisher()
         self._pending: dict[int, list[Job]] = {}
         self._in_hand = InHand()
-        self._channel: AbstractChannel  # these three: set by declare()
+        self.members = Members(replica_id())
+        self._heartbeats = Heartbeats(bus, self.members)
+        self._shards: OwnedShards | None = None
+        self._following: list[asyncio.Task[None]] = []  # the owners followed, the heartbeats sent
+        self._channel: AbstractChannel  # these two: set by declare()
         self._shards_exchange: AbstractExchange
-        self._shard_queues: list[AbstractQueue]
 
     async def declare(self) -> "RabbitJobQueue":
-        self._channel = await self._bus.open_channel(prefetch=PREFETCH)
-        # declared on this channel (not just looked up), so that it restores their consumers
-        self._shard_queues, self._shards_exchange = await declare_shards(self._channel, self._names)
+        self._channel = await self._bus.open_channel()
+        self._shards_exchange = await declare_shards(self._channel, self._names)
         await declare_tiers(self._channel, self._names, self._policy.tiers)
         await retire_tiers(self._bus.open_channel, self._names, self._policy.schedule)
         return self
 
+    @property
+    def owned(self) -> frozenset[int]:
+        """The shards this replica consumes now."""
+        return self._shards.owned if self._shards else frozenset()
+
+    def replicas(self) -> int:
+        """How many webhooks replicas are alive, as this one hears."""
+        return len(self._heartbeats.alive())
+
+    async def close(self) -> None:
+        """Let go of this replica's shards (their other replicas take them over), then leave."""
+        for task in self._following:
+            task.cancel()
+        await asyncio.gather(*self._following, return_exceptions=True)
+        if self._shards is not None:
+            await self._shards.close()
+        await self._heartbeats.leave()
+
     async def consume(self, handler: Callable[[Job], Awaitable[None]]) -> None:
-        """Hand `handler` every shard's jobs: each event's (one per endpoint that wants it) and the
-        batches this service sent itself; each ordering key's in order, the keys side by side
-        (`lanes.py`), a shard's messages acked as their jobs are done."""
+        """Hand `handler` the jobs of the shards this replica owns: each event's (one per endpoint
+        that wants it) and the batches this service sent itself; each ordering key's in order, the
+        keys side by side (`lanes.py`), a shard's messages acked as their jobs are done."""
         lanes = Lanes(handler)
 
         async def in_hand(message: Message | JobBatch) -> None:
@@ -80,8 +103,24 @@ class RabbitJobQueue:
                     if isinstance(failure, BaseException):
                         raise failure
 
-        for queue in self._shard_queues:
-            self._bus.consume(queue, shard_message, in_hand, side_by_side=True)
+        async def open_shard(shard: int) -> tuple[AbstractChannel, AbstractQueue]:
+            # a channel per shard, the queue declared on it: a reconnect restores both, and
+            # closing it hands the shard over (members.py)
+            channel = await self._bus.open_channel(prefetch=PREFETCH)
+            return channel, await declare_shard(channel, self._names, shard)
+
+        async def consume_shard(queue: AbstractQueue, until: asyncio.Event) -> None:
+            await consume(queue, shard_message, in_hand, side_by_side=True, until=until)
+
+        self._shards = OwnedShards(open_shard, consume_shard, watch_waiting)
+        await self._heartbeats.start()
+        # alone until the others are heard: a shard another replica holds waits behind its
+        # consumer (single active consumer) and is let go at the next look
+        await self._shards.take(self.members.mine(time.monotonic()))
+        self._following = [
+            asyncio.create_task(self._shards.follow(self._heartbeats, self.members), name="shard owners"),
+            asyncio.create_task(self._heartbeats.run(), name="webhooks heartbeats"),
+        ]
         # before the events went straight to the shards they waited in one intake queue
         unbind = [(self._names.events_exchange, pattern) for pattern in WEBHOOKS_BINDINGS]
         intake = Intake(self._endpoints, handler)

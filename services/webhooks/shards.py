@@ -3,8 +3,10 @@
     [callbridge.events] ──CC shard.<n> (the publishers' rule: shared/topology.py)──┐
     [callbridge.webhooks.shards] (headers; `shard` = n: retries, releases, replays) ──┤
                                                                                   ▼
-          callbridge.webhooks.shard.0 … .63   (durable, single active consumer)
+          callbridge.webhooks.shard.0 … .63   (durable, single active consumer; each replica
+                                               consumes the shards it owns: members.py)
       callbridge.webhooks.wait.<delay>s (durable, the queue's TTL) ──expired──▶ the shards exchange
+    [callbridge.webhooks.members] (fanout) ──▶ one exclusive queue per replica: heartbeats
 
 Declared at every start of the service; durable, so that they keep a chain's events while the
 service is away. On a new installation they exist from the service's first start on: start it
@@ -41,24 +43,30 @@ def retired_tier_queue(names: Topology, tier: float) -> str:
     return names.queue(f"webhooks.retry.{tier:g}s")
 
 
-async def declare_shards(
-    channel: AbstractChannel, names: Topology
-) -> tuple[list[AbstractQueue], AbstractExchange]:
+async def declare_shard(channel: AbstractChannel, names: Topology, shard: int) -> AbstractQueue:
+    """A shard queue, as every replica declares it (on the channel that consumes it, so that a
+    reconnect declares it again before consuming)."""
+    return await channel.declare_queue(
+        shard_queue(names, shard),
+        durable=True,
+        arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+    )
+
+
+async def declare_shards(channel: AbstractChannel, names: Topology) -> AbstractExchange:
     """The shard queues, bound to the events exchange (`shard.<n>`, in publishers' CC header) and
-    to the shards exchange (header `shard` = n: the service's own jobs)."""
-    queues = []
-    for shard in range(SHARDS):
-        queue = await channel.declare_queue(
-            shard_queue(names, shard),
-            durable=True,
-            arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
-        )
-        await queue.bind(names.events_exchange, routing_key=shard_key(shard))
-        queues.append(queue)
+    to the shards exchange (header `shard` = n: the service's own jobs); the latter returned."""
     jobs = await channel.declare_exchange(shards_exchange(names), aio_pika.ExchangeType.HEADERS, durable=True)
-    for shard, queue in enumerate(queues):
+    for shard in range(SHARDS):
+        queue = await declare_shard(channel, names, shard)
+        await queue.bind(names.events_exchange, routing_key=shard_key(shard))
         await queue.bind(jobs, arguments={"x-match": "all", "shard": str(shard)})
-    return queues, jobs
+    return jobs
+
+
+def members_exchange(names: Topology) -> str:
+    """Where the replicas' heartbeats go (fanout; `members.py`)."""
+    return names.queue("webhooks.members")
 
 
 async def declare_tiers(channel: AbstractChannel, names: Topology, tiers: tuple[float, ...]) -> None:

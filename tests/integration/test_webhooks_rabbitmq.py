@@ -23,6 +23,7 @@ from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
 from services.webhooks.shards import (
     LEGACY_INTAKE,
+    declare_shard,
     declare_shards,
     retired_tier_queue,
     shards_exchange,
@@ -33,7 +34,7 @@ from shared.clock import SystemClock, VirtualClock
 from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_event
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
-from shared.topology import WEBHOOKS_BINDINGS, Topology
+from shared.topology import SHARDS, WEBHOOKS_BINDINGS, Topology
 from simulation.driver import SimulatorDriver
 from simulation.scenario import load_scenario
 from tests.broker import close_connection, new_prefix, purge
@@ -73,6 +74,7 @@ class Service:
     store: DeliveryStore
     settings: Settings
     connection_name: str
+    queue: RabbitJobQueue
 
 
 @contextlib.asynccontextmanager
@@ -103,7 +105,7 @@ async def webhooks_service(
             transport = AiohttpTransport(session)
             try:
                 async with webhooks.running(settings, bus, queue, store, transport, SystemClock()):
-                    yield Service(bus, store, settings, connection_name)
+                    yield Service(bus, store, settings, connection_name, queue)
             finally:
                 await store.close()
     finally:
@@ -242,7 +244,8 @@ async def test_events_go_straight_to_their_chains_shard_queue(amqp_url: str, bro
     presence = ExtensionPresence(occurred_at=AT, source="test/1", seq=1, extension="101", busy=True)
     async with RabbitBus.connect(amqp_url, names=names, connection_name="shard routing it") as bus:
         channel = await bus.open_channel()
-        queues, _ = await declare_shards(channel, names)  # as the webhooks service does at its start
+        await declare_shards(channel, names)  # as the webhooks service does at its start
+        queues = [await declare_shard(channel, names, shard) for shard in range(SHARDS)]
         for event in [*sent, presence]:
             await bus.publish(event)
         await bus.flush()

@@ -10,20 +10,25 @@ import json
 import signal
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from shared.clock import VirtualClock
 from shared.events import CallEvent
 from shared.rabbit_bus import RabbitBus
-from shared.topology import Topology
+from shared.settings import EndpointSettings
+from shared.topology import SHARDS, Topology
 from simulation.driver import SimulatorDriver
 from simulation.scenario import default_directory
 from simulation.traffic import TrafficGenerator
+from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
+from tests.integration.test_webhooks_rabbitmq import webhooks_service
 from tests.receiver import Received, Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -136,3 +141,65 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
         f"{len(published)} events in {len(sent)} chains, {len(receiver.requests)} requests, "
         f"{len(receiver.delivered()) - len(published)} duplicates, {len(failures)} chains failed once"
     )
+
+
+async def test_replicas_share_the_shards_and_hand_them_over_in_order(
+    amqp_url: str, tmp_path: Path, broker_prefix: str
+) -> None:
+    """A second replica joins while calls are delivered, takes about half of the shards, and
+    leaves again: each chain's webhooks arrive complete, in order, and none twice."""
+    names = Topology(broker_prefix)
+    chains = [f"260105090000_{n}" for n in range(120)]
+    async with Receiver(delay=0.003) as receiver:
+        endpoints = {"crm": EndpointSettings(url=receiver.url, format="json", secret=(SecretStr(SECRET),))}
+        async with webhooks_service(amqp_url, tmp_path, endpoints, names=names, keep_topology=True) as first:
+            assert first.queue.owned == frozenset(range(SHARDS))  # alone: every shard
+            sent = asyncio.create_task(publish_chains(first.bus, chains, rounds=6, pause=0.5))
+            async with webhooks_service(
+                amqp_url, tmp_path, endpoints, names=names, keep_topology=True
+            ) as second:
+                await until(
+                    lambda: (
+                        first.queue.owned
+                        and second.queue.owned
+                        and (
+                            first.queue.owned | second.queue.owned == frozenset(range(SHARDS))
+                            and not first.queue.owned & second.queue.owned
+                        )
+                    )
+                )
+                shared = (len(first.queue.owned), len(second.queue.owned))
+                await until(lambda: len(receiver.delivered()) > len(chains) * 3)  # working side by side
+            await until(lambda: first.queue.owned == frozenset(range(SHARDS)))  # the second left
+            published = await sent
+            await receiver.wait_for(lambda r: len(r.delivered()) >= len(published))
+    arrived: dict[str, list[str]] = defaultdict(list)
+    for request in receiver.delivered():
+        data = json.loads(request.body)["data"]
+        arrived[data["chain_id"]].append(data["event_id"])
+    expected: dict[str, list[str]] = defaultdict(list)
+    for event in published:
+        expected[event.chain_id].append(str(event.event_id))
+    assert arrived == expected  # complete, in order per chain, nothing twice
+    assert all(12 <= n <= 52 for n in shared), shared
+
+
+async def publish_chains(bus: RabbitBus, chains: list[str], rounds: int, pause: float) -> list[CallEvent]:
+    """`rounds` events per chain (ringing again and again, then the end), a round every `pause` s."""
+    published: list[CallEvent] = []
+    for n in range(rounds):
+        for number, chain in enumerate(chains):
+            make = make_call_ended if n == rounds - 1 else make_call_ringing
+            event = make(chain_id=chain, call_number=number, link=n + 1)
+            await bus.publish(event)
+            published.append(event)
+        await bus.flush()
+        await asyncio.sleep(pause)
+    return published
+
+
+async def until(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    """Look every 50 ms until `condition()` holds (what the replicas own is not announced)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)

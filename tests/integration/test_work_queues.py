@@ -129,10 +129,12 @@ class _rabbit:
             queue: Any = RabbitWorkQueue(bus, "contract", Shape(Item, lambda i: str(i.n)), self.consumers)
             return Subject(await queue.declare(), item, lambda it: it.n, _dead(bus))
         policy = RetryPolicy((RETRY,), 0.0, random.Random(1))
-        queue = RabbitJobQueue(bus, policy, {})
-        return Subject(await queue.declare(), job, lambda it: int(it.event_id), _dead(bus))
+        self.jobs = RabbitJobQueue(bus, policy, {})
+        return Subject(await self.jobs.declare(), job, lambda it: int(it.event_id), _dead(bus))
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.kind != "rabbit":
+            await self.jobs.close()
         await self.bus_context.__aexit__(*exc)
 
 
