@@ -1,8 +1,9 @@
 """The machine's RabbitMQ as the suite uses it: every test that declares anything does it under a
 prefix of its own (`test.<12 hex digits>`), and afterwards everything under that prefix is
 deleted, whatever declared it (the test, a service it started as a process, a retry tier made
-on the way), also when the test failed. At the end of the run nothing named `test.` may remain
-(tests/conftest.py fails the run otherwise). The names are listed with `rabbitmqctl`, as the
+on the way), also when the test failed. At the end of the run nothing under this run's prefixes
+may remain (tests/conftest.py fails the run otherwise); names under other prefixes were left by a
+run that was killed before it could clean up, and are deleted then. The names are listed with `rabbitmqctl`, as the
 reconnect tests already need the broker on this machine."""
 
 import asyncio
@@ -25,9 +26,24 @@ def new_prefix() -> str:
     return prefix
 
 
+def _prefix(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
 def owners(names: list[str]) -> list[str]:
     """The tests whose prefixes `names` are under."""
-    return sorted({OWNERS.get(".".join(name.split(".")[:2]), "an earlier run") for name in names})
+    return sorted({OWNERS[_prefix(name)] for name in names})
+
+
+def ours(names: list[str]) -> list[str]:
+    """Those of `names` under a prefix this run took (the others were left by an earlier run)."""
+    return [name for name in names if _prefix(name) in OWNERS]
+
+
+async def purge_earlier(amqp_url: str, names: list[str]) -> None:
+    """Delete what an earlier run left under prefixes of its own."""
+    for prefix in sorted({_prefix(name) for name in names} - OWNERS.keys()):
+        await purge(amqp_url, prefix)
 
 
 def _listed(what: str, *columns: str) -> list[list[str]]:

@@ -2,6 +2,7 @@
 it is absent, and works under a prefix of its own), the example scenarios and their check, a
 recorder that waits for events without sleeping, notices of what this machine cannot run."""
 
+import asyncio
 import os
 import shutil
 import socket
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from simulation.compare import Webhook, compare, read_webhooks
-from tests.broker import left_on_broker, new_prefix, owners, purge
+from tests.broker import left_on_broker, new_prefix, ours, owners, purge, purge_earlier
 from tests.deployment import Deployment, stage
 from tests.fakes import Recorder
 from tests.postgres import POSTGRES_URL, create_schema, drop_schema, in_schema, left_in_database
@@ -175,16 +176,23 @@ LEFT_IN_DATABASE = pytest.StashKey[list[str]]()
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A run that used the broker fails if anything named `test.` is left on it (tests/broker.py),
-    one that used PostgreSQL if a test schema is left in it (tests/postgres.py)."""
-    if any(item.get_closest_marker("postgresql") for item in session.items) and (
-        schemas := left_in_database()
-    ):
-        session.config.stash[LEFT_IN_DATABASE] = schemas
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    """A run that used the broker fails if anything under its prefixes is left on it
+    (tests/broker.py), one that used PostgreSQL if a schema of its own is left in it
+    (tests/postgres.py). What an earlier, killed run left is removed, and the run says so."""
+    if any(item.get_closest_marker("postgresql") for item in session.items):
+        schemas, earlier = left_in_database()
+        if earlier:
+            NOTICES.append(f"dropped {len(earlier)} schema(s) an earlier run left in PostgreSQL")
+        if schemas:
+            session.config.stash[LEFT_IN_DATABASE] = schemas
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not any(item.get_closest_marker("rabbitmq") for item in session.items):
         return
     queues, exchanges = left_on_broker()
-    if queues or exchanges:
-        session.config.stash[LEFT_ON_BROKER] = [*queues, *exchanges]
+    names = [*queues, *exchanges]
+    if earlier_names := [name for name in names if name not in ours(names)]:
+        asyncio.run(purge_earlier(AMQP_URL, earlier_names))
+        NOTICES.append(f"deleted {len(earlier_names)} name(s) an earlier run left on the broker")
+    if left := ours(names):
+        session.config.stash[LEFT_ON_BROKER] = left
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
