@@ -3,8 +3,8 @@ prefix of its own (`test.<12 hex digits>`), and afterwards everything under that
 deleted, whatever declared it (the test, a service it started as a process, a retry tier made
 on the way), also when the test failed. At the end of the run nothing under this run's prefixes
 may remain (tests/conftest.py fails the run otherwise); names under other prefixes were left by a
-run that was killed before it could clean up, and are deleted then. The names are listed with `rabbitmqctl`, as the
-reconnect tests already need the broker on this machine."""
+run that was killed before it could clean up, and are deleted then. The names are listed with
+`rabbitmqctl`, as the reconnect tests already need the broker on this machine."""
 
 import asyncio
 import os

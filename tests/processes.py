@@ -27,9 +27,13 @@ class Logs:
 LOGS = Logs()
 
 
-async def spawn(argv: Sequence[str], environment: dict[str, str]) -> asyncio.subprocess.Process:
+async def spawn(
+    argv: Sequence[str], environment: dict[str, str], cwd: Path | None = None
+) -> asyncio.subprocess.Process:
     """Start a process whose log (stderr) is read as it comes."""
-    process = await asyncio.create_subprocess_exec(*argv, env=environment, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=environment, cwd=cwd, stderr=asyncio.subprocess.PIPE
+    )
     LOGS.lines[process.pid], LOGS.news[process.pid] = [], asyncio.Event()
     LOGS.readers[process.pid] = asyncio.create_task(LOGS.read(process))
     return process

@@ -6,9 +6,12 @@ on it with `wait_for` instead of sleeping.
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
+
+from shared.events import CallEvent
 
 
 @dataclass
@@ -58,6 +61,24 @@ class Receiver:
     def delivered(self) -> list[Received]:
         return [r for r in self.requests if 200 <= r.status < 300]
 
+    def webhook_ids(self) -> set[str]:
+        """The webhook-ids delivered (JSON formats), each once."""
+        return {r.headers["webhook-id"] for r in self.delivered()}
+
+    def first_arrivals(self) -> dict[str, list[str]]:
+        """Per chain, the webhook-ids delivered (JSON formats) in the order they first arrived;
+        a repeat must carry its original's body."""
+        bodies: dict[str, bytes] = {}
+        arrived: dict[str, list[str]] = defaultdict(list)
+        for request in self.delivered():
+            webhook_id = request.headers["webhook-id"]
+            if webhook_id in bodies:
+                assert bodies[webhook_id] == request.body, f"{webhook_id} came again with another body"
+                continue
+            bodies[webhook_id] = request.body
+            arrived[json.loads(request.body)["data"]["chain_id"]].append(webhook_id)
+        return arrived
+
     async def wait_for(self, predicate: Callable[["Receiver"], bool], timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: predicate(self))
@@ -99,3 +120,12 @@ class Receiver:
             pass
         finally:
             writer.close()
+
+
+def in_chains(events: Iterable[CallEvent]) -> dict[str, list[str]]:
+    """Per chain, the ids of `events` (call events) in the order given: what `first_arrivals`
+    must be when everything arrived in order."""
+    chains: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        chains[event.chain_id].append(str(event.event_id))
+    return chains

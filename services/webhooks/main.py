@@ -29,7 +29,7 @@ from shared.topology import SHARDS
 
 from .dispatcher import Dispatcher, JobQueue
 from .http import create_app
-from .metrics import WebhookMetrics
+from .metrics import ReplicaCollector, WebhookMetrics
 from .policy import RetryPolicy
 from .queues import RabbitJobQueue
 from .sender import AiohttpTransport, Sender, Transport, new_session
@@ -122,6 +122,7 @@ async def main(settings: Settings) -> None:
         )
         service.metrics.registry.register(bus.collector())
         service.metrics.registry.register(HeapCollector())
+        service.metrics.registry.register(ReplicaCollector(queue.replicas, lambda: len(queue.owned)))
         chore = housekeeping(service.dispatcher, store, clock, settings.webhooks.attempt_log_days)
         keys = Keys(settings.api.keys, settings.api.read_only_keys)
         app = create_app(
@@ -130,7 +131,12 @@ async def main(settings: Settings) -> None:
         await stack.enter_async_context(
             serving(app, settings.webhooks.http_host, settings.webhooks.http_port)
         )
-        logger.info("webhooks started: %d endpoint(s), %d shards", len(settings.endpoints), SHARDS)
+        logger.info(
+            "webhooks started as replica %s: %d endpoint(s), %d shards",
+            queue.members.me,
+            len(settings.endpoints),
+            SHARDS,
+        )
         chores = asyncio.create_task(chore.run(clock), name=chore.name)
         try:
             await wait_for_shutdown()

@@ -1,6 +1,10 @@
 """Prometheus figures of the webhooks service, on a registry of its own (no global state)."""
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 
 class WebhookMetrics:
@@ -50,3 +54,20 @@ class WebhookMetrics:
 
     def duplicate(self, endpoint: str) -> None:
         self._duplicates.labels(endpoint).inc()
+
+
+class ReplicaCollector(Collector):
+    """How the shards are shared, as this replica sees it (RabbitMQ only): the replicas alive
+    and the shards it consumes. Across replicas the shards owned add up to 64 once they agree."""
+
+    def __init__(self, replicas: Callable[[], int], owned: Callable[[], int]) -> None:
+        self._replicas = replicas
+        self._owned = owned
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "callbridge_webhooks_replicas", "Webhooks replicas alive, as this one hears", self._replicas()
+        )
+        yield GaugeMetricFamily(
+            "callbridge_webhooks_shards_owned", "Shard queues this replica consumes", self._owned()
+        )

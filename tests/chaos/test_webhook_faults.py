@@ -30,7 +30,7 @@ from simulation.traffic import TrafficGenerator
 from tests.broker import close_connection
 from tests.fakes import Recorder, follow
 from tests.processes import log_of, logged, spawn
-from tests.receiver import Received, Receiver
+from tests.receiver import Received, Receiver, in_chains
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -84,15 +84,15 @@ async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connectio
             wanted = {str(e.event_id) for e in published}
             # the endpoint that works has it all while another hangs: one shard's line behind the
             # hanging one would take 10 s per chain in it
-            await works.wait_for(lambda r: ids(r) >= wanted, timeout=15)
+            await works.wait_for(lambda r: r.webhook_ids() >= wanted, timeout=15)
             assert not hangs.delivered()
             await asyncio.to_thread(close_connection, "callbridge webhooks")  # both replicas, mid-stream
             async with Receiver(port=down_port) as up:  # the endpoint that was down comes back
                 hanging.set()
                 for receiver in (slow, hangs, up):
-                    await receiver.wait_for(lambda r: ids(r) >= wanted, timeout=180)
+                    await receiver.wait_for(lambda r: r.webhook_ids() >= wanted, timeout=180)
                 for receiver in (works, slow, hangs, up):
-                    check_order(receiver, published)
+                    assert receiver.first_arrivals() == in_chains(published)
         finally:
             for replica in replicas:
                 with contextlib.suppress(ProcessLookupError):  # one that died: its log says why
@@ -112,29 +112,8 @@ async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connectio
     assert failed  # the endpoint that was down failed first, and was retried until it came back
 
 
-def ids(receiver: Receiver) -> set[str]:
-    return {r.headers["webhook-id"] for r in receiver.delivered()}
-
-
 def by_chain(receiver: Receiver) -> dict[str, list[Received]]:
     chains: dict[str, list[Received]] = defaultdict(list)
     for request in receiver.requests:
         chains[json.loads(request.body)["data"]["chain_id"]].append(request)
     return chains
-
-
-def check_order(receiver: Receiver, published: list[CallEvent]) -> None:
-    """Each chain's first arrivals in the order published; a repeat has its original's body."""
-    bodies: dict[str, bytes] = {}
-    arrived: dict[str, list[str]] = defaultdict(list)
-    for request in receiver.delivered():
-        webhook_id = request.headers["webhook-id"]
-        if webhook_id in bodies:
-            assert bodies[webhook_id] == request.body
-            continue
-        bodies[webhook_id] = request.body
-        arrived[json.loads(request.body)["data"]["chain_id"]].append(webhook_id)
-    sent: dict[str, list[str]] = defaultdict(list)
-    for event in published:
-        sent[event.chain_id].append(str(event.event_id))
-    assert arrived == sent

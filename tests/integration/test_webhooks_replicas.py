@@ -9,7 +9,6 @@ import collections
 import json
 import signal
 import sys
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from simulation.traffic import TrafficGenerator
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
 from tests.integration.test_webhooks_rabbitmq import webhooks_service
-from tests.receiver import Received, Receiver
+from tests.receiver import Received, Receiver, in_chains
 
 pytestmark = pytest.mark.rabbitmq
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -118,24 +117,12 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
                         replica.send_signal(signal.SIGTERM)
                         await replica.wait()
     assert first.returncode == -signal.SIGKILL
-    # duplicates repeat their original exactly (same webhook-id, same body)
-    bodies: dict[str, bytes] = {}
     verifier = Webhook(SECRET)
     for request in receiver.delivered():
-        assert bodies.setdefault(request.headers["webhook-id"], request.body) == request.body
         verifier.verify(request.body, request.headers)  # every delivery, duplicates too, is signed
-    # per chain, first arrivals come in publish order
-    arrived: dict[str, list[str]] = defaultdict(list)
-    seen: set[str] = set()
-    for request in receiver.delivered():
-        webhook_id = request.headers["webhook-id"]
-        if webhook_id not in seen:
-            seen.add(webhook_id)
-            arrived[json.loads(request.body)["data"]["chain_id"]].append(webhook_id)
-    sent: dict[str, list[str]] = defaultdict(list)
-    for event in published:
-        sent[event.chain_id].append(str(event.event_id))
-    assert arrived == sent
+    # per chain, first arrivals come in publish order; duplicates repeat their original exactly
+    sent = in_chains(published)
+    assert receiver.first_arrivals() == sent
     assert len(sent) > 100 and failures  # many chains; some failed and were held back meanwhile
     print(
         f"{len(published)} events in {len(sent)} chains, {len(receiver.requests)} requests, "
@@ -173,14 +160,8 @@ async def test_replicas_share_the_shards_and_hand_them_over_in_order(
             await until(lambda: first.queue.owned == frozenset(range(SHARDS)))  # the second left
             published = await sent
             await receiver.wait_for(lambda r: len(r.delivered()) >= len(published))
-    arrived: dict[str, list[str]] = defaultdict(list)
-    for request in receiver.delivered():
-        data = json.loads(request.body)["data"]
-        arrived[data["chain_id"]].append(data["event_id"])
-    expected: dict[str, list[str]] = defaultdict(list)
-    for event in published:
-        expected[event.chain_id].append(str(event.event_id))
-    assert arrived == expected  # complete, in order per chain, nothing twice
+    assert receiver.first_arrivals() == in_chains(published)  # complete, in order per chain
+    assert len(receiver.delivered()) == len(published)  # nothing twice
     assert all(12 <= n <= 52 for n in shared), shared
 
 
