@@ -1,10 +1,12 @@
 """Two `callbridge recordings` replicas share the conversions; each file is converted once."""
 
 import asyncio
+import json
 import re
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -19,6 +21,7 @@ from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
 CALLS = 12
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def busy_scenario(path: Path) -> Path:
@@ -84,3 +87,64 @@ async def test_replicas_share_conversions_once_each(
     assert len({r.body for r in receiver.delivered()}) == CALLS  # one recording webhook per call
     # the ledger's queue takes only the events it needs (an earlier version's binding taken off)
     assert bindings_of(f"{broker_prefix}.recordings") == set(RECORDINGS_BINDINGS)
+
+
+async def test_replicas_on_two_hosts_share_the_ledger_and_serve_each_others_links(
+    amqp_url: str, broker_prefix: str, tmp_path: Path, deployment: Deployment, postgres_database: str
+) -> None:
+    """Two replicas configured from folders of their own share RabbitMQ, the ledger on PostgreSQL
+    and the storage that both hosts mount (the PBX's recordings, the archive): each file is
+    converted once, and any replica serves any link."""
+    mounted = tmp_path / "mounted"
+    ports = [free_port(), free_port()]
+    async with Receiver() as receiver:
+        configs = []
+        for name, port in zip(("host-a", "host-b"), ports, strict=True):
+            (tmp_path / name).mkdir()
+            configs.append(
+                stack_config(
+                    tmp_path / name,
+                    amqp_url,
+                    broker_prefix,
+                    busy_scenario(tmp_path / name / "busy.yaml"),
+                    ports[0],  # the links' address: a load balancer would stand there
+                    Sections(
+                        speed=50,
+                        endpoint=f"url = {receiver.url}\nformat = json\nsecret = {SECRET}\n"
+                        "events = recording.ready",
+                        recordings=f"workers = 1\nmax_wait = 30\nhttp_port = {port}",
+                        recordings_in=mounted,
+                        ledger=postgres_database,
+                    ),
+                )
+            )
+        webhooks = await start(deployment, configs[0], "webhooks", b"webhooks started")
+        replicas = [
+            await start(deployment, config, "recordings", b"recordings started") for config in configs
+        ]
+        try:
+            monitor = await start(deployment, configs[0], "monitor", None)
+            assert await asyncio.wait_for(monitor.wait(), 60) == 0
+            await receiver.wait_for(lambda r: len(r.delivered()) >= CALLS, timeout=60)
+            links = [url for r in receiver.delivered() for url in json.loads(r.body)["data"]["files"]]
+            async with httpx.AsyncClient(timeout=10) as client:
+                served = [
+                    [(await client.get(re.sub(r":\d+/", f":{port}/", url, count=1))) for url in links]
+                    for port in ports
+                ]
+        finally:
+            for process in [webhooks, *replicas]:
+                process.send_signal(signal.SIGTERM)
+            logs = []
+            for process in replicas:
+                await asyncio.wait_for(process.wait(), 30)
+                logs.append(await log_of(process))
+            await webhooks.wait()
+    converted = [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]
+    assert all(converted), "both replicas converted some"
+    every = [path for paths in converted for path in paths]
+    assert len(every) == len(set(every)) == len(links) == CALLS  # each file once
+    for from_a, from_b in zip(*served, strict=True):
+        assert from_a.status_code == from_b.status_code == 200
+        assert from_a.headers["content-type"] == from_b.headers["content-type"] == "audio/mpeg"
+        assert from_a.content == from_b.content and from_a.content[0] == 0xFF  # an MPEG frame

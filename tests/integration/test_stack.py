@@ -46,7 +46,9 @@ async def start(
 class Sections:
     """What a test adds to the configuration: `endpoint`, `recordings`, `api` and `monitor` add to
     the `[webhook:crm]`, `[recordings]`, `[api]` and `[monitor]` sections; `more` ends the file
-    with sections of its own, its last one `[webhooks]`; `speed` is the simulator's."""
+    with sections of its own, its last one `[webhooks]`; `speed` is the simulator's. The PBX's
+    recordings and the archive are in `recordings_in`, the recordings ledger at `ledger` (by
+    default both in the configuration's folder)."""
 
     endpoint: str
     recordings: str
@@ -54,6 +56,8 @@ class Sections:
     api: str = ""
     monitor: str = ""
     more: str = ""
+    recordings_in: Path | None = None
+    ledger: str | None = None
 
 
 def stack_config(
@@ -62,6 +66,8 @@ def stack_config(
     """A configuration for all services on a private prefix; without a scenario the simulator
     generates traffic."""
     config = folder / "callbridge.ini"
+    recordings_in = sections.recordings_in or folder
+    ledger = sections.ledger or folder / "recordings.db"
     simulator = f"scenario = {scenario}" if scenario else "calls_per_minute = 30\nseed = 7"
     config.write_text(f"""
 [bus]
@@ -75,11 +81,11 @@ outbox = {folder / "monitor-outbox.db"}
 [simulator]
 {simulator}
 speed = {sections.speed}
-recordings_dir = {folder / "pbx"}
+recordings_dir = {recordings_in / "pbx"}
 [recordings]
-pbx_dir = {folder / "pbx"}
-archive_dir = {folder / "archive"}
-database = {folder / "recordings.db"}
+pbx_dir = {recordings_in / "pbx"}
+archive_dir = {recordings_in / "archive"}
+database = {ledger}
 scan_interval = 0.2
 settle = 0.3
 quiet = 0.5
