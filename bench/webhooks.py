@@ -1,6 +1,7 @@
 """Webhook delivery throughput and latency, next to bare HTTP clients, in the same run.
 
     .venv/bin/python bench/webhooks.py [--events 3000] [--amqp-url URL]
+    .venv/bin/python bench/webhooks.py --replicas 1,2,3 [--events 6000] [--database URL]
 
 A local receiver (uvicorn, its own process) answers 200 and notes when each request arrived.
 - Bare clients: one httpx AsyncClient, and the same load spread over 10 clients, posting signed
@@ -13,9 +14,13 @@ A local receiver (uvicorn, its own process) answers 200 and notes when each requ
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import platform
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +47,12 @@ from shared.events import CallRinging
 from shared.http_server import free_port
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings
-from shared.topology import Topology
+from shared.topology import SHARDS, Topology
 from tests.broker import purge
+from tests.postgres import create_schema, drop_schema, in_schema
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> None:  # type: ignore[name-defined]
@@ -59,6 +66,8 @@ def receiver_process(port: int, ready: "multiprocessing.synchronize.Event") -> N
             return
         await read_body(receive)
         headers = dict(scope["headers"])
+        if scope["path"] == "/slow":  # an endpoint that takes 20 ms to answer
+            await asyncio.sleep(0.02)
         if scope["path"] == "/stats":
             body = json.dumps(arrivals).encode()
             arrivals.clear()
@@ -197,29 +206,134 @@ async def service(
                 published = await loop.run_in_executor(
                     None, publish_apart, amqp_url, names.prefix, count, rate
                 )
-                async with httpx.AsyncClient() as probe:
-                    arrivals: list[tuple[str, float]] = []
-                    async with asyncio.timeout(300):
-                        while len({a for a, _ in arrivals}) < count:
-                            arrivals += (await probe.get(stats_url)).json()
-                            await asyncio.sleep(0.2)
+                arrivals = await arrived(stats_url, count)
                 cpu_after, machine_after = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
             finally:
                 await wired.__aexit__(None, None, None)
                 await session.close()
                 await store.close()
                 await purge(amqp_url, names.prefix)
-    first = {}
-    for webhook_id, at in arrivals:
-        first.setdefault(webhook_id, at)
-    latencies = [first[i] - published[i] for i in published]
-    elapsed = max(first.values()) - min(published.values())
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     print(
         f"  (service process: {cpu / count * 1000:.2f} ms of CPU per delivery, "
         f"{count / cpu:,.0f} deliveries per CPU second; whole machine "
         f"{(machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]):.0%} busy)"
     )
+    return figures(published, arrivals, count)
+
+
+async def replicas(
+    count: int, args: argparse.Namespace, url: str, stats_url: str, scratch: Path
+) -> tuple[float, float, float, dict[str, float]]:
+    """`count` replicas as processes, events flat out: deliveries/s, p50, p99, and the CPU
+    seconds of the replicas, of RabbitMQ and of the receiver, and how busy the machine was."""
+    names = Topology(f"bench.webhooks.{uuid4().hex[:8]}")
+    config = scratch / f"replicas-{count}.ini"
+    schema = await create_schema(args.database) if args.database else None  # dropped afterwards
+    database = in_schema(args.database, schema) if schema else scratch / f"replicas-{count}.db"
+    config.write_text(
+        f"[bus]\namqp_url = {args.amqp_url}\nexchange = {names.prefix}\n"
+        f"[log]\nlevel = WARNING\n[webhooks]\ndatabase = {database}\n"
+        f"[webhook:bench]\nurl = {url}\nformat = json\nsecret = {SECRET}\n"
+    )
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            "--config",
+            str(config),
+            "webhooks",
+            env={**os.environ, "CALLBRIDGE_WEBHOOKS_HTTP_PORT": str(port)},
+            cwd=ROOT,
+        )
+        for port in ports
+    ]
+    try:
+        await shared_out(ports, count)
+        watched = {"replicas": [p.pid for p in processes], **args.watched}
+        before, machine_before = cpu_of(watched), machine_busy()
+        loop = asyncio.get_running_loop()
+        published = await loop.run_in_executor(
+            None, publish_apart, args.amqp_url, names.prefix, args.events, None
+        )
+        arrivals = await arrived(stats_url, args.events)
+        after, machine_after = cpu_of(watched), machine_busy()
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(p.wait() for p in processes))
+        await purge(args.amqp_url, names.prefix)
+        if schema:
+            await drop_schema(args.database, schema)
+    rate, p50, p99 = figures(published, arrivals, args.events)
+    used = {name: after[name] - before[name] for name in watched}
+    used["busy"] = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+    return rate, p50, p99, used
+
+
+def rabbitmq_pids() -> list[int]:
+    """The broker's Erlang VM on this machine (its CPU counts with the deliveries')."""
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def cpu_of(watched: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in watched.items()}
+
+
+async def shared_out(ports: list[int], count: int) -> None:
+    """Until every replica hears `count` replicas and their shards add up to all of them."""
+    async with httpx.AsyncClient() as probe, asyncio.timeout(60):
+        while True:
+            seen: list[dict[str, float]] = []
+            with contextlib.suppress(httpx.TransportError):
+                for port in ports:
+                    text = (await probe.get(f"http://127.0.0.1:{port}/metrics")).text
+                    seen.append(
+                        {
+                            line.split()[0]: float(line.split()[1])
+                            for line in text.splitlines()
+                            if line.startswith("callbridge_webhooks_")
+                        }
+                    )
+            owned = sum(s.get("callbridge_webhooks_shards_owned", 0) for s in seen)
+            if (
+                len(seen) == count
+                and owned == SHARDS
+                and all(s.get("callbridge_webhooks_replicas") == count for s in seen)
+            ):
+                return
+            await asyncio.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def arrived(stats_url: str, count: int) -> list[tuple[str, float]]:
+    """The receiver's (webhook-id, arrival) pairs until `count` different ids came."""
+    arrivals: list[tuple[str, float]] = []
+    async with httpx.AsyncClient() as probe, asyncio.timeout(300):
+        while len({a for a, _ in arrivals}) < count:
+            arrivals += (await probe.get(stats_url)).json()
+            await asyncio.sleep(0.2)
+    return arrivals
+
+
+def figures(
+    published: dict[str, float], arrivals: list[tuple[str, float]], count: int
+) -> tuple[float, float, float]:
+    """(deliveries/s from the first publish to the last first arrival, p50 ms, p99 ms)."""
+    first: dict[str, float] = {}
+    for webhook_id, at in arrivals:
+        first.setdefault(webhook_id, at)
+    latencies = [first[i] - published[i] for i in published]
+    elapsed = max(first.values()) - min(published.values())
     return (count / elapsed, *percentiles(latencies))
 
 
@@ -228,6 +342,10 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--service-only", action="store_true", help="skip the bare clients (for profiling)")
+    parser.add_argument("--replicas", help="compare these numbers of replica processes, e.g. 1,2,3")
+    parser.add_argument(
+        "--database", help="the replicas' delivery store (default: SQLite in a scratch folder)"
+    )
     args = parser.parse_args()
     port = free_port()
     ready = multiprocessing.Event()
@@ -247,6 +365,10 @@ async def main() -> None:
     print(
         f"machine: {machine}; {args.events} signed JSON webhooks a run; receiver: uvicorn (httptools) apart"
     )
+    if args.replicas:
+        await compare_replicas(args, f"http://127.0.0.1:{port}/slow", stats, receiver.pid or 0)
+        receiver.terminate()
+        return
     print(f"{'':50} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for concurrency in () if args.service_only else (1, 50):
         for clients in (1, 10) if concurrency > 1 else (1,):
@@ -267,6 +389,26 @@ async def main() -> None:
             await service(args.amqp_url, url, stats, args.events, float(rate)),
         )
     receiver.terminate()
+
+
+async def compare_replicas(args: argparse.Namespace, url: str, stats: str, receiver: int) -> None:
+    counts = [int(n) for n in args.replicas.split(",")]
+    args.watched = {"RabbitMQ": rabbitmq_pids(), "receiver": [receiver]}
+    print(f"replicas as processes, the endpoint answers after 20 ms, store: {args.database or 'SQLite'}")
+    print(
+        f"{'':28} {'per s':>7} {'p50 ms':>7} {'p99 ms':>7}  CPU s: replicas, RabbitMQ, receiver; machine busy"
+    )
+    results: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in counts:
+            rate, p50, p99, used = await replicas(count, args, url, stats, Path(scratch))
+            results[count] = rate
+            print(
+                f"{f'{count} replica(s), flat out':28} {rate:7,.0f} {p50:7.0f} {p99:7.0f}  "
+                f"{used['replicas']:5.1f} {used['RabbitMQ']:5.1f} {used['receiver']:5.1f}  {used['busy']:.0%}"
+            )
+    for count in counts[1:]:
+        print(f"{count} replicas / {counts[0]}: {results[count] / results[counts[0]]:.2f}x")
 
 
 def row(label: str, result: tuple[float, float, float]) -> None:

@@ -125,14 +125,18 @@ async def _handle_and_settle(
         await _settle(queue, message, ack=True)
 
 
-async def watch_waiting(queue: AbstractQueue) -> None:
-    """Keep how many messages wait in `queue` (its lag), asking the broker every WAITING_EVERY."""
-    while True:
-        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, TimeoutError):
-            async with asyncio.timeout(WAITING_EVERY):
-                declared = await queue.declare()  # the same arguments again: answers its counts
+async def watch_waiting(queue: AbstractQueue, until: asyncio.Event | None = None) -> None:
+    """Keep how many messages wait in `queue` (its lag), asking the broker every WAITING_EVERY,
+    until cancelled or `until` is set. Stop it with `until` where the connection goes on: a
+    task cancelled while it waits for the broker's answer makes aiormq close the channel (and a
+    late answer can jam the connection's reader), so the question is always let finish."""
+    stop = until or asyncio.Event()
+    while not stop.is_set():
+        with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
+            declared = await queue.declare()  # the same arguments again: answers its counts
             Consumed.waiting[queue.name] = declared.message_count or 0
-        await asyncio.sleep(WAITING_EVERY)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WAITING_EVERY)
 
 
 async def _handle(

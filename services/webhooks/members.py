@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 BEAT = 1.0  # seconds between two heartbeats of a replica
 EXPIRY = 3.5  # seconds without a heartbeat after which a replica counts as gone
 STOP_GRACE = 15.0  # seconds a stopping replica finishes the deliveries in hand
+WATCH_GRACE = 5.0  # seconds a shard's backlog question may take to be answered when let go
 
 
 def replica_id() -> str:
@@ -166,7 +167,7 @@ class OwnedShards:
         self,
         open_shard: Callable[[int], Awaitable[tuple[AbstractChannel, aio_pika.abc.AbstractQueue]]],
         consume: Callable[[aio_pika.abc.AbstractQueue, asyncio.Event], Coroutine[Any, Any, None]],
-        watch: Callable[[aio_pika.abc.AbstractQueue], Coroutine[Any, Any, None]],
+        watch: Callable[[aio_pika.abc.AbstractQueue, asyncio.Event], Coroutine[Any, Any, None]],
     ) -> None:
         self._open_shard = open_shard
         self._consume = consume
@@ -193,7 +194,7 @@ class OwnedShards:
                 channel,
                 until,
                 asyncio.create_task(self._consume(queue, until), name=f"consume shard {shard}"),
-                asyncio.create_task(self._watch(queue), name=f"watch shard {shard}"),
+                asyncio.create_task(self._watch(queue, until), name=f"watch shard {shard}"),
             )
         gone = sorted(self._shards.keys() - mine)
         await asyncio.gather(*(self._let_go(shard) for shard in gone))
@@ -202,9 +203,10 @@ class OwnedShards:
 
     async def _let_go(self, shard: int) -> None:
         held = self._shards.pop(shard)
-        held.until.set()
+        held.until.set()  # the consumer finishes what it holds; the watch its question
         await asyncio.gather(held.consuming, return_exceptions=True)
-        held.watching.cancel()
+        if not (await asyncio.wait({held.watching}, timeout=WATCH_GRACE))[0]:
+            held.watching.cancel()  # the broker does not answer: the channel goes anyway
         with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
             await held.channel.close()  # what was delivered but not started goes back, in place
 

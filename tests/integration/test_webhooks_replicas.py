@@ -7,6 +7,7 @@ chain must still arrive in order (counting first arrivals).
 import asyncio
 import collections
 import json
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -14,12 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractQueue
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
+from services.webhooks.members import OwnedShards
 from shared.clock import VirtualClock
 from shared.events import CallEvent
 from shared.rabbit_bus import RabbitBus
+from shared.rabbit_consumer import consume, watch_waiting
 from shared.settings import EndpointSettings
 from shared.topology import SHARDS, Topology
 from simulation.driver import SimulatorDriver
@@ -184,3 +188,34 @@ async def until(condition: Callable[[], object], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+
+
+async def test_shards_let_go_at_once_leave_the_connection_clean(
+    amqp_url: str, broker_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that takes shards and lets them go straight away (it heard another replica just
+    after it started) lets each shard's backlog question finish: none is cancelled mid-answer,
+    which would make aiormq close the channel under it and could jam the connection's reader."""
+    names = Topology(broker_prefix)
+    async with RabbitBus.connect(amqp_url, names=names, connection_name="let go") as bus:
+
+        async def open_shard(shard: int) -> tuple[AbstractChannel, AbstractQueue]:
+            channel = await bus.open_channel(prefetch=10)
+            return channel, await channel.declare_queue(names.queue(f"letgo.{shard}"), durable=True)
+
+        async def ignore(body: bytes) -> None:
+            return None
+
+        async def consume_shard(queue: AbstractQueue, until: asyncio.Event) -> None:
+            await consume(queue, bytes, ignore, side_by_side=True, until=until)
+
+        shards = OwnedShards(open_shard, consume_shard, watch_waiting)
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                await shards.take(frozenset(range(16)))
+                await shards.take(frozenset())
+        assert not [r for r in caplog.records if "because RPC call" in r.getMessage()]
+        assert shards.owned == frozenset()
+        channel = await bus.open_channel()  # the connection still answers
+        await channel.declare_queue(names.queue("letgo.after"), durable=True)
+        await channel.close()
