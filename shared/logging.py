@@ -1,9 +1,10 @@
 """One log format for every service: `time level logger: message`, or one JSON object per line.
 
 Secrets never reach a log line: `redact_url` hides the password of a URL before it is logged,
-and a filter masks any `scheme://user:password@`, and the query string of any web address (where
-tokens travel), that slips into a message anyway. `endpoint_address` is how a webhook endpoint is
-named in logs and events: scheme, host and port only, since its path may be a token too.
+and a filter masks any `scheme://user:password@`, any `password=` parameter, and the query
+string of any web address (where tokens travel), that slips into a message anyway.
+`endpoint_address` is how a webhook endpoint is named in logs and events: scheme, host and port
+only, since its path may be a token too.
 """
 
 import json
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 # a password runs to the last @ before the next blank: one with an unencoded / or @ is hidden whole
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):\S*@", re.I)
 _QUERY = re.compile(r"(?P<address>https?://[^\s?#'\"]+)\?[^\s#'\"]+", re.I)
+# a password as a parameter: postgresql://host/db?password=…, or libpq's "password=…" conninfo
+_PASSWORD = re.compile(r"(?P<key>(?:^|[?&\s])password=)[^&\s'\"]+", re.I)
 
 
 def redact_url(url: str) -> str:
@@ -24,6 +27,7 @@ def redact_url(url: str) -> str:
 
 def redact(text: str) -> str:
     text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _PASSWORD.sub(lambda m: f"{m['key']}***", text)
     return _QUERY.sub(lambda m: f"{m['address']}?***", text)
 
 

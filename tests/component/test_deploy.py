@@ -169,3 +169,54 @@ def test_the_units_verify(deployment: Deployment) -> None:
         check=False,
     )
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+SCALE_OUT = [ROOT / "docker-compose.yml", ROOT / "docker-compose.scale.yml"]
+SCALE_ENV = {"RABBITMQ_PASSWORD": "a-password", "POSTGRES_PASSWORD": "pg-secret", "API_PORT": "8090-8092"}
+
+
+def test_the_scale_out_file_shares_the_state_in_postgresql_and_balances_the_api() -> None:
+    project = compose_spec.load(SCALE_OUT, SCALE_ENV)
+    assert compose_spec.problems(project) == []
+    services = project["services"]
+    for service, key in (("webhooks", "WEBHOOKS"), ("recordings", "RECORDINGS")):
+        environment = services[service]["environment"]
+        assert environment[f"CALLBRIDGE_{key}_DATABASE"] == "postgresql://callbridge@postgres:5432/callbridge"
+        assert environment["PGPASSWORD"] == "pg-secret"  # the password stays out of the URL (and logs)
+        assert set(services[service]["depends_on"]) == {"rabbitmq", "postgres"}
+        assert environment["CALLBRIDGE_BUS_AMQP_URL"].endswith("@rabbitmq:5672/")  # the base file's, kept
+    assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert services["api"]["ports"] == ["127.0.0.1:8090-8092:8080"]  # a port per api replica
+    assert services["api-balancer"]["ports"] == ["127.0.0.1:8080:8080"]
+    mount = next(v for v in services["api-balancer"]["volumes"] if "api-balancer.conf" in v)
+    assert (ROOT / mount.split(":")[0]).is_file()
+    with pytest.raises(compose_spec.ComposeError, match="POSTGRES_PASSWORD is required"):
+        compose_spec.load(SCALE_OUT, {"RABBITMQ_PASSWORD": "a-password"})  # no default password
+
+
+def test_the_api_balancer_configuration_is_one_nginx_accepts(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        NOTICES.append(
+            "no nginx here: deploy/nginx/api-balancer.conf was not checked (apt install nginx-light)"
+        )
+        return
+    (tmp_path / "logs").mkdir()
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  include {ROOT / 'deploy/nginx/api-balancer.conf'};\n}}\n"
+    )
+    checked = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    broken = tmp_path / "broken.conf"
+    broken.write_text(
+        (ROOT / "deploy/nginx/api-balancer.conf").read_text().replace("proxy_pass $api;", "proxy_pas $api;")
+    )
+    main.write_text(main.read_text().replace(str(ROOT / "deploy/nginx/api-balancer.conf"), str(broken)))
+    refused = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "proxy_pas" in refused.stderr  # the check can fail

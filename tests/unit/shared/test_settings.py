@@ -91,6 +91,11 @@ def test_secrets_in_urls_are_redacted() -> None:
     assert (
         redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
     )
+    # PostgreSQL takes the password as a URL parameter too, and libpq echoes conninfo strings
+    assert redact("postgresql://db/cb?sslmode=require&password=s3cret&x=1") == (
+        "postgresql://db/cb?sslmode=require&password=***&x=1"
+    )
+    assert redact("host=db password=s3cret dbname=cb") == "host=db password=*** dbname=cb"
 
 
 def test_tokens_in_web_addresses_are_redacted() -> None:
