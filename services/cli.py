@@ -5,6 +5,7 @@ ends in one line on stderr and a non-zero status (2: bad input; 1: anything else
 monitor | api | webhooks | recordings  a service, on RabbitMQ
 pbx check                              connect to the configured 3CX and print what it shows
 pbx fake                               a fake 3CX playing [simulator] on [pbx] url (for trials and tests)
+bus convert-queues                     give the durable queues the type [bus] queue_type asks for
 webhooks dead list|replay              deliveries given up on: list them, send them again
 webhooks attempts                      the delivery attempt log
 recordings convert DIR                 convert a folder of WAVs, with a progress bar
@@ -35,7 +36,7 @@ from simulation.fake3cx import Switches
 from simulation.fake_process import serve_fake
 from simulation.scenario import ScenarioError
 
-from . import health
+from . import health, queue_types
 from .api import main as api_main
 from .arguments import PORT, api_key, folder, number, start_time, web_url, zone
 from .monitor import main as monitor_main
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the .ini file (default: $CALLBRIDGE_CONFIG, then /etc/callbridge/callbridge.ini)",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_services, _pbx, _webhooks, _recordings, _scenario, _demo, _health):
+    for add in (_services, _pbx, _bus, _webhooks, _recordings, _scenario, _demo, _health):
         add(commands)
     return parser
 
@@ -145,6 +146,26 @@ def _pbx_check(args: argparse.Namespace, settings: Settings) -> int:
     except PbxError as error:
         return _fail(error, 1)
     print("\n".join(report))
+    return 0
+
+
+def _bus(commands: "argparse._SubParsersAction[_Parser]") -> None:
+    actions = commands.add_parser("bus", help="the RabbitMQ queues").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    convert = actions.add_parser(
+        "convert-queues",
+        help="give every durable queue the type [bus] queue_type asks for, keeping its messages "
+        "(every callbridge service stopped)",
+    )
+    convert.set_defaults(run=_convert_queues)
+
+
+def _convert_queues(args: argparse.Namespace, settings: Settings) -> int:
+    converted = lifecycle.run(queue_types.convert(settings))
+    for queue, messages in converted.items():
+        print(f"{queue}\t{messages} message(s)")
+    print(f"{len(converted)} queue(s) are {settings.bus.queue_type} queues now", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -30,9 +31,10 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from prometheus_client.registry import Collector
+from yarl import URL
 
 from . import topology
 from .bus import DeadLetter, Handler, PublishError, RpcHandler
@@ -43,16 +45,74 @@ from .rabbit_consumer import consume, watch_waiting
 from .rabbit_metrics import BusCollector
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
 from .rabbit_rpc import RabbitRpc
-from .settings import BusSettings
+from .settings import BusSettings, ConfigError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class FailoverConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection (channels, queues, consumers restored after a reconnect) over
+    several brokers, a cluster's nodes: it connects to the first URL that answers, and after a
+    lost connection tries the next one, in order, going round. Each attempt goes once round the
+    list; aio-pika's reconnect loop repeats it until one answers. (aio-pika takes one URL: this
+    sets the one it connects to before each attempt; the query parameters are the first URL's.)"""
+
+    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+        self._urls = [URL(url) for url in urls]
+        self._next = 0
+        super().__init__(self._urls[0], **kwargs)
+
+    async def _RobustConnection__connect_transport(self) -> None:  # aio-pika's attempt, per URL
+        failure: BaseException | None = None
+        for _ in self._urls:
+            self.url, self._next = self._urls[self._next], (self._next + 1) % len(self._urls)
+            try:
+                await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+            except CONNECTION_EXCEPTIONS as error:
+                if len(self._urls) > 1:
+                    logger.warning("RabbitMQ at %s: %s", redact_url(str(self.url)), error)
+                failure = error
+                continue
+            if len(self._urls) > 1:
+                logger.info("bus on %s", redact_url(str(self.url)))
+            return
+        assert failure is not None
+        raise failure
+
+
+class QueueTypeMismatch(ConfigError):
+    """A durable queue exists with another type than `[bus] queue_type`."""
+
+
+_INEQUIVALENT_TYPE = re.compile(
+    r"inequivalent arg 'x-queue-type' for queue '(?P<queue>[^']+)'.*?received (?:the value )?"
+    r"'?(?P<wanted>[a-z]+)'?.*?but current is (?:the value )?'?(?P<current>[a-z]+)'?"
+)
+
+
+@contextlib.asynccontextmanager
+async def _queue_types_checked(names: topology.Topology) -> AsyncIterator[None]:
+    """Turn the broker's refusal to declare a queue of the other type (PRECONDITION_FAILED),
+    wherever the service declares one, into a message that says what to do."""
+    try:
+        yield
+    except aiormq.exceptions.ChannelPreconditionFailed as error:
+        found = _INEQUIVALENT_TYPE.search(str(error))
+        if found is None:
+            raise
+        current = "classic" if found["current"] == "none" else found["current"]
+        raise QueueTypeMismatch(
+            f"queue {found['queue']} is a {current} queue but [bus] queue_type is {names.queue_type}: "
+            "a queue cannot change its type in place; stop every callbridge service, run "
+            "`callbridge bus convert-queues`, then start them again"
+        ) from None
+
+
 class RabbitBus:
     def __init__(
         self,
-        connection: AbstractRobustConnection,
+        connection: FailoverConnection,
         publish_channel: AbstractChannel,
         consume_channel: AbstractChannel,
         names: topology.Topology,
@@ -81,26 +141,29 @@ class RabbitBus:
         prefetch: int = 1000,
         confirm_window: int = 1000,
     ) -> AsyncIterator["RabbitBus"]:
+        """`url`: one broker, or a cluster's nodes comma-separated (`FailoverConnection`)."""
         names = names or topology.Topology()
+        urls = [part.strip() for part in url.split(",")]
+        shown = ", ".join(redact_url(part) for part in urls)
         try:
-            connection = await aio_pika.connect_robust(
-                url, client_properties={"connection_name": connection_name}
-            )
+            connection = FailoverConnection(urls, client_properties={"connection_name": connection_name})
+            await connection.connect()
         except (OSError, aiormq.exceptions.AMQPError) as error:
-            raise ConnectionError(f"RabbitMQ not reachable at {redact_url(url)}: {error}") from None
+            raise ConnectionError(f"RabbitMQ not reachable at {shown}: {error}") from None
         except ValueError:  # a URL the settings let through: never show it, it holds the password
             raise ConnectionError("RabbitMQ: [bus] amqp_url is not a valid URL") from None
-        async with connection:
+        async with connection, _queue_types_checked(names):
             publish_channel = await connection.channel(publisher_confirms=True)
             consume_channel = await connection.channel(publisher_confirms=False)
             await consume_channel.set_qos(prefetch_count=prefetch)
             bus = cls(connection, publish_channel, consume_channel, names, confirm_window)
             await bus._declare()
             logger.info(
-                "bus connected to %s as %s (exchange %s)",
-                redact_url(url),
+                "bus connected to %s as %s (exchange %s, %s queues)",
+                redact_url(str(connection.url)),
                 connection_name,
                 names.events_exchange,
+                names.queue_type,
             )
             try:
                 yield bus
@@ -111,6 +174,11 @@ class RabbitBus:
     def connected(self) -> bool:
         return self._connection.connected.is_set()
 
+    @property
+    def url(self) -> str:
+        """The broker (of the configured URLs) this bus is connected to, or last was."""
+        return str(self._connection.url)
+
     @classmethod
     def configured(
         cls, settings: BusSettings, connection_name: str
@@ -119,7 +187,7 @@ class RabbitBus:
         RabbitMQ's management UI and `rabbitmqctl list_connections`) says which process it is."""
         return cls.connect(
             settings.amqp_url,
-            names=topology.Topology(settings.exchange),
+            names=topology.Topology(settings.exchange, settings.queue_type),
             connection_name=f"callbridge {connection_name} on {socket.gethostname()} pid {os.getpid()}",
             prefetch=settings.prefetch,
             confirm_window=settings.confirm_window,
@@ -140,7 +208,9 @@ class RabbitBus:
         dead = await self._publish_channel.declare_exchange(
             self._names.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
-        self._dead_queue = await self._publish_channel.declare_queue(self._names.dead_queue, durable=True)
+        self._dead_queue = await self._publish_channel.declare_queue(
+            self._names.dead_queue, durable=True, arguments=self._names.durable()
+        )
         await self._dead_queue.bind(dead)
 
     async def _declare_queue(
@@ -162,7 +232,7 @@ class RabbitBus:
             durable=not exclusive,
             exclusive=exclusive,
             auto_delete=exclusive,
-            arguments=arguments,
+            arguments=arguments if exclusive else self._names.durable(arguments),
         )
         for binding in bindings:
             await queue.bind(self._names.events_exchange, routing_key=binding)

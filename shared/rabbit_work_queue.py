@@ -9,7 +9,7 @@ dead-lettered (`rabbit_consumer.py`); one whose consumer dies in hand is deliver
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import aiormq
 from aio_pika.abc import AbstractChannel
@@ -39,7 +39,7 @@ class RabbitWorkQueue(Generic[M]):
     def __init__(self, bus: RabbitBus, role: str, shape: Shape[M], consumers: int = 1) -> None:
         self._bus = bus
         self._name = bus.names.queue(role)
-        self._arguments: dict[str, Any] = {"x-dead-letter-exchange": bus.names.dead_exchange}
+        self._arguments = bus.names.durable({"x-dead-letter-exchange": bus.names.dead_exchange})
         self._shape = shape
         self._consumers = consumers
         self._publisher: ConfirmedPublisher = bus.publisher()

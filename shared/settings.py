@@ -18,6 +18,7 @@ from .values import (
     Host,
     Networks,
     Patterns,
+    QueueType,
     SecretWords,
     Words,
     check_url,
@@ -48,15 +49,34 @@ class _Served(_Section):
 
 
 class BusSettings(_Section):
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description="the broker; for a cluster its nodes' URLs, comma-separated: the first that "
+        "answers is used, and on a lost connection the next, in order",
+    )
     exchange: str = Field("callbridge", pattern=r"^[A-Za-z0-9_.-]+$")
+    queue_type: QueueType = Field(
+        "classic",
+        description="classic, or quorum (replicated across a cluster's nodes): every durable "
+        "queue is declared so; changing it needs `callbridge bus convert-queues`",
+    )
     prefetch: int = Field(1000, ge=1, le=65535)
     confirm_window: int = Field(1000, ge=1, le=1_000_000)
 
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
-        return check_url(value, ("amqp", "amqps"))
+        urls = [url.strip() for url in value.split(",")]
+        for number, url in enumerate(urls, 1):
+            try:
+                check_url(url, ("amqp", "amqps"))
+            except ValueError as error:
+                raise ValueError(f"URL {number}: {error}" if len(urls) > 1 else str(error)) from None
+        return ",".join(urls)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(self.amqp_url.split(","))
 
 
 class LogSettings(_Section):

@@ -14,10 +14,12 @@ other name derives from it, so a test can run a whole private topology under a u
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from .event_base import Event
 from .events import ordering_scope
 from .routing import topic_matches
+from .values import QueueType
 
 DEFAULT_EXCHANGE = "callbridge"
 # Call chains are spread over this many ordered webhook delivery queues. Fixed: every publisher
@@ -29,6 +31,19 @@ SHARDS = 64
 @dataclass(frozen=True, slots=True)
 class Topology:
     prefix: str = DEFAULT_EXCHANGE
+    queue_type: QueueType = "classic"  # [bus] queue_type: what every durable queue is declared as
+
+    def durable(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The arguments of a durable queue: `arguments`, and for a quorum queue its type and
+        at-least-once dead-lettering (a message on its way to the dead-letter exchange, or from a
+        retry queue back to its shard, survives a node's failure). Exclusive and auto-deleted
+        queues stay classic: they live and die with one connection."""
+        declared = dict(arguments or {})
+        if self.queue_type == "quorum":
+            declared["x-queue-type"] = "quorum"
+            if "x-dead-letter-exchange" in declared:
+                declared |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return declared
 
     @property
     def events_exchange(self) -> str:

@@ -4,7 +4,7 @@ words and secrets."""
 
 import os
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, IPvAnyNetwork, SecretStr
@@ -24,6 +24,9 @@ def check_zone(name: str) -> ZoneInfo:
 
 
 _HOST = re.compile(r"^[A-Za-z0-9.:_-]*$")  # a name, an IPv4 or an IPv6 address, without brackets
+
+
+QueueType = Literal["classic", "quorum"]  # how durable queues are declared ([bus] queue_type)
 
 
 def check_url(value: str, schemes: tuple[str, ...]) -> str:

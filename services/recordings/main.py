@@ -25,7 +25,7 @@ from shared.logging import configure_logging
 from shared.rabbit_bus import RabbitBus
 from shared.rabbit_work_queue import RabbitWorkQueue, retire
 from shared.settings import ConfigError, RecordingsSettings, Settings
-from shared.topology import RECORDINGS_BINDINGS, RECORDINGS_RETIRED
+from shared.topology import RECORDINGS_BINDINGS, RECORDINGS_RETIRED, Topology
 from shared.work_queue import WorkQueue
 
 from .http import create_app
@@ -76,6 +76,17 @@ async def running(
         await asyncio.gather(*tasks, return_exceptions=True)
         await recordings.drain()
         await recordings.close()
+
+
+def durable_queues(names: Topology) -> list[str]:
+    """The service's durable queues: the calls it follows, the conversion jobs."""
+    return [names.queue("recordings"), names.queue(QUEUE)]
+
+
+async def declare_durable(bus: RabbitBus) -> None:
+    """Declare `durable_queues` (and their bindings) as the service does at start."""
+    await bus.declare("recordings", bindings=RECORDINGS_BINDINGS, single_active=True)
+    await RabbitWorkQueue(bus, QUEUE, CONVERSIONS).declare()
 
 
 async def main(settings: Settings) -> None:

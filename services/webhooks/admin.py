@@ -11,7 +11,6 @@ from shared.clock import Clock
 from shared.database import is_postgres
 from shared.rabbit_bus import RabbitBus
 from shared.settings import ConfigError, Settings
-from shared.topology import Topology
 from shared.values import parse_duration
 
 from .dispatcher import JobQueue
@@ -59,10 +58,7 @@ async def replay_through_broker(
     settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock
 ) -> None:
     """`replay` from outside the service (the CLI): its own connection to the job queues."""
-    names = Topology(settings.bus.exchange)
-    async with RabbitBus.connect(
-        settings.bus.amqp_url, names=names, connection_name="webhooks replay"
-    ) as bus:
+    async with RabbitBus.configured(settings.bus, "webhooks replay") as bus:
         policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
         await replay(store, queue, dead, clock)

@@ -27,15 +27,23 @@ from shared.rabbit_bus import RabbitBus
 from shared.rabbit_consumer import consume, holding, watch_waiting
 from shared.rabbit_publisher import ConfirmedPublisher, persistent
 from shared.rabbit_work_queue import retire
-from shared.settings import EndpointSettings
-from shared.topology import WEBHOOKS_BINDINGS
+from shared.settings import EndpointSettings, Settings
+from shared.topology import SHARDS, WEBHOOKS_BINDINGS, Topology
 from shared.work_queue import InHand, MemoryWorkQueue
 
 from .jobs import Intake, Job, JobBatch, jobs_for
 from .lanes import Lanes
 from .members import Heartbeats, Members, OwnedShards, replica_id
 from .policy import RetryPolicy
-from .shards import LEGACY_INTAKE, declare_shard, declare_shards, declare_tiers, retire_tiers, tier_queue
+from .shards import (
+    LEGACY_INTAKE,
+    declare_shard,
+    declare_shards,
+    declare_tiers,
+    retire_tiers,
+    shard_queue,
+    tier_queue,
+)
 
 PREFETCH = 50  # shard messages in flight per consumer channel
 
@@ -156,6 +164,17 @@ class RabbitJobQueue:
             headers={"shard": str(shard)},
             **properties,
         )
+
+
+def durable_queues(names: Topology, settings: Settings) -> list[str]:
+    """The service's durable queues: the shards and the retry queues of its schedule."""
+    tiers = RetryPolicy.configured(settings.webhooks).tiers
+    return [*(shard_queue(names, shard) for shard in range(SHARDS)), *(tier_queue(names, t) for t in tiers)]
+
+
+async def declare_durable(bus: RabbitBus, settings: Settings) -> None:
+    """Declare `durable_queues` (and their bindings) as the service does at start."""
+    await RabbitJobQueue(bus, RetryPolicy.configured(settings.webhooks), settings.endpoints).declare()
 
 
 def shard_message(body: bytes) -> Message | JobBatch:

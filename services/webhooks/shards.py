@@ -49,7 +49,9 @@ async def declare_shard(channel: AbstractChannel, names: Topology, shard: int) -
     return await channel.declare_queue(
         shard_queue(names, shard),
         durable=True,
-        arguments={"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange},
+        arguments=names.durable(
+            {"x-single-active-consumer": True, "x-dead-letter-exchange": names.dead_exchange}
+        ),
     )
 
 
@@ -75,10 +77,9 @@ async def declare_tiers(channel: AbstractChannel, names: Topology, tiers: tuple[
         await channel.declare_queue(
             tier_queue(names, tier),
             durable=True,
-            arguments={
-                "x-dead-letter-exchange": shards_exchange(names),
-                "x-message-ttl": round(tier * 1000),
-            },
+            arguments=names.durable(
+                {"x-dead-letter-exchange": shards_exchange(names), "x-message-ttl": round(tier * 1000)}
+            ),
         )
 
 

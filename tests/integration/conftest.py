@@ -7,13 +7,16 @@ import pytest
 
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
+from shared.values import QueueType
 from tests.broker import new_prefix, purge
 
 
 @contextlib.asynccontextmanager
-async def private_rabbit_bus(amqp_url: str, connection_name: str) -> AsyncIterator[RabbitBus]:
+async def private_rabbit_bus(
+    amqp_url: str, connection_name: str, queue_type: QueueType = "classic"
+) -> AsyncIterator[RabbitBus]:
     """A RabbitBus under a unique exchange prefix, its queues and exchanges deleted afterwards."""
-    names = Topology(new_prefix())
+    names = Topology(new_prefix(), queue_type)
     try:
         async with RabbitBus.connect(amqp_url, names=names, connection_name=connection_name) as bus:
             yield bus

@@ -8,24 +8,34 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from yarl import URL
 
 from shared.bus import Bus, Handler, RpcUnavailable
 from shared.events import Message
+from shared.http_server import free_port
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
-from tests.broker import close_connection, dead_letters
+from shared.topology import Topology
+from tests.broker import close_connection, dead_letters, new_prefix, purge
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
 from tests.integration.conftest import private_rabbit_bus
 
 
-@pytest.fixture(params=["memory", pytest.param("rabbit", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("classic", marks=pytest.mark.rabbitmq),
+        pytest.param("quorum", marks=pytest.mark.rabbitmq),
+    ]
+)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    """The in-memory bus, and RabbitMQ with each type of durable queue ([bus] queue_type)."""
     if request.param == "memory":
         yield InMemoryBus(raise_errors=False)
         return
     amqp_url = request.getfixturevalue("amqp_url")  # a sync fixture: fails loudly without a broker
-    async with private_rabbit_bus(amqp_url, request.node.nodeid) as real:
+    async with private_rabbit_bus(amqp_url, request.node.nodeid, request.param) as real:
         yield real
 
 
@@ -317,3 +327,27 @@ async def test_a_publisher_keeps_nothing_of_what_was_confirmed(rabbit_bus: Rabbi
     finally:
         tracemalloc.stop()
     assert last - first < 1_000_000  # when kept, it was ~1.6 MB a round
+
+
+@pytest.mark.rabbitmq
+async def test_with_several_urls_the_first_that_answers_is_used_then_the_next_in_order(amqp_url: str) -> None:
+    """A cluster's nodes in `[bus] amqp_url`: one that does not answer is passed over; a lost
+    connection goes on at the next URL (here the same broker under another host name)."""
+    name = f"failover-{uuid4().hex[:8]}"
+    broker = URL(amqp_url)
+    urls = [
+        str(broker.with_port(free_port())),  # nothing listens there
+        str(broker.with_host("127.0.0.1")),
+        str(broker.with_host("localhost")),
+    ]
+    names = Topology(new_prefix())
+    try:
+        async with RabbitBus.connect(",".join(urls), names=names, connection_name=name) as bus:
+            assert bus.url == urls[1]
+            for expected in (urls[2], urls[1]):  # once round the list, the dead one passed over again
+                before = bus.reconnects
+                await asyncio.to_thread(close_connection, name)
+                await bus.wait_reconnected(before)
+                assert bus.url == expected
+    finally:
+        await purge(amqp_url, names.prefix)

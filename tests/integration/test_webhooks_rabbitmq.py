@@ -35,6 +35,7 @@ from shared.events import ExtensionPresence, WebhookEndpointDisabled, encode_eve
 from shared.rabbit_bus import RabbitBus
 from shared.settings import BusSettings, EndpointSettings, Settings, WebhooksSettings
 from shared.topology import SHARDS, WEBHOOKS_BINDINGS, Topology
+from shared.values import QueueType
 from simulation.driver import SimulatorDriver
 from simulation.scenario import load_scenario
 from tests.broker import close_connection, new_prefix, purge
@@ -113,11 +114,16 @@ async def webhooks_service(
             await purge(amqp_url, names.prefix)
 
 
-async def test_deliveries_retry_in_order_and_other_chains_go_on(amqp_url: str, tmp_path: Path) -> None:
-    # chain 640 (attended transfer) fails twice, then recovers; chain 642 is never held up
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_deliveries_retry_in_order_and_other_chains_go_on(
+    amqp_url: str, tmp_path: Path, queue_type: QueueType
+) -> None:
+    # chain 640 (attended transfer) fails twice, then recovers; chain 642 is never held up; on
+    # quorum queues too (the retry queues' TTL and dead-lettering back to the shards)
+    names = Topology(new_prefix(), queue_type)
     async with (
         Receiver(fail_first_tries(FAILING, 2)) as receiver,
-        webhooks_service(amqp_url, tmp_path, {"crm": EndpointSettings(url=receiver.url)}) as service,
+        webhooks_service(amqp_url, tmp_path, {"crm": EndpointSettings(url=receiver.url)}, names) as service,
     ):
         await play(service.bus, "attended-transfer-hold")
         await receiver.wait_for(lambda r: len(r.delivered()) == 9)
@@ -212,13 +218,17 @@ async def run_cli(*args: str) -> str:
     return stdout.decode()
 
 
-async def test_deliveries_go_on_after_the_connection_drops(amqp_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_deliveries_go_on_after_the_connection_drops(
+    amqp_url: str, tmp_path: Path, queue_type: QueueType
+) -> None:
     async with (
         Receiver() as receiver,
         webhooks_service(
             amqp_url,
             tmp_path,
             {"crm": EndpointSettings(url=receiver.url)},
+            Topology(new_prefix(), queue_type),
         ) as service,
     ):
         await play(service.bus, "outgoing-transfer")
