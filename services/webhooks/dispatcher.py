@@ -15,7 +15,10 @@ broker had not confirmed, say) is skipped, unless the first was cut short by a c
 Crash safety: the store is written before the broker is told, and the incoming message is acked
 only after `handle` returns, so a crash at any step repeats an attempt (same webhook-id) at
 worst. If a process dies while releasing, the key's block becomes overdue and `sweep` (any
-replica) sends a release job through the key's own shard, so order still holds.
+replica) sends a release job through the key's own shard, so order still holds. The store also
+keeps the retry a blocked key waits for: if it does not come back in time (lost with a broker
+node, say), the sweep's release attempts it from there, and a retry that comes after all (late,
+or twice) is no longer awaited and is skipped, so it can neither repeat out of order nor fork.
 """
 
 import logging
@@ -37,8 +40,9 @@ from .store import Attempt, DeliveryStore
 
 logger = logging.getLogger(__name__)
 
-# how long past its due time a blocker may be late before its block is considered abandoned
-BLOCK_GRACE = 300.0
+# how long past its due time a retry may be late before the sweep attempts it from the store (a
+# retry that comes later is skipped: a sweep early costs nothing but an attempt out of its turn)
+BLOCK_GRACE = 30.0
 # while a key's held jobs are released, its block is due this long after an attempt's timeout
 # (a crash mid-release)
 RELEASE_GRACE = 60.0
@@ -87,15 +91,21 @@ class Dispatcher:
         self._on_disabled = on_disabled
 
     async def handle(self, job: Job) -> None:
-        blocker = await self._store.blocker(job.key)
+        awaited = await self._store.awaited(job.key)
+        blocker = awaited[0] if awaited else None
         if job.kind == "release":
             if blocker == job.blocker:
-                await self._release(job.key)
+                await self._resume(job.key, awaited[1] if awaited else None)
             return
         first = job.attempt == 0 and not job.replayed  # an event's job, as it came in
-        if first and await self._store.taken(job.job_id):
+        retry = job.attempt > 0 and not job.replayed
+        if (first and await self._store.taken(job.job_id)) or (retry and not _is_awaited(job, awaited)):
             logger.info(
-                "%s %s to %s: a copy was handled already; skipped", job.event_type, job.chain, job.endpoint
+                "%s %s to %s: %s; skipped",
+                job.event_type,
+                job.chain,
+                job.endpoint,
+                "a copy was handled already" if first else f"attempt {job.attempt + 1} is no longer awaited",
             )
             self._metrics.duplicate(job.endpoint)
             return
@@ -120,6 +130,20 @@ class Dispatcher:
         if overdue:
             await self._queue.flush()
         return len(overdue)
+
+    async def _resume(self, key: str, retry: str | None) -> None:
+        """An overdue block: attempt the retry it waited for, if it never came; then release."""
+        if retry is not None:
+            job = Job.model_validate_json(retry)
+            logger.warning(
+                "%s %s to %s: its retry did not come back in time; attempted from the store",
+                job.event_type,
+                job.chain,
+                job.endpoint,
+            )
+            if not await self._attempt(job):
+                return  # failed again: a new retry is awaited
+        await self._release(key)
 
     async def _release(self, key: str) -> None:
         while (held := await self._store.next_held(key)) is not None:
@@ -181,7 +205,7 @@ class Dispatcher:
             await self._gone(job, f"{endpoint_address(endpoint.url)} answered 410 Gone", now)
             return True
         assert isinstance(outcome, Failed)
-        return await self._failed(job, outcome, attempt, now)
+        return await self._failed(job, outcome, attempt)
 
     async def _gone(self, job: Job, reason: str, now: datetime) -> None:
         """The receiver wants no more: its endpoint is disabled (said once, also when several
@@ -191,7 +215,7 @@ class Dispatcher:
             await self._on_disabled(job.endpoint, reason)
         await self._bury(job, reason)
 
-    async def _failed(self, job: Job, outcome: Failed, attempt: int, now: datetime) -> bool:
+    async def _failed(self, job: Job, outcome: Failed, attempt: int) -> bool:
         """Retry later (the key blocked meanwhile; False), or give up (buried; True)."""
         delay = self._policy.delay(attempt, outcome.retry_after)
         if delay is None:
@@ -207,9 +231,11 @@ class Dispatcher:
             delay,
         )
         wait = self._policy.tier(delay)  # what the job waits in its retry queue: `delay` or a little more
-        await self._store.block(job.key, job.job_id, now.timestamp() + wait + BLOCK_GRACE)
+        retry = job.model_copy(update={"attempt": attempt})
+        due = self._clock.now().timestamp() + wait + BLOCK_GRACE  # from now: the attempt took a while
+        await self._store.block(job.key, job.job_id, due, retry.model_dump_json())
         self._metrics.retried(job.endpoint)
-        await self._queue.retry(job.model_copy(update={"attempt": attempt}), delay)
+        await self._queue.retry(retry, delay)
         return False
 
     async def _bury(self, job: Job, reason: str) -> None:
@@ -223,3 +249,11 @@ class Dispatcher:
             reason,
         )
         self._metrics.dead_lettered(job.endpoint)
+
+
+def _is_awaited(job: Job, awaited: tuple[str, str | None] | None) -> bool:
+    """Whether retry `job` is the one its key waits for (a store from before the retry was kept
+    in it: whether the job is the key's blocker)."""
+    if awaited is None or awaited[0] != job.job_id:
+        return False
+    return awaited[1] is None or Job.model_validate_json(awaited[1]).attempt == job.attempt

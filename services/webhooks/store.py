@@ -4,8 +4,9 @@ default), PostgreSQL across hosts (`[webhooks] database = postgresql://…`; `sh
 - `attempts`: every delivery attempt (time, endpoint, event, status, latency, truncated answer).
 - `dead`: deliveries whose retries ran out, or whose endpoint is disabled; listed and replayed.
 - `blocked` / `held`: per-chain order. While one delivery of an (endpoint, chain) waits for a
-  retry, it is that key's blocker and later deliveries of the key are held here, in arrival
-  order, until the blocker is delivered or dead-lettered.
+  retry, it is that key's blocker (kept here too, as the retry that is awaited) and later
+  deliveries of the key are held here, in arrival order, until the blocker is delivered or
+  dead-lettered.
 - `disabled`: endpoints switched off by a 410.
 
 Every change is its own transaction, so a crash leaves a consistent state; the dispatcher orders
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS dead (
     id {serial}, at DOUBLE PRECISION NOT NULL, endpoint TEXT NOT NULL, job TEXT NOT NULL,
     event_type TEXT NOT NULL, chain TEXT NOT NULL, reason TEXT NOT NULL, replayed_at DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS blocked (
-    key TEXT PRIMARY KEY, job_id TEXT NOT NULL, due DOUBLE PRECISION NOT NULL);
+    key TEXT PRIMARY KEY, job_id TEXT NOT NULL, due DOUBLE PRECISION NOT NULL, job TEXT);
 CREATE TABLE IF NOT EXISTS held (id {serial}, key TEXT NOT NULL, job TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS held_key ON held (key, id);
 CREATE TABLE IF NOT EXISTS disabled (
@@ -72,7 +73,10 @@ class DeliveryStore:
 
     @classmethod
     async def open(cls, address: str | Path) -> "DeliveryStore":
-        return cls(await open_database(address, SCHEMA, "the delivery store"))
+        db = await open_database(address, SCHEMA, "the delivery store")
+        if "job" not in await db.columns("blocked"):  # a store of a version before it kept the retry
+            await db.execute("ALTER TABLE blocked ADD COLUMN job TEXT")
+        return cls(db)
 
     async def close(self) -> None:
         await self._db.close()
@@ -83,12 +87,20 @@ class DeliveryStore:
         row = await self._db.one("SELECT job_id FROM blocked WHERE key = ?", (key,))
         return row[0] if row else None
 
-    async def block(self, key: str, job_id: str, due: float) -> None:
+    async def block(self, key: str, job_id: str, due: float, retry: str | None = None) -> None:
+        """`job_id` blocks `key` until `due`; `retry`: the job (JSON) whose retry is awaited, None
+        while the key's held jobs are being released."""
         await self._db.execute(
-            "INSERT INTO blocked (key, job_id, due) VALUES (?, ?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET job_id = excluded.job_id, due = excluded.due",
-            (key, job_id, due),
+            "INSERT INTO blocked (key, job_id, due, job) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE"
+            " SET job_id = excluded.job_id, due = excluded.due, job = excluded.job",
+            (key, job_id, due, retry),
         )
+
+    async def awaited(self, key: str) -> tuple[str, str | None] | None:
+        """The key's blocker and the retry (job JSON) it waits for, if any."""
+        row = await self._db.one("SELECT job_id, job FROM blocked WHERE key = ?", (key,))
+        return (row[0], row[1]) if row else None
 
     async def unblock(self, key: str) -> None:
         await self._db.execute("DELETE FROM blocked WHERE key = ?", (key,))

@@ -355,3 +355,39 @@ async def test_a_long_release_is_never_taken_for_an_abandoned_one(tmp_path: Path
     await h.fire_retries()
     assert len(overdue) == 7 and not any(overdue)
     assert await h.store.blocker(first.key) is None
+
+
+async def test_a_retry_that_never_comes_back_is_attempted_by_the_sweep_in_order(tmp_path: Path) -> None:
+    """The retry message is lost (a broker node went down as it moved from its retry queue back
+    to its shard): once its block is overdue, the sweep's release attempts it from the store,
+    before the chain's held webhooks."""
+    receiver = Receiver(scripted(503))
+    h = await Harness.open(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing(), make_call_ended()):
+        await h.dispatcher.handle(job)
+    [(lost, delay)] = h.queue.retries
+    h.queue.retries.clear()
+    await h.clock.sleep_until(h.clock.now() + timedelta(seconds=delay))
+    assert await h.dispatcher.sweep() == 0  # not yet: a retry may be a little late
+    await h.clock.sleep_until(h.clock.now() + timedelta(seconds=BLOCK_GRACE + 2))
+    assert await h.dispatcher.sweep() == 1
+    for release in h.queue.submitted:
+        await h.dispatcher.handle(release)
+    assert receiver.ids() == ["211230100614_665-0", "211230100614_665-0", "211230100614_665-1"]
+    assert await h.store.blocker(lost.key) is None
+
+
+async def test_a_retry_that_comes_late_or_twice_is_skipped(tmp_path: Path) -> None:
+    receiver = Receiver(scripted(503))
+    h = await Harness.open(tmp_path, receiver)
+    for job in h.jobs(make_call_ringing(), make_call_ended()):
+        await h.dispatcher.handle(job)
+    [(late, delay)] = h.queue.retries
+    await h.clock.sleep_until(h.clock.now() + timedelta(seconds=delay + BLOCK_GRACE + 2))
+    await h.dispatcher.sweep()
+    for release in h.queue.submitted:  # the sweep came first: delivered, the call end released
+        await h.dispatcher.handle(release)
+    await h.dispatcher.handle(late)  # then the retry after all, and a copy of it
+    await h.dispatcher.handle(late)
+    assert receiver.ids() == ["211230100614_665-0", "211230100614_665-0", "211230100614_665-1"]
+    assert len(h.queue.retries) == 1  # nothing forked off it

@@ -3,6 +3,7 @@ blocks and held deliveries, the attempt log, dead letters, disabled endpoints, j
 one opening wrote the next one reads, and two openings at once (replicas) see one state."""
 
 from services.webhooks.store import RESPONSE_LIMIT, Attempt, DeliveryStore
+from shared.database import open_database
 
 
 def attempt(at: float, endpoint: str = "crm", status: int | None = 200, response: str = "ok") -> Attempt:
@@ -88,3 +89,21 @@ async def test_two_openings_at_once_share_one_state(database_address: str) -> No
     assert await other.prune_attempts(before=1.5) == 0 and not await other.taken("crm/e1")
     await one.close()
     await other.close()
+
+
+async def test_a_store_from_before_the_awaited_retry_was_kept_gains_it(database_address: str) -> None:
+    """A store made by an earlier version (no `job` in `blocked`) opens, keeps its blocks, and
+    keeps the awaited retry from then on."""
+    old = await open_database(
+        database_address,
+        "CREATE TABLE IF NOT EXISTS blocked ("
+        " key TEXT PRIMARY KEY, job_id TEXT NOT NULL, due DOUBLE PRECISION NOT NULL);",
+        "an earlier store",
+    )
+    await old.execute("INSERT INTO blocked (key, job_id, due) VALUES (?, ?, ?)", ("crm|c1", "crm/e1", 10.0))
+    await old.close()
+    store = await DeliveryStore.open(database_address)
+    assert await store.awaited("crm|c1") == ("crm/e1", None)
+    await store.block("crm|c2", "crm/e2", due=20.0, retry='{"attempt": 1}')
+    assert await store.awaited("crm|c2") == ("crm/e2", '{"attempt": 1}')
+    await store.close()

@@ -1,0 +1,128 @@
+"""callbridge on a 3-node RabbitMQ cluster with quorum queues (tests/rabbitmq_cluster.py): the node that
+leads the queues is stopped while webhooks are being delivered; every webhook still arrives, each
+call chain in order, a repeat only with its original's id; the node comes back and the cluster
+is whole again."""
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.clock import VirtualClock
+from shared.events import CallEvent
+from shared.rabbit_bus import RabbitBus
+from shared.topology import Topology
+from simulation.driver import SimulatorDriver
+from simulation.scenario import default_directory
+from simulation.traffic import TrafficGenerator
+from tests.fakes import Recorder, follow
+from tests.processes import log_of, logged, spawn
+from tests.rabbitmq_cluster import Cluster, available
+from tests.receiver import Received, Receiver, in_chains
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+PREFIX = "cbcluster"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    if why := available():
+        pytest.fail(f"the cluster test cannot run here: {why}")
+    formed = Cluster(tmp_path / "cluster")
+    try:
+        formed.form()
+        yield formed
+    finally:
+        formed.destroy()
+
+
+async def test_the_node_leading_the_queues_stops_mid_delivery_and_nothing_is_lost(
+    cluster: Cluster, tmp_path: Path, recorder: Recorder
+) -> None:
+    refused: set[str] = set()
+
+    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
+        chain = json.loads(request.body)["data"]["chain_id"]
+        if chain.endswith("3") and chain not in refused:  # some chains wait in a retry queue
+            refused.add(chain)
+            return 503, {}
+        return 200, {}
+
+    async with Receiver(answer, delay=0.02) as receiver:
+        config = tmp_path / "callbridge.ini"
+        config.write_text(
+            f"[bus]\namqp_url = {cluster.urls}\nexchange = {PREFIX}\nqueue_type = quorum\n"
+            f"[webhooks]\nretry_schedule = 500ms, 1s, 2s, 5s, 10s\njitter = 0\n"
+            f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
+            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\n"
+        )
+        argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
+        webhooks = await spawn(argv, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        try:
+            await logged(webhooks, b"webhooks started", "webhooks died before it started", timeout=60)
+            names = Topology(PREFIX, "quorum")
+            async with RabbitBus.connect(cluster.urls, names=names, connection_name="cluster test") as bus:
+                await bus.subscribe("observer", recorder, bindings=["#"])
+                clock = GatedClock(START, gate=START + timedelta(minutes=3))
+                steps = TrafficGenerator(
+                    default_directory(), seed=3, calls_per_minute=60, max_concurrent=20
+                ).steps(until=360)
+                driver = SimulatorDriver(
+                    default_directory(), ((START + timedelta(seconds=t), s) for t, s in steps), clock
+                )
+                monitor = asyncio.create_task(follow(driver, bus, source="cluster"))
+                await clock.reached.wait()  # three of six minutes published: the monitor waits
+                leaders = set(cluster.leaders(f"{PREFIX}.").values())
+                assert len(leaders) == 1, leaders  # declared through node 1: led from there
+                leader = next(node for node in cluster.nodes if node.name in leaders)
+                await receiver.wait_for(lambda r: len(r.webhook_ids()) >= 100, timeout=60)
+                await asyncio.to_thread(cluster.stop, leader)  # mid-delivery
+                clock.open.set()  # the monitor goes on, through another node
+                tracker = await monitor
+                async with asyncio.timeout(60):  # the observer has heard it all (perhaps twice)
+                    while not any(e.seq == tracker.seq for e in recorder.events):
+                        await recorder.wait_for(len(recorder.events) + 1, timeout=60)
+                unique = {str(e.event_id): e for e in recorder.events if isinstance(e, CallEvent)}
+                published = list(unique.values())
+                # a retry lost as its node went down comes from the delivery store within
+                # BLOCK_GRACE and a sweep (services/webhooks/dispatcher.py)
+                await receiver.wait_for(lambda r: r.webhook_ids() >= set(unique), timeout=120)
+            await asyncio.to_thread(cluster.start, leader)
+            assert cluster.running() == {node.name for node in cluster.nodes}  # healed
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                webhooks.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(webhooks.wait(), 60)
+            print(await log_of(webhooks))  # shown where the test fails
+    assert code == 0
+    assert receiver.first_arrivals() == in_chains(published)  # all, each chain in order
+    assert refused  # some waited in a retry queue across the node's loss
+    print(
+        f"{len(published)} events, {len(receiver.requests)} requests, "
+        f"{len(receiver.delivered()) - len(published)} repeated, leader was {leader.name}"
+    )
+
+
+START = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+class GatedClock(VirtualClock):
+    """A virtual clock that stops at `gate` until `open` is set (`reached` says it is there)."""
+
+    def __init__(self, start: datetime, gate: datetime) -> None:
+        super().__init__(start)
+        self._gate = gate
+        self.reached, self.open = asyncio.Event(), asyncio.Event()
+
+    async def sleep_until(self, when: datetime) -> None:
+        if when >= self._gate and not self.open.is_set():
+            self.reached.set()
+            await self.open.wait()
+        await super().sleep_until(when)
