@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
+from shared.config_file import load_settings
 from tests import compose_spec
 from tests.conftest import NOTICES
 from tests.deployment import (
@@ -220,3 +222,31 @@ def test_the_api_balancer_configuration_is_one_nginx_accepts(tmp_path: Path) -> 
         [nginx, "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True
     )
     assert refused.returncode != 0 and "proxy_pas" in refused.stderr  # the check can fail
+
+
+CLUSTER = [ROOT / "docker-compose.yml", ROOT / "docker-compose.cluster.yml"]
+CLUSTER_ENV = {"RABBITMQ_PASSWORD": "a-password", "RABBITMQ_COOKIE": "a-cookie"}
+
+
+def test_the_cluster_file_runs_three_nodes_and_every_service_on_all_of_them(tmp_path: Path) -> None:
+    project = compose_spec.load(CLUSTER, CLUSTER_ENV)
+    assert compose_spec.problems(project) == []
+    services = project["services"]
+    nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"]
+    conf = (ROOT / "deploy/rabbitmq/cluster.conf").read_text()
+    listed = {line.split("=", 1)[1].strip() for line in conf.splitlines() if ".classic_config.nodes." in line}
+    assert listed == {f"rabbit@{services[node]['hostname']}" for node in nodes}  # the names they get
+    assert "cluster_partition_handling = pause_minority" in conf
+    for node in nodes:
+        spec = services[node]
+        assert spec["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] == "-setcookie a-cookie"
+        assert spec["environment"]["RABBITMQ_CTL_ERL_ARGS"] == "-setcookie a-cookie"  # the health check's
+        assert "./deploy/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in spec["volumes"]
+        assert any(str(v).endswith(":/var/lib/rabbitmq") for v in spec["volumes"]), node
+    for service in SERVICES:
+        environment = services[service]["environment"]
+        (tmp_path / "empty.ini").write_text("")
+        bus = load_settings(tmp_path / "empty.ini", environ=environment).bus
+        assert [URL(url).host for url in bus.urls] == nodes and bus.queue_type == "quorum", service
+    with pytest.raises(compose_spec.ComposeError, match="RABBITMQ_COOKIE is required"):
+        compose_spec.load(CLUSTER, {"RABBITMQ_PASSWORD": "a-password"})
