@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -m "not rabbitmq and not postgresql"
+	$(BIN)/pytest -m "not rabbitmq and not postgresql and not cluster"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
