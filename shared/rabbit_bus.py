@@ -176,8 +176,9 @@ class RabbitBus:
 
     @property
     def url(self) -> str:
-        """The broker (of the configured URLs) this bus is connected to, or last was."""
-        return str(self._connection.url)
+        """The broker (of the configured URLs) this bus is connected to, or last was; its
+        password hidden."""
+        return redact_url(str(self._connection.url))
 
     @classmethod
     def configured(

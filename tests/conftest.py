@@ -30,17 +30,24 @@ NOTICES: list[str] = []  # one line each at the end of the run: what was not run
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+def reachable(url: str, port: int, what: str, remedy: str) -> str:
+    """`url`, once something answers at its host and port; else the test fails loudly."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or port), timeout=3).close()
+    except OSError as error:
+        pytest.fail(f"{what} not reachable at {parts.hostname}:{parts.port or port} ({error}); {remedy}")
+    return url
+
+
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    parts = urlsplit(AMQP_URL)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3).close()
-    except OSError as error:
-        pytest.fail(
-            f"RabbitMQ not reachable at {parts.hostname}:{parts.port or 5672} ({error}); start it with "
-            "`rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'."
-        )
-    return AMQP_URL
+    return reachable(
+        AMQP_URL,
+        5672,
+        "RabbitMQ",
+        "start it with `rabbitmq-server -detached` or set AMQP_URL. Deselect with -m 'not rabbitmq'.",
+    )
 
 
 @pytest.fixture
@@ -55,15 +62,9 @@ async def broker_prefix(amqp_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    parts = urlsplit(POSTGRES_URL)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), timeout=3).close()
-    except OSError as error:
-        pytest.fail(
-            f"PostgreSQL not reachable at {parts.hostname}:{parts.port or 5432} ({error}); start it or set "
-            "POSTGRES_URL. Deselect with -m 'not postgresql'."
-        )
-    return POSTGRES_URL
+    return reachable(
+        POSTGRES_URL, 5432, "PostgreSQL", "start it or set POSTGRES_URL. Deselect with -m 'not postgresql'."
+    )
 
 
 @pytest.fixture

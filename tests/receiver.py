@@ -129,3 +129,18 @@ def in_chains(events: Iterable[CallEvent]) -> dict[str, list[str]]:
     for event in events:
         chains[event.chain_id].append(str(event.event_id))
     return chains
+
+
+def refusing_once(suffix: str) -> tuple[Answer, set[str]]:
+    """An answer that refuses (503) the first webhook of every chain whose id ends in `suffix`,
+    then takes them all (signed JSON formats); and the set of chains it refused so far."""
+    refused: set[str] = set()
+
+    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
+        chain = json.loads(request.body)["data"]["chain_id"]
+        if chain.endswith(suffix) and chain not in refused:
+            refused.add(chain)
+            return 503, {}
+        return 200, {}
+
+    return answer, refused

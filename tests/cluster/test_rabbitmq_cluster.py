@@ -5,7 +5,6 @@ is whole again."""
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from simulation.traffic import TrafficGenerator
 from tests.fakes import Recorder, follow
 from tests.processes import log_of, logged, spawn
 from tests.rabbitmq_cluster import Cluster, available
-from tests.receiver import Received, Receiver, in_chains
+from tests.receiver import Receiver, in_chains, refusing_once
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -46,14 +45,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 async def test_the_node_leading_the_queues_stops_mid_delivery_and_nothing_is_lost(
     cluster: Cluster, tmp_path: Path, recorder: Recorder
 ) -> None:
-    refused: set[str] = set()
-
-    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
-        chain = json.loads(request.body)["data"]["chain_id"]
-        if chain.endswith("3") and chain not in refused:  # some chains wait in a retry queue
-            refused.add(chain)
-            return 503, {}
-        return 200, {}
+    answer, refused = refusing_once("3")  # some chains wait in a retry queue
 
     async with Receiver(answer, delay=0.02) as receiver:
         config = tmp_path / "callbridge.ini"

@@ -73,14 +73,7 @@ async def test_replicas_share_conversions_once_each(
             assert await asyncio.wait_for(monitor.wait(), 60) == 0
             await receiver.wait_for(lambda r: len(r.delivered()) >= CALLS, timeout=60)
         finally:
-            for process in [webhooks, *replicas]:
-                process.send_signal(signal.SIGTERM)
-            logs = []
-            for process in replicas:
-                await asyncio.wait_for(process.wait(), 30)
-                logs.append(await log_of(process))
-            await webhooks.wait()
-    converted = [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]
+            converted = await stopped(webhooks, replicas)
     assert all(converted), "both replicas converted some"  # the work was shared
     every = [path for paths in converted for path in paths]
     assert len(every) == len(set(every)) == CALLS  # each file once
@@ -133,14 +126,7 @@ async def test_replicas_on_two_hosts_share_the_ledger_and_serve_each_others_link
                     for port in ports
                 ]
         finally:
-            for process in [webhooks, *replicas]:
-                process.send_signal(signal.SIGTERM)
-            logs = []
-            for process in replicas:
-                await asyncio.wait_for(process.wait(), 30)
-                logs.append(await log_of(process))
-            await webhooks.wait()
-    converted = [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]
+            converted = await stopped(webhooks, replicas)
     assert all(converted), "both replicas converted some"
     every = [path for paths in converted for path in paths]
     assert len(every) == len(set(every)) == len(links) == CALLS  # each file once
@@ -148,3 +134,17 @@ async def test_replicas_on_two_hosts_share_the_ledger_and_serve_each_others_link
         assert from_a.status_code == from_b.status_code == 200
         assert from_a.headers["content-type"] == from_b.headers["content-type"] == "audio/mpeg"
         assert from_a.content == from_b.content and from_a.content[0] == 0xFF  # an MPEG frame
+
+
+async def stopped(
+    webhooks: asyncio.subprocess.Process, replicas: list[asyncio.subprocess.Process]
+) -> list[list[str]]:
+    """Stop the services; the WAVs each recordings replica converted, from its log."""
+    for process in [webhooks, *replicas]:
+        process.send_signal(signal.SIGTERM)
+    logs = []
+    for process in replicas:
+        await asyncio.wait_for(process.wait(), 30)
+        logs.append(await log_of(process))
+    await webhooks.wait()
+    return [re.findall(r"recording (\S+\.wav) → ", log) for log in logs]

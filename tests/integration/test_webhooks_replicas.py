@@ -6,7 +6,6 @@ chain must still arrive in order (counting first arrivals).
 
 import asyncio
 import collections
-import json
 import logging
 import signal
 import sys
@@ -32,7 +31,7 @@ from simulation.traffic import TrafficGenerator
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
 from tests.integration.test_webhooks_rabbitmq import webhooks_service
-from tests.receiver import Received, Receiver, in_chains
+from tests.receiver import Receiver, in_chains, refusing_once
 
 pytestmark = pytest.mark.rabbitmq
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -74,14 +73,7 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
     amqp_url: str, tmp_path: Path, recorder: Recorder, broker_prefix: str
 ) -> None:
     prefix = broker_prefix
-    failures: set[str] = set()
-
-    def answer(request: Received, receiver: Receiver) -> tuple[int, dict[str, str]]:
-        chain = json.loads(request.body)["data"]["chain_id"]
-        if chain.endswith("7") and chain not in failures:  # some chains fail once, then recover
-            failures.add(chain)
-            return 503, {}
-        return 200, {}
+    answer, failures = refusing_once("7")  # some chains fail once, then recover
 
     async with Receiver(answer, delay=0.01) as receiver:
         config = tmp_path / "callbridge.ini"
