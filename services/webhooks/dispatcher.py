@@ -22,6 +22,7 @@ or twice) is no longer awaited and is skipped, so it can neither repeat out of o
 """
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 # how long past its due time a retry may be late before the sweep attempts it from the store (a
 # retry that comes later is skipped: a sweep early costs nothing but an attempt out of its turn)
 BLOCK_GRACE = 30.0
+# seconds a look at the disabled endpoints that found an endpoint enabled is trusted
+DISABLED_FRESH = 1.0
 # while a key's held jobs are released, its block is due this long after an attempt's timeout
 # (a crash mid-release)
 RELEASE_GRACE = 60.0
@@ -89,9 +92,10 @@ class Dispatcher:
         self._clock = clock
         self._metrics = metrics
         self._on_disabled = on_disabled
+        self._disabled_seen: tuple[float, dict[str, str]] = (0.0, {})  # (monotonic time, endpoints)
 
     async def handle(self, job: Job) -> None:
-        awaited = await self._store.awaited(job.key)
+        awaited, taken = await self._store.state(job.key, job.job_id)
         blocker = awaited[0] if awaited else None
         if job.kind == "release":
             if blocker == job.blocker:
@@ -99,7 +103,7 @@ class Dispatcher:
             return
         first = job.attempt == 0 and not job.replayed  # an event's job, as it came in
         retry = job.attempt > 0 and not job.replayed
-        if (first and await self._store.taken(job.job_id)) or (retry and not _is_awaited(job, awaited)):
+        if (first and taken) or (retry and not _is_awaited(job, awaited)):
             logger.info(
                 "%s %s to %s: %s; skipped",
                 job.event_type,
@@ -163,7 +167,7 @@ class Dispatcher:
     async def _attempt(self, job: Job) -> bool:
         """Try once; True when the key may go on (delivered, or given up on), False when blocked."""
         endpoint = self._endpoints.get(job.endpoint)
-        disabled = await self._store.disabled()
+        disabled = await self._disabled(job.endpoint)
         if endpoint is None or not endpoint.enabled or job.endpoint in disabled:
             reason = disabled.get(job.endpoint) or "endpoint not configured or disabled"
             await self._bury(job, reason)
@@ -207,9 +211,21 @@ class Dispatcher:
         assert isinstance(outcome, Failed)
         return await self._failed(job, outcome, attempt)
 
+    async def _disabled(self, endpoint: str) -> dict[str, str]:
+        """The disabled endpoints. A look that found `endpoint` enabled is trusted for
+        DISABLED_FRESH seconds (a round trip less per delivery): another replica's 410 costs at
+        most an attempt more, which hears 410 itself; one that found it disabled is never trusted
+        (a replay enables it again)."""
+        looked, disabled = self._disabled_seen
+        if endpoint in disabled or time.monotonic() - looked > DISABLED_FRESH:
+            disabled = await self._store.disabled()
+            self._disabled_seen = (time.monotonic(), disabled)
+        return disabled
+
     async def _gone(self, job: Job, reason: str, now: datetime) -> None:
         """The receiver wants no more: its endpoint is disabled (said once, also when several
         deliveries under way hear it), the job buried."""
+        self._disabled_seen = (0.0, {})  # look again next time
         if await self._store.disable(now.timestamp(), job.endpoint, reason):
             logger.error("endpoint %s disabled: %s", job.endpoint, reason)
             await self._on_disabled(job.endpoint, reason)

@@ -97,10 +97,18 @@ class DeliveryStore:
             (key, job_id, due, retry),
         )
 
-    async def awaited(self, key: str) -> tuple[str, str | None] | None:
-        """The key's blocker and the retry (job JSON) it waits for, if any."""
-        row = await self._db.one("SELECT job_id, job FROM blocked WHERE key = ?", (key,))
-        return (row[0], row[1]) if row else None
+    async def state(self, key: str, job_id: str) -> tuple[tuple[str, str | None] | None, bool]:
+        """In one look (a round trip per delivery): the key's blocker and the retry (job JSON)
+        it waits for, if any; and whether a copy of `job_id` was handled already (taken:
+        delivered, held, retried or buried)."""
+        row = await self._db.one(
+            "SELECT (SELECT job_id FROM blocked WHERE key = ?), (SELECT job FROM blocked WHERE key = ?),"
+            " EXISTS (SELECT 1 FROM taken WHERE job_id = ?)",
+            (key, key, job_id),
+        )
+        assert row is not None
+        blocker, retry, taken = row
+        return ((blocker, retry) if blocker is not None else None), bool(taken)
 
     async def unblock(self, key: str) -> None:
         await self._db.execute("DELETE FROM blocked WHERE key = ?", (key,))
@@ -121,10 +129,6 @@ class DeliveryStore:
         await self._db.execute("DELETE FROM held WHERE id = ?", (held_id,))
 
     # --- jobs already handled ------------------------------------------------------------------------
-
-    async def taken(self, job_id: str) -> bool:
-        """Whether a copy of this job was handled already (delivered, held, retried or buried)."""
-        return await self._db.one("SELECT 1 FROM taken WHERE job_id = ?", (job_id,)) is not None
 
     async def take(self, job_id: str, at: float) -> None:
         await self._db.execute(

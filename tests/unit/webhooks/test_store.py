@@ -82,11 +82,11 @@ async def test_two_openings_at_once_share_one_state(database_address: str) -> No
     await one.block("crm|chain-1", "crm/e2", due=50.0)
     await one.hold("crm|chain-1", "j3")
     await one.bury(3.0, "crm", "{job}", "call.ended", "chain-9", "gave up")
-    assert await other.taken("crm/e1") and not await other.taken("crm/e2")
+    assert (await other.state("crm|c", "crm/e1"))[1] and not (await other.state("crm|c", "crm/e2"))[1]
     assert await other.blocker("crm|chain-1") == "crm/e2"
     assert ((await other.next_held("crm|chain-1")) or (0, ""))[1] == "j3"
     assert [d.chain for d in await other.dead()] == ["chain-9"]
-    assert await other.prune_attempts(before=1.5) == 0 and not await other.taken("crm/e1")
+    assert await other.prune_attempts(before=1.5) == 0 and not (await other.state("crm|c", "crm/e1"))[1]
     await one.close()
     await other.close()
 
@@ -103,7 +103,7 @@ async def test_a_store_from_before_the_awaited_retry_was_kept_gains_it(database_
     await old.execute("INSERT INTO blocked (key, job_id, due) VALUES (?, ?, ?)", ("crm|c1", "crm/e1", 10.0))
     await old.close()
     store = await DeliveryStore.open(database_address)
-    assert await store.awaited("crm|c1") == ("crm/e1", None)
+    assert await store.state("crm|c1", "crm/e9") == (("crm/e1", None), False)
     await store.block("crm|c2", "crm/e2", due=20.0, retry='{"attempt": 1}')
-    assert await store.awaited("crm|c2") == ("crm/e2", '{"attempt": 1}')
+    assert await store.state("crm|c2", "crm/e9") == (("crm/e2", '{"attempt": 1}'), False)
     await store.close()
