@@ -391,3 +391,18 @@ async def test_a_retry_that_comes_late_or_twice_is_skipped(tmp_path: Path) -> No
     await h.dispatcher.handle(late)
     assert receiver.ids() == ["211230100614_665-0", "211230100614_665-0", "211230100614_665-1"]
     assert len(h.queue.retries) == 1  # nothing forked off it
+
+
+async def test_an_endpoint_enabled_again_by_a_replay_is_used_at_once(tmp_path: Path) -> None:
+    """The dispatcher trusts a look at the disabled endpoints for a moment, but never one that
+    found the endpoint disabled: a replay right after is delivered, not buried again."""
+    receiver = Receiver(scripted(410))
+    h = await Harness.open(tmp_path, receiver)
+    ring, end = h.jobs(make_call_ringing(), make_call_ended())
+    await h.dispatcher.handle(ring)  # 410: the endpoint is disabled
+    await h.dispatcher.handle(end)  # buried unsent: the look that found it disabled is fresh
+    assert len(await h.store.dead()) == 2 and len(receiver.requests) == 1
+    await h.store.enable("crm")  # what a replay does first, then it sends the jobs again
+    for job in (ring, end):
+        await h.dispatcher.handle(job.model_copy(update={"replayed": True}))
+    assert receiver.ids()[1:] == ["211230100614_665-0", "211230100614_665-1"]
