@@ -187,7 +187,10 @@ async def test_gone_disables_and_replay_sends_again(
         async with asyncio.timeout(10):  # the store announces nothing: look until all 6 are kept
             while len(await service.store.dead()) < 6:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        assert len(receiver.requests) == 1  # nothing more was sent to a disabled endpoint
+        # nothing more was sent to the disabled endpoint: only what was in flight as the first
+        # 410 came, at most one per chain (each chain has a lane of its own, side by side)
+        chains = {r.query["id"].split("-")[0] for r in receiver.requests}
+        assert len(receiver.requests) == len(chains) <= 2
         gone = False
         config = tmp_path / "callbridge.ini"
         config.write_text(
