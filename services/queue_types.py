@@ -28,13 +28,15 @@ HOLDING = ".converting"
 
 
 def durable_queues(settings: Settings) -> list[str]:
-    names = Topology(settings.bus.exchange, settings.bus.queue_type)
+    names = Topology.of(settings.bus)
     return [names.dead_queue, *webhooks.durable_queues(names, settings), *recordings.durable_queues(names)]
 
 
 async def convert(settings: Settings) -> dict[str, int]:
     """Convert every durable queue; how many messages each one that existed held."""
     queues = durable_queues(settings)
+    # a connection of its own first: RabbitBus declares the dead-letter queue as it connects,
+    # which a queue of the other type refuses until it has been set aside
     connection = FailoverConnection(
         settings.bus.urls, client_properties={"connection_name": "convert-queues"}
     )

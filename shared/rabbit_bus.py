@@ -46,6 +46,7 @@ from .rabbit_metrics import BusCollector
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
 from .rabbit_rpc import RabbitRpc
 from .settings import BusSettings, ConfigError
+from .values import url_list
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,8 +87,8 @@ class QueueTypeMismatch(ConfigError):
 
 
 _INEQUIVALENT_TYPE = re.compile(
-    r"inequivalent arg 'x-queue-type' for queue '(?P<queue>[^']+)'.*?received (?:the value )?"
-    r"'?(?P<wanted>[a-z]+)'?.*?but current is (?:the value )?'?(?P<current>[a-z]+)'?"
+    r"inequivalent arg 'x-queue-type' for queue '(?P<queue>[^']+)'"
+    r".*?but current is (?:the value )?'?(?P<current>[a-z]+)'?"
 )
 
 
@@ -143,7 +144,7 @@ class RabbitBus:
     ) -> AsyncIterator["RabbitBus"]:
         """`url`: one broker, or a cluster's nodes comma-separated (`FailoverConnection`)."""
         names = names or topology.Topology()
-        urls = [part.strip() for part in url.split(",")]
+        urls = url_list(url)
         shown = ", ".join(redact_url(part) for part in urls)
         try:
             connection = FailoverConnection(urls, client_properties={"connection_name": connection_name})
@@ -188,7 +189,7 @@ class RabbitBus:
         RabbitMQ's management UI and `rabbitmqctl list_connections`) says which process it is."""
         return cls.connect(
             settings.amqp_url,
-            names=topology.Topology(settings.exchange, settings.queue_type),
+            names=topology.Topology.of(settings),
             connection_name=f"callbridge {connection_name} on {socket.gethostname()} pid {os.getpid()}",
             prefetch=settings.prefetch,
             confirm_window=settings.confirm_window,

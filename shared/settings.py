@@ -24,6 +24,7 @@ from .values import (
     check_url,
     check_zone,
     parse_duration,
+    url_list,
 )
 
 
@@ -66,7 +67,7 @@ class BusSettings(_Section):
     @field_validator("amqp_url")
     @classmethod
     def _amqp(cls, value: str) -> str:
-        urls = [url.strip() for url in value.split(",")]
+        urls = url_list(value)
         for number, url in enumerate(urls, 1):
             try:
                 check_url(url, ("amqp", "amqps"))
@@ -76,7 +77,7 @@ class BusSettings(_Section):
 
     @property
     def urls(self) -> tuple[str, ...]:
-        return tuple(self.amqp_url.split(","))
+        return url_list(self.amqp_url)
 
 
 class LogSettings(_Section):

@@ -19,6 +19,7 @@ from typing import Any
 from .event_base import Event
 from .events import ordering_scope
 from .routing import topic_matches
+from .settings import BusSettings
 from .values import QueueType
 
 DEFAULT_EXCHANGE = "callbridge"
@@ -32,6 +33,11 @@ SHARDS = 64
 class Topology:
     prefix: str = DEFAULT_EXCHANGE
     queue_type: QueueType = "classic"  # [bus] queue_type: what every durable queue is declared as
+
+    @classmethod
+    def of(cls, bus: BusSettings) -> "Topology":
+        """The names and queue type that `[bus]` configures."""
+        return cls(bus.exchange, bus.queue_type)
 
     def durable(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         """The arguments of a durable queue: `arguments`, and for a quorum queue its type and

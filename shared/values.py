@@ -29,6 +29,11 @@ _HOST = re.compile(r"^[A-Za-z0-9.:_-]*$")  # a name, an IPv4 or an IPv6 address,
 QueueType = Literal["classic", "quorum"]  # how durable queues are declared ([bus] queue_type)
 
 
+def url_list(value: str) -> tuple[str, ...]:
+    """A broker's URLs as `[bus] amqp_url` gives them: comma-separated, one or several."""
+    return tuple(url.strip() for url in value.split(","))
+
+
 def check_url(value: str, schemes: tuple[str, ...]) -> str:
     """`value` if it is a URL of one of `schemes` with a host and a valid port; else ValueError
     that names the problem without repeating the URL (it may hold a password)."""

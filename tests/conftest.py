@@ -191,9 +191,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     queues, exchanges = left_on_broker()
     names = [*queues, *exchanges]
-    if earlier_names := [name for name in names if name not in ours(names)]:
+    left = ours(names)
+    if earlier_names := sorted(set(names) - set(left)):
         asyncio.run(purge_earlier(AMQP_URL, earlier_names))
         NOTICES.append(f"deleted {len(earlier_names)} name(s) an earlier run left on the broker")
-    if left := ours(names):
+    if left:
         session.config.stash[LEFT_ON_BROKER] = left
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

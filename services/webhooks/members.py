@@ -118,6 +118,10 @@ class Heartbeats:
     def alive(self) -> frozenset[str]:
         return self._members.alive(self._clock())
 
+    def mine(self) -> frozenset[int]:
+        """The shards this replica owns among the replicas alive now."""
+        return self._members.mine(self._clock())
+
     async def _beat(self) -> None:
         await self._send({"member": self._members.me, "leaving": False})
 
@@ -178,11 +182,11 @@ class OwnedShards:
     def owned(self) -> frozenset[int]:
         return frozenset(self._shards)
 
-    async def follow(self, heartbeats: Heartbeats, members: Members) -> None:
-        """Until cancelled: consume what `members` says is this replica's, as it changes."""
+    async def follow(self, heartbeats: Heartbeats) -> None:
+        """Until cancelled: consume what `heartbeats` says is this replica's, as it changes."""
         while True:
             heartbeats.changed.clear()
-            await self.take(members.mine(time.monotonic()))
+            await self.take(heartbeats.mine())
             await heartbeats.changed.wait()
 
     async def take(self, mine: frozenset[int]) -> None:

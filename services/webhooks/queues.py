@@ -11,7 +11,6 @@ and no timer lives in memory.
 """
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,9 +123,9 @@ class RabbitJobQueue:
         await self._heartbeats.start()
         # alone until the others are heard: a shard another replica holds waits behind its
         # consumer (single active consumer) and is let go at the next look
-        await self._shards.take(self.members.mine(time.monotonic()))
+        await self._shards.take(self._heartbeats.mine())
         self._following = [
-            asyncio.create_task(self._shards.follow(self._heartbeats, self.members), name="shard owners"),
+            asyncio.create_task(self._shards.follow(self._heartbeats), name="shard owners"),
             asyncio.create_task(self._heartbeats.run(), name="webhooks heartbeats"),
         ]
         # before the events went straight to the shards they waited in one intake queue

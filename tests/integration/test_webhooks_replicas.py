@@ -5,8 +5,8 @@ chain must still arrive in order (counting first arrivals).
 """
 
 import asyncio
-import collections
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -31,6 +31,7 @@ from simulation.traffic import TrafficGenerator
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
 from tests.integration.test_webhooks_rabbitmq import webhooks_service
+from tests.processes import logged, spawn
 from tests.receiver import Receiver, in_chains, refusing_once
 
 pytestmark = pytest.mark.rabbitmq
@@ -38,35 +39,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 async def start_replica(config: Path) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        "--config",
-        str(config),
-        "webhooks",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(30):
-        while b"webhooks started" not in (line := await process.stderr.readline()):
-            assert line, "the replica died before it started"
-    # keep reading its log: a full pipe would stop the replica at its next log line
-    DRAINS.add(asyncio.create_task(_keep(process)))
+    argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
+    process = await spawn(argv, dict(os.environ))  # its log read as it comes (tests/processes.py)
+    await logged(process, b"webhooks started", "the replica died before it started")
     return process
-
-
-DRAINS: set[asyncio.Task[None]] = set()
-
-
-async def _keep(process: asyncio.subprocess.Process) -> None:
-    """Read a replica's log line by line until it exits (the last lines stay for a failure)."""
-    assert process.stderr is not None
-    while line := await process.stderr.readline():
-        LAST_LINES.append(line)
-
-
-LAST_LINES: collections.deque[bytes] = collections.deque(maxlen=50)
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
