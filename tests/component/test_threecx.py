@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from services import cli
+from services.cli.main import main as callbridge
 from services.monitor.threecx.client import (
     PbxAccessDenied,
     PbxClient,
@@ -134,7 +134,7 @@ async def test_pbx_check_prints_what_the_pbx_shows(
     config.write_text(
         f"[pbx]\nurl = {url}\nclient_id = {fake.client_id}\nclient_secret = {fake.client_secret}\n"
     )
-    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 0
+    assert await asyncio.to_thread(callbridge, ["--config", str(config), "pbx", "check"]) == 0
     out = capsys.readouterr().out
     assert "3CX 20.0.8.1109 at http://127.0.0.1" in out and "extensions: 6 (6 registered)" in out
     assert "queue 800 Sales: agents 101, 102, 105" in out
@@ -142,23 +142,23 @@ async def test_pbx_check_prints_what_the_pbx_shows(
     assert "Call Control: 9 DNs monitored, 0 calls in progress" in out  # extensions, queues, the IVR
 
     config.write_text(f"[pbx]\nurl = {url}\nclient_id = {fake.client_id}\nclient_secret = wrong\n")
-    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
+    assert await asyncio.to_thread(callbridge, ["--config", str(config), "pbx", "check"]) == 1
     assert "refused the API client" in capsys.readouterr().err
 
     config.write_text(
         f"[pbx]\nurl = {url}\nclient_id = {fake.client_id}\nclient_secret = {fake.client_secret}\n"
     )
     fake.switches.licensed = False
-    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
+    assert await asyncio.to_thread(callbridge, ["--config", str(config), "pbx", "check"]) == 1
     assert "check the licence" in capsys.readouterr().err
 
     closed = f"http://127.0.0.1:{free_port()}"
     config.write_text(f"[pbx]\nurl = {closed}\nclient_id = x\nclient_secret = y\n")
-    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 1
+    assert await asyncio.to_thread(callbridge, ["--config", str(config), "pbx", "check"]) == 1
     assert "not reachable" in capsys.readouterr().err
 
     config.write_text("[pbx]\nurl = http://127.0.0.1:9\n")
-    assert await asyncio.to_thread(cli.main, ["--config", str(config), "pbx", "check"]) == 2
+    assert await asyncio.to_thread(callbridge, ["--config", str(config), "pbx", "check"]) == 2
     assert "[pbx] client_id, client_secret" in capsys.readouterr().err
 
 

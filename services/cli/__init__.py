@@ -1,0 +1,2 @@
+"""The `callbridge` command line: `main.py` parses and hands over, a module per command group
+adds its subcommands (`add(commands)`), `arguments.py` says what a value may be."""

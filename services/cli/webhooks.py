@@ -1,0 +1,74 @@
+"""`callbridge webhooks [dead list | dead replay | attempts]`: the service, and the operator's
+look into its delivery store."""
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from shared import lifecycle
+from shared.clock import SystemClock
+from shared.settings import Settings
+
+from ..webhooks import admin
+from ..webhooks import main as webhooks_main
+from ..webhooks.store import DeliveryStore
+from .arguments import number
+from .common import Commands, ran
+
+T = TypeVar("T")
+
+
+def add(commands: Commands) -> None:
+    webhooks = commands.add_parser("webhooks", help="the webhooks service, and its dead letters")
+    webhooks.set_defaults(run=lambda a, s: ran(webhooks_main.main(s)))
+    actions = webhooks.add_subparsers(metavar="ACTION")
+    dead = actions.add_parser("dead", help="deliveries given up on").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    for name, run, text in (("list", _dead_list, "list them"), ("replay", _dead_replay, "send them again")):
+        action = dead.add_parser(name, help=text)
+        action.add_argument("--endpoint", help="only this [webhook:NAME]")
+        action.add_argument("--since", help="only those since: an ISO time, or a duration ago (2h)")
+        action.set_defaults(run=run)
+    attempts = actions.add_parser("attempts", help="the delivery attempt log, newest first")
+    attempts.add_argument("--endpoint")
+    attempts.add_argument("--since")
+    attempts.add_argument("--limit", type=number(1, 1_000_000, whole=True), default=50)
+    attempts.set_defaults(run=_attempts)
+
+
+def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
+    since = admin.since(args.since, SystemClock())
+    dead = _in_store(settings, lambda store: store.dead(endpoint=args.endpoint, since=since))
+    for delivery in dead:
+        print(admin.dead_line(delivery))
+    print(admin.deliveries(len(dead)), file=sys.stderr)
+    return 0
+
+
+def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
+    since, clock = admin.since(args.since, SystemClock()), SystemClock()
+
+    async def replay(store: DeliveryStore) -> int:
+        dead = await store.dead(endpoint=args.endpoint, since=since)
+        if dead:
+            await admin.replay_through_broker(settings, store, dead, clock)
+        return len(dead)
+
+    print(f"{admin.deliveries(_in_store(settings, replay))} sent again", file=sys.stderr)
+    return 0
+
+
+def _attempts(args: argparse.Namespace, settings: Settings) -> int:
+    since = admin.since(args.since, SystemClock())
+    attempts = _in_store(
+        settings, lambda store: store.attempts(endpoint=args.endpoint, since=since, limit=args.limit)
+    )
+    for attempt in attempts:
+        print(admin.attempt_line(attempt))
+    return 0
+
+
+def _in_store(settings: Settings, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
+    return lifecycle.run(admin.in_store(admin.existing(settings.webhooks.database), use))
