@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/sizes.py
 
 sizes: $(STAMP)
 	$(BIN)/python tools/sizes.py

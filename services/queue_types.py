@@ -16,7 +16,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
-from shared.rabbit_bus import FailoverConnection, RabbitBus
+from shared.rabbit_bus import RabbitBus
+from shared.rabbit_failover import FailoverConnection
 from shared.settings import ConfigError, Settings
 from shared.topology import Topology
 

@@ -28,7 +28,7 @@ import psycopg
 import psycopg_pool
 
 from .bus import Transient
-from .logging import redact_url
+from .logging import redact
 from .sqlite import open_database as open_sqlite
 
 Row = tuple[Any, ...]
@@ -174,7 +174,7 @@ class Postgres(Database):
         except (psycopg.Error, psycopg_pool.PoolTimeout, DatabaseUnavailable) as error:
             await pool.close()
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise OSError(f"{what} {redact_url(url)} cannot be used: {reason}") from None
+            raise OSError(f"{what} {redact(url)} cannot be used: {reason}") from None
         return database
 
     async def execute(self, sql: str, params: Params = ()) -> int:

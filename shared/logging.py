@@ -1,8 +1,8 @@
 """One log format for every service: `time level logger: message`, or one JSON object per line.
 
-Secrets never reach a log line: `redact_url` hides the password of a URL before it is logged,
-and a filter masks any `scheme://user:password@`, any `password=` parameter, and the query
-string of any web address (where tokens travel), that slips into a message anyway.
+Secrets never reach a log line: `redact` masks any `scheme://user:password@`, any `password=`
+parameter, and the query string of any web address (where tokens travel); it is applied to a URL
+before it is logged, and by a filter to every message, for what slips in anyway.
 `endpoint_address` is how a webhook endpoint is named in logs and events: scheme, host and port
 only, since its path may be a token too.
 """
@@ -20,12 +20,8 @@ _QUERY = re.compile(r"(?P<address>https?://[^\s?#'\"]+)\?[^\s#'\"]+", re.I)
 _PASSWORD = re.compile(r"(?P<key>(?:^|[?&\s])password=)[^&\s'\"]+", re.I)
 
 
-def redact_url(url: str) -> str:
-    """`amqp://guest:secret@host/` → `amqp://guest:***@host/`."""
-    return redact(url)
-
-
 def redact(text: str) -> str:
+    """`amqp://guest:secret@host/` → `amqp://guest:***@host/`."""
     text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     text = _PASSWORD.sub(lambda m: f"{m['key']}***", text)
     return _QUERY.sub(lambda m: f"{m['address']}?***", text)
@@ -65,12 +61,10 @@ class _JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactingFilter())
-    if json_lines:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(_JsonFormatter() if json_lines else text)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiormq").setLevel(max(root.level, logging.WARNING))
-    logging.getLogger("aio_pika").setLevel(max(root.level, logging.WARNING))
+    for chatty in ("aiormq", "aio_pika"):
+        logging.getLogger(chatty).setLevel(max(root.level, logging.WARNING))

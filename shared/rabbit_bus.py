@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -32,82 +31,24 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from prometheus_client.registry import Collector
-from yarl import URL
 
 from . import topology
 from .bus import DeadLetter, Handler, PublishError, RpcHandler
 from .event_base import Event
 from .events import encode_event, parse_event
-from .logging import redact_url
+from .logging import redact
 from .rabbit_consumer import consume, watch_waiting
+from .rabbit_failover import FailoverConnection
 from .rabbit_metrics import BusCollector
 from .rabbit_publisher import ConfirmedPublisher, Reconnects, persistent
+from .rabbit_queue_types import queue_types_checked
 from .rabbit_rpc import RabbitRpc
-from .settings import BusSettings, ConfigError
+from .settings import BusSettings
 from .values import url_list
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class FailoverConnection(aio_pika.RobustConnection):
-    """aio-pika's robust connection (channels, queues, consumers restored after a reconnect) over
-    several brokers, a cluster's nodes: it connects to the first URL that answers, and after a
-    lost connection tries the next one, in order, going round. Each attempt goes once round the
-    list; aio-pika's reconnect loop repeats it until one answers. (aio-pika takes one URL: this
-    sets the one it connects to before each attempt; the query parameters are the first URL's.)"""
-
-    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
-        self._urls = [URL(url) for url in urls]
-        self._next = 0
-        super().__init__(self._urls[0], **kwargs)
-
-    async def _RobustConnection__connect_transport(self) -> None:  # aio-pika's attempt, per URL
-        failure: BaseException | None = None
-        for _ in self._urls:
-            self.url, self._next = self._urls[self._next], (self._next + 1) % len(self._urls)
-            try:
-                await super()._RobustConnection__connect_transport()  # type: ignore[misc]
-            except CONNECTION_EXCEPTIONS as error:
-                if len(self._urls) > 1:
-                    logger.warning("RabbitMQ at %s: %s", redact_url(str(self.url)), error)
-                failure = error
-                continue
-            if len(self._urls) > 1:
-                logger.info("bus on %s", redact_url(str(self.url)))
-            return
-        assert failure is not None
-        raise failure
-
-
-class QueueTypeMismatch(ConfigError):
-    """A durable queue exists with another type than `[bus] queue_type`."""
-
-
-_INEQUIVALENT_TYPE = re.compile(
-    r"inequivalent arg 'x-queue-type' for queue '(?P<queue>[^']+)'"
-    r".*?but current is (?:the value )?'?(?P<current>[a-z]+)'?"
-)
-
-
-@contextlib.asynccontextmanager
-async def _queue_types_checked(names: topology.Topology) -> AsyncIterator[None]:
-    """Turn the broker's refusal to declare a queue of the other type (PRECONDITION_FAILED),
-    wherever the service declares one, into a message that says what to do."""
-    try:
-        yield
-    except aiormq.exceptions.ChannelPreconditionFailed as error:
-        found = _INEQUIVALENT_TYPE.search(str(error))
-        if found is None:
-            raise
-        current = "classic" if found["current"] == "none" else found["current"]
-        raise QueueTypeMismatch(
-            f"queue {found['queue']} is a {current} queue but [bus] queue_type is {names.queue_type}: "
-            "a queue cannot change its type in place; stop every callbridge service, run "
-            "`callbridge bus convert-queues`, then start them again"
-        ) from None
 
 
 class RabbitBus:
@@ -145,7 +86,7 @@ class RabbitBus:
         """`url`: one broker, or a cluster's nodes comma-separated (`FailoverConnection`)."""
         names = names or topology.Topology()
         urls = url_list(url)
-        shown = ", ".join(redact_url(part) for part in urls)
+        shown = ", ".join(redact(part) for part in urls)
         try:
             connection = FailoverConnection(urls, client_properties={"connection_name": connection_name})
             await connection.connect()
@@ -153,7 +94,7 @@ class RabbitBus:
             raise ConnectionError(f"RabbitMQ not reachable at {shown}: {error}") from None
         except ValueError:  # a URL the settings let through: never show it, it holds the password
             raise ConnectionError("RabbitMQ: [bus] amqp_url is not a valid URL") from None
-        async with connection, _queue_types_checked(names):
+        async with connection, queue_types_checked(names.queue_type):
             publish_channel = await connection.channel(publisher_confirms=True)
             consume_channel = await connection.channel(publisher_confirms=False)
             await consume_channel.set_qos(prefetch_count=prefetch)
@@ -161,7 +102,7 @@ class RabbitBus:
             await bus._declare()
             logger.info(
                 "bus connected to %s as %s (exchange %s, %s queues)",
-                redact_url(str(connection.url)),
+                redact(str(connection.url)),
                 connection_name,
                 names.events_exchange,
                 names.queue_type,
@@ -179,7 +120,7 @@ class RabbitBus:
     def url(self) -> str:
         """The broker (of the configured URLs) this bus is connected to, or last was; its
         password hidden."""
-        return redact_url(str(self._connection.url))
+        return redact(str(self._connection.url))
 
     @classmethod
     def configured(

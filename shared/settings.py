@@ -143,6 +143,11 @@ class MonitorSettings(_Section):
     def source(self) -> str:
         return self.id or socket.gethostname()
 
+    @property
+    def backlog(self) -> Path:
+        """Where the 3CX driver keeps the PBX's updates it cannot hold in memory: beside the outbox."""
+        return self.outbox.with_name(f"{self.outbox.stem}-backlog.db")
+
 
 class WebhooksSettings(_Section):
     retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)

@@ -25,10 +25,7 @@ logger = logging.getLogger(__name__)
 def pbx_driver(settings: Settings) -> Driver:
     if settings.pbx.driver == "3cx":
         check_pbx_settings(settings.pbx)
-        outbox = settings.monitor.outbox
-        return ThreeCxDriver(
-            settings.pbx, SystemClock(), backlog=outbox.with_name(f"{outbox.stem}-backlog.db")
-        )
+        return ThreeCxDriver(settings.pbx, SystemClock(), backlog=settings.monitor.backlog)
     driver, _ = simulator_driver(settings)
     return driver
 

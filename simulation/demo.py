@@ -118,7 +118,7 @@ async def _delivered(run: OneProcess, options: Demo) -> int:
                 f"callbridge: recordings (MP3) served on {run.settings.recordings.public_url}/ "
                 "(each recording line carries its download link)\n"
             )
-        run.out.write(receiver.header() + "\n")
+        run.out.write(receiver.HEADER + "\n")
         run.out.flush()
         return await play(_to(run, url))
 

@@ -20,7 +20,8 @@ from .compare import Comparison, compare, read_webhooks
 from .driver import SimulatorDriver, playable_scenario
 from .playback import through_fake_3cx
 from .runner import OneProcess, play
-from .scenario import Scenario, default_directory, dump_scenario, load_directory, scenario_document
+from .scenario import Scenario, default_directory, load_directory
+from .scenario_writer import dump_scenario, scenario_document
 from .traffic import TrafficGenerator
 
 

@@ -18,6 +18,7 @@ EVENTS = {
     "incoming": "ended",
     "outgoing": "ended",
 }
+HEADER = f"{'time':8}  {'event':10}  {'call id':22} {'parties':28} {'DID':10} detail"  # above the lines
 
 
 def readable(webhook: dict[str, Any], now: datetime) -> str:
@@ -65,7 +66,3 @@ async def receiving(out: TextIO = sys.stdout) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/webhook"
     finally:
         await runner.cleanup()
-
-
-def header() -> str:
-    return f"{'time':8}  {'event':10}  {'call id':22} {'parties':28} {'DID':10} detail"

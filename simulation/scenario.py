@@ -6,7 +6,7 @@ ringing) is the simulator's check. Every error is a `ScenarioError` naming the f
 """
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -139,45 +139,6 @@ def parse_scenario(document: Any, base: Path) -> Scenario:
         raise ScenarioError(f"start {start.isoformat()}: the steps would run past the year 9999") from None
     directory = load_directory_source(document.get("directory"), base)
     return Scenario(str(document.get("name", "")), start, first, directory, steps)
-
-
-def scenario_document(
-    steps: Iterable[Step], *, name: str, start: datetime, first_call_number: int = 1, directory: Any = None
-) -> dict[str, Any]:
-    """A scenario as the YAML mapping `parse_scenario` reads (the traffic generator's, written out);
-    times to the millisecond. `directory`: a file name, a mapping, or None for the built-in one."""
-    document: dict[str, Any] = {
-        "name": name,
-        "start": start.replace(microsecond=0).isoformat(),
-        "first_call_number": first_call_number,
-    }
-    if directory is not None:
-        document["directory"] = directory
-    document["steps"] = [
-        {"t": round(step.t, 3), "do": step.do}
-        | {key: list(value) if isinstance(value, tuple) else value for key, value in step.fields.items()}
-        for step in steps
-    ]
-    return document
-
-
-class _Dumper(yaml.SafeDumper):
-    """Writes each step on a line of its own, as the example files are written."""
-
-
-class _OneLine(dict[str, Any]):
-    pass
-
-
-_Dumper.add_representer(
-    _OneLine, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
-)
-
-
-def dump_scenario(document: dict[str, Any]) -> str:
-    """`scenario_document`'s mapping as YAML."""
-    steps = [_OneLine(step) for step in document.get("steps", [])]
-    return yaml.dump({**document, "steps": steps}, Dumper=_Dumper, sort_keys=False, width=200)
 
 
 def parse_start(value: Any) -> datetime:

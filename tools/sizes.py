@@ -3,7 +3,8 @@ harness), their median, p90 and largest, and every function longer than the limi
 
     python tools/sizes.py [--max-function 60]      (make sizes)
 
-Exit 1 when a module is over 400 lines or a function over the limit, so that CI can hold it."""
+Exit 1 when a module is over 400 lines, a function over the limit, or the median or p90 over
+theirs (70, 300), so that CI (`make lint`) holds the shape."""
 
 import argparse
 import ast
@@ -14,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("services", "shared", "simulation")
 MODULE_LIMIT = 400
+MEDIAN_LIMIT = 70  # the model codebases' shape (issue 13): most rooms small, a few large ones
+P90_LIMIT = 300
 
 
 def modules() -> list[Path]:
@@ -51,7 +54,10 @@ def main() -> int:
     print(f"functions over {args.max_function} lines: {len(functions)}")
     for name, length in sorted(functions, key=lambda item: -item[1]):
         print(f"  {length:5d}  {name}")
-    return 1 if too_big or functions else 0
+    spread = statistics.median(lengths) > MEDIAN_LIMIT or p90 > P90_LIMIT
+    if spread:
+        print(f"the median must stay at most {MEDIAN_LIMIT} lines and p90 at most {P90_LIMIT}")
+    return 1 if too_big or functions or spread else 0
 
 
 if __name__ == "__main__":

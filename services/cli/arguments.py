@@ -4,14 +4,15 @@ message naming the rule (the parser turns it into one line and status 2)."""
 import argparse
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import TypeVar
 
 from pydantic import SecretStr
 
 from shared.values import MIN_KEY_LENGTH, check_url, check_zone
 from simulation.scenario import ScenarioError, parse_start
+
+T = TypeVar("T")
 
 
 def number(low: float, high: float, *, above: bool = False, whole: bool = False) -> Callable[[str], float]:
@@ -34,13 +35,6 @@ def number(low: float, high: float, *, above: bool = False, whole: bool = False)
 PORT = number(0, 65535, whole=True)  # 0: none
 
 
-def web_url(text: str) -> str:
-    try:
-        return check_url(text, ("http", "https"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def folder(text: str) -> Path:
     """A folder to write in: made if need be, and tried."""
     path = Path(text)
@@ -53,21 +47,24 @@ def folder(text: str) -> Path:
     return path
 
 
-def zone(text: str) -> ZoneInfo:
-    try:
-        return check_zone(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def api_key(text: str) -> SecretStr:
     if len(text) < MIN_KEY_LENGTH:
         raise argparse.ArgumentTypeError(f"an API key must be at least {MIN_KEY_LENGTH} characters")
     return SecretStr(text)
 
 
-def start_time(text: str) -> datetime:
-    try:
-        return parse_start(text)
-    except ScenarioError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def checked(check: Callable[[str], T], errors: type[Exception] = ValueError) -> Callable[[str], T]:
+    """`check` as an argparse type: what it refuses becomes the parser's one-line complaint."""
+
+    def parse(text: str) -> T:
+        try:
+            return check(text)
+        except errors as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+web_url = checked(lambda text: check_url(text, ("http", "https")))
+zone = checked(check_zone)
+start_time = checked(parse_start, ScenarioError)

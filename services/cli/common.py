@@ -1,9 +1,10 @@
 """What every command group uses: the parser that fails in one line, and one way to run a
-service or print a failure."""
+service, print a failure or read a file named on the command line."""
 
 import argparse
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
 from shared import lifecycle
@@ -32,3 +33,10 @@ def fail(problem: object, status: int) -> int:
     lines = redact(str(problem)).strip().splitlines() or [type(problem).__name__]
     print(f"callbridge: error: {lines[0]}", file=sys.stderr)
     return status
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None

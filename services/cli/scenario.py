@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.settings import ConfigError, Settings
+from shared.settings import Settings
 from simulation import playing
 
 from .arguments import folder, number, start_time, web_url, zone
-from .common import Commands
+from .common import Commands, read_lines
 
 
 def add(commands: Commands) -> None:
@@ -57,18 +57,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    actual = sys.stdin.read().splitlines() if args.actual == "-" else _lines(Path(args.actual))
+    actual = sys.stdin.read().splitlines() if args.actual == "-" else read_lines(Path(args.actual))
     names = (str(args.expected), "stdin" if args.actual == "-" else args.actual)
-    comparison = playing.check(_lines(args.expected), actual, names)
+    comparison = playing.check(read_lines(args.expected), actual, names)
     print(comparison.report())
     return 0 if comparison.matched else 1
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,10 +3,7 @@ look into its delivery store."""
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
-from shared import lifecycle
 from shared.clock import SystemClock
 from shared.settings import Settings
 
@@ -15,8 +12,6 @@ from ..webhooks import main as webhooks_main
 from ..webhooks.store import DeliveryStore
 from .arguments import number
 from .common import Commands, ran
-
-T = TypeVar("T")
 
 
 def add(commands: Commands) -> None:
@@ -40,7 +35,9 @@ def add(commands: Commands) -> None:
 
 def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
     since = admin.since(args.since, SystemClock())
-    dead = _in_store(settings, lambda store: store.dead(endpoint=args.endpoint, since=since))
+    dead = admin.in_store(
+        settings.webhooks.database, lambda store: store.dead(endpoint=args.endpoint, since=since)
+    )
     for delivery in dead:
         print(admin.dead_line(delivery))
     print(admin.deliveries(len(dead)), file=sys.stderr)
@@ -56,19 +53,17 @@ def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
             await admin.replay_through_broker(settings, store, dead, clock)
         return len(dead)
 
-    print(f"{admin.deliveries(_in_store(settings, replay))} sent again", file=sys.stderr)
+    replayed = admin.in_store(settings.webhooks.database, replay)
+    print(f"{admin.deliveries(replayed)} sent again", file=sys.stderr)
     return 0
 
 
 def _attempts(args: argparse.Namespace, settings: Settings) -> int:
     since = admin.since(args.since, SystemClock())
-    attempts = _in_store(
-        settings, lambda store: store.attempts(endpoint=args.endpoint, since=since, limit=args.limit)
+    attempts = admin.in_store(
+        settings.webhooks.database,
+        lambda store: store.attempts(endpoint=args.endpoint, since=since, limit=args.limit),
     )
     for attempt in attempts:
         print(admin.attempt_line(attempt))
     return 0
-
-
-def _in_store(settings: Settings, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
-    return lifecycle.run(admin.in_store(admin.existing(settings.webhooks.database), use))

@@ -32,13 +32,7 @@ def create_app(
     metrics: CollectorRegistry | None = None,
     metrics_from: tuple[IPvAnyNetwork, ...] = (),
 ) -> FastAPI:
-    app = FastAPI(
-        title="callbridge recordings",
-        description="Downloads of converted call recordings",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    app = FastAPI(title="callbridge recordings", docs_url=None, redoc_url=None, openapi_url=None)
     registry = metrics or CollectorRegistry()
 
     app.include_router(health_routes(ready))

@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from shared import lifecycle
 from shared.clock import Clock
 from shared.database import is_postgres
 from shared.rabbit_bus import RabbitBus
 from shared.settings import ConfigError, Settings
 from shared.values import parse_duration
 
-from .dispatcher import JobQueue
 from .jobs import Job
 from .policy import RetryPolicy
+from .ports import JobQueue
 from .queues import RabbitJobQueue
 from .store import Attempt, DeadDelivery, DeliveryStore
 
@@ -72,13 +73,18 @@ def existing(address: str) -> str:
     return address
 
 
-async def in_store(address: str, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
-    """`use` the delivery store at `address`, then close it."""
-    store = await DeliveryStore.open(address)
-    try:
-        return await use(store)
-    finally:
-        await store.close()
+def in_store(address: str, use: Callable[[DeliveryStore], Awaitable[T]]) -> T:
+    """`use` the delivery store at `address` (which must be there already), then close it: the
+    command line's way in."""
+
+    async def using() -> T:
+        store = await DeliveryStore.open(existing(address))
+        try:
+            return await use(store)
+        finally:
+            await store.close()
+
+    return lifecycle.run(using())
 
 
 def since(text: str | None, clock: Clock) -> float:

@@ -25,17 +25,16 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
 
 from shared.clock import Clock
 from shared.logging import endpoint_address
 from shared.settings import EndpointSettings
-from shared.work_queue import WorkQueue
 
 from .formats import build_request
 from .jobs import Job
 from .metrics import WebhookMetrics
 from .policy import Delivered, Failed, Gone, RetryPolicy
+from .ports import EndpointDisabled, JobQueue
 from .sender import Sender
 from .store import Attempt, DeliveryStore
 
@@ -49,24 +48,6 @@ DISABLED_FRESH = 1.0
 # while a key's held jobs are released, its block is due this long after an attempt's timeout
 # (a crash mid-release)
 RELEASE_GRACE = 60.0
-
-
-class JobQueue(WorkQueue[Job], Protocol):
-    """The work-queue contract (`shared.work_queue`) for delivery jobs: each chain's jobs on its
-    shard, in order; its consumer is also handed each event's jobs (one per endpoint that wants
-    it)."""
-
-    async def retry(self, job: Job, delay: float) -> None:
-        """Bring `job` back to its shard after `delay` seconds; durable when this returns."""
-        ...
-
-    async def close(self) -> None:
-        """Stop consuming, finishing what is in hand (as far as it can)."""
-        ...
-
-
-class EndpointDisabled(Protocol):
-    async def __call__(self, endpoint: str, reason: str) -> None: ...
 
 
 class Dispatcher:

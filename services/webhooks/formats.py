@@ -49,11 +49,10 @@ def sign(secrets: tuple[SecretStr, ...], message_id: str, at: datetime, body: by
 def build_request(
     url: str, fmt: str, secrets: tuple[SecretStr, ...], event: Event, at: datetime, *, call_info: bool = False
 ) -> WebhookRequest | None:
+    posted = {"content-type": "application/json", "user-agent": USER_AGENT}
     if fmt == "classic" and isinstance(event, RecordingReady):
         body = json.dumps(classic_recording(event, call_info)).encode()
-        return WebhookRequest(
-            "POST", url, body=body, headers={"content-type": "application/json", "user-agent": USER_AGENT}
-        )
+        return WebhookRequest("POST", url, body=body, headers=posted)
     if fmt == "classic":
         payload = classic_payload(event)
         if payload is None:
@@ -62,8 +61,7 @@ def build_request(
     body = json_body(event)
     message_id = str(event.event_id)
     headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
+        **posted,
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),
         "webhook-signature": sign(secrets, message_id, at, body),

@@ -17,8 +17,8 @@ from shared.http_server import health_routes, metrics_response
 from shared.keys import COMMAND, READ, Keys
 
 from .admin import parse_since, replay
-from .dispatcher import JobQueue
 from .metrics import WebhookMetrics
+from .ports import JobQueue
 from .store import Attempt, DeliveryStore
 
 Since = Annotated[str | None, Query(description="an ISO time, or a duration ago such as 2h")]

@@ -27,10 +27,11 @@ from shared.settings import Settings
 from shared.stamps import Stamper
 from shared.topology import SHARDS
 
-from .dispatcher import Dispatcher, JobQueue
+from .dispatcher import Dispatcher
 from .http import create_app
 from .metrics import ReplicaCollector, WebhookMetrics
 from .policy import RetryPolicy
+from .ports import JobQueue
 from .queues import RabbitJobQueue
 from .sender import AiohttpTransport, Sender, Transport, new_session
 from .store import DeliveryStore

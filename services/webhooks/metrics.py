@@ -10,30 +10,15 @@ from prometheus_client.registry import Collector
 class WebhookMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._attempts = Counter(
-            "callbridge_webhook_attempts",
-            "Delivery attempts by outcome",
-            ["endpoint", "outcome"],
-            registry=self.registry,
-        )
-        self._retries = Counter(
-            "callbridge_webhook_retries",
-            "Deliveries scheduled for another attempt",
-            ["endpoint"],
-            registry=self.registry,
-        )
-        self._dead = Counter(
-            "callbridge_webhook_dead_letters",
-            "Deliveries given up on and kept",
-            ["endpoint"],
-            registry=self.registry,
-        )
-        self._duplicates = Counter(
-            "callbridge_webhook_duplicates",
-            "Jobs skipped because a copy of them was handled already (an event sent twice)",
-            ["endpoint"],
-            registry=self.registry,
-        )
+
+        def counter(name: str, text: str, *labels: str) -> Counter:
+            return Counter(f"callbridge_webhook_{name}", text, ["endpoint", *labels], registry=self.registry)
+
+        self._attempts = counter("attempts", "Delivery attempts by outcome", "outcome")
+        self._retries = counter("retries", "Deliveries scheduled for another attempt")
+        self._dead = counter("dead_letters", "Deliveries given up on and kept")
+        duplicates = "Jobs skipped because a copy of them was handled already (an event sent twice)"
+        self._duplicates = counter("duplicates", duplicates)
         self._latency = Histogram(
             "callbridge_webhook_latency_seconds",
             "HTTP latency of delivery attempts",

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
-from shared.logging import redact_url
+from shared.logging import redact
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class TokenManager:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session, self._url = session, url.rstrip("/")
-        self._where = redact_url(self._url)  # for messages: a URL may carry a password
+        self._where = redact(self._url)  # for messages: a URL may carry a password
         self._client_id, self._secret = client_id, secret
         self._monotonic = monotonic
         self._token: str | None = None
@@ -130,7 +130,7 @@ class PbxClient:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, tokens: TokenManager) -> None:
         self._session, self._url, self._tokens = session, url.rstrip("/"), tokens
-        self._where = redact_url(self._url)  # for messages: a URL may carry a password
+        self._where = redact(self._url)  # for messages: a URL may carry a password
         self.version = ""  # from the X-3CX-Version header, once the PBX has said it
 
     @property

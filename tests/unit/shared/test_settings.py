@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config_file import load_settings
-from shared.logging import configure_logging, endpoint_address, redact, redact_url
+from shared.logging import configure_logging, endpoint_address, redact
 from shared.settings import ConfigError, EndpointSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,9 +84,9 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_secrets_in_urls_are_redacted() -> None:
-    assert redact_url("amqp://bob:s3cret@rabbit:5672/vh") == "amqp://bob:***@rabbit:5672/vh"
+    assert redact("amqp://bob:s3cret@rabbit:5672/vh") == "amqp://bob:***@rabbit:5672/vh"
     # a password with an unencoded / or @ is still hidden whole
-    assert redact_url("amqp://bob:Super@Secret/123@rabbit:1/") == "amqp://bob:***@rabbit:1/"
+    assert redact("amqp://bob:Super@Secret/123@rabbit:1/") == "amqp://bob:***@rabbit:1/"
     assert redact("at amqp://bob:abc/def@rabbit/: refused") == "at amqp://bob:***@rabbit/: refused"
     assert (
         redact("connect to amqps://bob:s3cret@rabbit/ failed") == "connect to amqps://bob:***@rabbit/ failed"
