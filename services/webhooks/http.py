@@ -21,7 +21,7 @@ from .admin import parse_since, replay
 from .dispatcher import JobQueue
 from .endpoint_routes import endpoint_routes
 from .metrics import WebhookMetrics
-from .store import Attempt, DeliveryStore
+from .store import Attempt, DeadDelivery, DeliveryStore
 
 Since = Annotated[str | None, Query(description="an ISO time, or a duration ago such as 2h")]
 Endpoint = Annotated[str | None, Query(description="only this [webhook:NAME]")]
@@ -71,17 +71,7 @@ def create_app(
 
     @app.get("/dead", dependencies=READ)
     async def dead(endpoint: Endpoint = None, since: Since = None, id: DeadId = None) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": d.id,
-                "at": _iso(d.at),
-                "endpoint": d.endpoint,
-                "event_type": d.event_type,
-                "chain": d.chain,
-                "reason": d.reason,
-            }
-            for d in await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)
-        ]
+        return [_dead(d) for d in await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)]
 
     @app.post("/dead/replay", dependencies=COMMAND)
     async def replay_dead(
@@ -97,6 +87,11 @@ def create_app(
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _dead(d: DeadDelivery) -> dict[str, Any]:
+    fields = ("id", "endpoint", "event_type", "chain", "reason")
+    return {"at": _iso(d.at), **{name: getattr(d, name) for name in fields}}
 
 
 def _attempt(row: Attempt) -> dict[str, Any]:
