@@ -242,6 +242,16 @@ class ApiSettings(_Served):
         description="makecall: numbers that may not be dialled, even where dial_allow matches",
     )
     makecall_per_minute: float = Field(10, gt=0, le=6000, description="makecall: calls per key and minute")
+    webhooks_admin_url: str = Field(
+        "http://127.0.0.1:8082",
+        description="the webhooks service's admin routes, which the dashboard reaches through the api",
+    )
+    recent_chains: int = Field(500, ge=0, le=100_000, description="the dashboard's window of recent chains")
+
+    @field_validator("webhooks_admin_url")
+    @classmethod
+    def _admin_url(cls, value: str) -> str:
+        return check_url(value, ("http", "https")).rstrip("/")
 
     @field_validator("keys", "read_only_keys")
     @classmethod

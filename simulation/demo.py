@@ -17,6 +17,7 @@ from services.monitor.main import new_source
 from services.recordings.transcode import processes
 from services.recordings.work import Pool
 from shared import lifecycle
+from shared.http_server import free_port
 from shared.logging import configure_logging
 from shared.settings import EndpointSettings, Settings
 
@@ -86,14 +87,19 @@ def _one_process(
         }
     )
     keys = (options.api_key,) if options.api_key else settings.api.keys
+    admin_port = free_port() if options.api_port else 0  # the dashboard's way to the webhooks' admin
     api = settings.api.model_copy(
         update={
             "http_host": "127.0.0.1",
             "http_port": options.api_port,
             "keys": keys or (SecretStr(secrets.token_urlsafe(24)),),
+            "webhooks_admin_url": f"http://127.0.0.1:{admin_port}",
         }
     )
-    configured = settings.model_copy(update={"simulator": simulator, "recordings": recordings, "api": api})
+    webhooks = settings.webhooks.model_copy(update={"http_host": "127.0.0.1", "http_port": admin_port})
+    configured = settings.model_copy(
+        update={"simulator": simulator, "recordings": recordings, "api": api, "webhooks": webhooks}
+    )
     driver, clock = simulator_driver(configured)
     return OneProcess(
         configured,
@@ -105,6 +111,7 @@ def _one_process(
         serve_api=bool(options.api_port),
         show_key=keys != settings.api.keys or not keys,  # typed on the command line, or made now
         live=True,
+        serve_admin=bool(options.api_port),
     )
 
 

@@ -26,6 +26,7 @@ from services.recordings import http as recordings_http
 from services.recordings import main as recordings_main
 from services.recordings.service import Recordings
 from services.recordings.work import ConversionJob, Pool, Worker
+from services.webhooks import http as webhooks_http
 from services.webhooks import main as webhooks_main
 from services.webhooks.classic import classic_payload, classic_recording
 from services.webhooks.queues import MemoryJobQueue
@@ -34,6 +35,7 @@ from services.webhooks.store import DeliveryStore
 from shared.clock import Clock
 from shared.events import Message, RecordingReady
 from shared.http_server import serving
+from shared.keys import Keys
 from shared.memory_bus import InMemoryBus
 from shared.settings import Settings
 from shared.topology import WEBHOOKS_BINDINGS
@@ -52,6 +54,9 @@ class OneProcess:
     show_key: bool = True  # print the API's first key (else a stand-in: the configuration's is secret)
     converting: Pool | None = None  # convert the PBX's recordings in this pool
     live: bool = False  # recordings converted and served as they come; else once the calls are over
+    serve_admin: bool = (
+        False  # the webhooks' admin routes on [webhooks] http_host:http_port (the dashboard's)
+    )
 
 
 async def play(run: OneProcess) -> int:
@@ -81,6 +86,7 @@ async def _serve_api(run: OneProcess, bus: InMemoryBus, stack: contextlib.AsyncE
     key = (api.keys or api.read_only_keys)[0].get_secret_value() if run.show_key else "YOUR-API-KEY"
     address = f"http://{api.http_host}:{api.http_port}"
     run.notices.write(f"callbridge: API on {address}/  key: {key}\n")
+    run.notices.write(f"  the dashboard: {address}/ui/ (log in with the key)\n")
     run.notices.write(f"  try: curl '{address}/pbx.callsinfo.get?key={key}'\n")
 
 
@@ -114,9 +120,14 @@ async def _webhooks(
     queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)  # closed by `running`
     session = await stack.enter_async_context(new_session())
     transport = AiohttpTransport(session)
-    await stack.enter_async_context(
+    service = await stack.enter_async_context(
         webhooks_main.running(run.settings, bus, queue, store, transport, run.clock)
     )
+    if run.serve_admin:
+        keys = Keys(run.settings.api.keys, run.settings.api.read_only_keys)
+        app = webhooks_http.create_app(store, queue, service.metrics, run.clock, keys)
+        config = run.settings.webhooks
+        await stack.enter_async_context(serving(app, config.http_host, config.http_port))
 
     async def delivered() -> int:
         await queue.drain()

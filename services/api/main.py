@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import httpx
 from fastapi import FastAPI
 
 from shared.bus import Bus
@@ -23,8 +24,12 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import ApiSettings, ConfigError, Settings
 from shared.topology import API_BINDINGS
 
+from .admin_proxy import WebhooksAdmin
 from .cache import StateCache
+from .chains import RecentChains
+from .dashboard import mount_dashboard
 from .http import create_app
+from .live import QueueDay
 from .metrics import ApiMetrics
 from .stream import EventStream
 
@@ -52,16 +57,22 @@ async def running(
     metrics = metrics or ApiMetrics()
     cache = StateCache(bus, api.command_timeout)
     stream = EventStream(api.stream_buffer)
+    chains, day = RecentChains(api.recent_chains), QueueDay()  # the dashboard's
 
     async def on_event(event: Message) -> None:
         metrics.events.inc()
         await cache.handle(event)
         await stream.handle(event)
+        chains.handle(event)
+        day.handle(event)
 
     await bus.subscribe("api", on_event, bindings=API_BINDINGS, exclusive=True)
     cache.start()
     try:
-        yield Api(create_app(cache, stream, bus, api, metrics, connected), cache, stream)
+        async with httpx.AsyncClient(timeout=10) as http:
+            app = create_app(cache, stream, bus, api, metrics, connected)
+            mount_dashboard(app, chains, day, WebhooksAdmin(api.webhooks_admin_url, http))
+            yield Api(app, cache, stream)
     finally:
         await cache.close()
 

@@ -1,4 +1,5 @@
-"""The webhooks service's HTTP side: health, Prometheus metrics, attempt log, dead letters.
+"""The webhooks service's HTTP side: health, Prometheus metrics, attempt log, dead letters,
+endpoints' health (`endpoint_routes`).
 
 It listens on `[webhooks] http_host`:`http_port` (127.0.0.1 by default). The attempt log and the
 dead letters take the API's keys (`[api] keys`, `read_only_keys`: `shared.keys`): any key reads
@@ -17,12 +18,16 @@ from shared.http_server import health_routes, metrics_response
 from shared.keys import COMMAND, READ, Keys
 
 from .admin import parse_since, replay
+from .endpoint_routes import endpoint_routes
 from .metrics import WebhookMetrics
 from .ports import JobQueue
-from .store import Attempt, DeliveryStore
+from .store import Attempt, DeadDelivery, DeliveryStore
 
 Since = Annotated[str | None, Query(description="an ISO time, or a duration ago such as 2h")]
 Endpoint = Annotated[str | None, Query(description="only this [webhook:NAME]")]
+Chain = Annotated[str | None, Query(max_length=200, description="only this chain (or ordering scope)")]
+Outcome = Annotated[str | None, Query(pattern="^(Delivered|Gone|Failed)$", description="only this outcome")]
+DeadId = Annotated[int | None, Query(ge=1, description="only this dead letter")]
 
 
 def create_app(
@@ -45,6 +50,7 @@ def create_app(
             raise HTTPException(422, str(error)) from None
 
     app.include_router(health_routes(ready))
+    app.include_router(endpoint_routes(store, since_of))
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
@@ -52,30 +58,27 @@ def create_app(
 
     @app.get("/attempts", dependencies=READ)
     async def attempts(
-        endpoint: Endpoint = None, since: Since = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        endpoint: Endpoint = None,
+        since: Since = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        chain: Chain = None,
+        outcome: Outcome = None,
     ) -> list[dict[str, Any]]:
-        return [
-            _attempt(row)
-            for row in await store.attempts(endpoint=endpoint, since=since_of(since), limit=limit)
-        ]
+        rows = await store.attempts(
+            endpoint=endpoint, since=since_of(since), limit=limit, chain=chain, outcome=outcome
+        )
+        return [_attempt(row) for row in rows]
 
     @app.get("/dead", dependencies=READ)
-    async def dead(endpoint: Endpoint = None, since: Since = None) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": d.id,
-                "at": _iso(d.at),
-                "endpoint": d.endpoint,
-                "event_type": d.event_type,
-                "chain": d.chain,
-                "reason": d.reason,
-            }
-            for d in await store.dead(endpoint=endpoint, since=since_of(since))
-        ]
+    async def dead(endpoint: Endpoint = None, since: Since = None, id: DeadId = None) -> list[dict[str, Any]]:
+        return [_dead(d) for d in await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)]
 
     @app.post("/dead/replay", dependencies=COMMAND)
-    async def replay_dead(endpoint: Endpoint = None, since: Since = None) -> dict[str, int]:
-        letters = await store.dead(endpoint=endpoint, since=since_of(since))
+    async def replay_dead(
+        endpoint: Endpoint = None, since: Since = None, id: DeadId = None
+    ) -> dict[str, int]:
+        """Replay the dead letters the filters select: one (`id`), or by endpoint and time."""
+        letters = await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)
         await replay(store, queue, letters, clock)
         return {"replayed": len(letters)}
 
@@ -86,8 +89,14 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
+def _dead(d: DeadDelivery) -> dict[str, Any]:
+    fields = ("id", "endpoint", "event_type", "chain", "reason")
+    return {"at": _iso(d.at), **{name: getattr(d, name) for name in fields}}
+
+
 def _attempt(row: Attempt) -> dict[str, Any]:
     fields = (
+        "id",
         "endpoint",
         "event_id",
         "event_type",

@@ -52,6 +52,18 @@ class Attempt:
     outcome: str
     latency_ms: float
     response: str
+    id: int = 0  # its row, once logged
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """An endpoint's attempts since some time: how many, how many delivered, the last failure."""
+
+    endpoint: str
+    attempts: int
+    delivered: int
+    last_error_at: float | None
+    last_error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +168,41 @@ class DeliveryStore:
         )
 
     async def attempts(
-        self, *, endpoint: str | None = None, since: float = 0.0, limit: int = 100
+        self,
+        *,
+        endpoint: str | None = None,
+        since: float = 0.0,
+        limit: int = 100,
+        chain: str | None = None,
+        outcome: str | None = None,
     ) -> list[Attempt]:
-        query = (
-            "SELECT at, endpoint, event_id, event_type, chain, attempt, status, outcome, latency_ms, response"
-        )
-        query += " FROM attempts WHERE at >= ?" + (" AND endpoint = ?" if endpoint else "")
-        params: tuple[object, ...] = (since, endpoint) if endpoint else (since,)
+        """The latest attempts first; each filter given narrows them."""
+        query = "SELECT at, endpoint, event_id, event_type, chain, attempt, status, outcome, latency_ms,"
+        query += " response, id FROM attempts WHERE at >= ?"
+        params: list[object] = [since]
+        for column, value in (("endpoint", endpoint), ("chain", chain), ("outcome", outcome)):
+            if value:
+                query += f" AND {column} = ?"  # a column name of this list, never the caller's text
+                params.append(value)
         rows = await self._db.all(query + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [Attempt(*row) for row in rows]
+
+    async def health(self, since: float) -> list[EndpointHealth]:
+        """Each endpoint with attempts since `since`: its counts and its last failed attempt."""
+        rows = await self._db.all(
+            "SELECT endpoint, COUNT(*), SUM(CASE WHEN outcome = 'Delivered' THEN 1 ELSE 0 END),"
+            " MAX(CASE WHEN outcome <> 'Delivered' THEN id END)"
+            " FROM attempts WHERE at >= ? GROUP BY endpoint ORDER BY endpoint",
+            (since,),
+        )
+        found = []
+        for endpoint, count, delivered, last_failed in rows:
+            error = await self._db.one(
+                "SELECT at, status, response FROM attempts WHERE id = ?", (last_failed,)
+            )
+            at, text = (error[0], f"{error[1] or 'no answer'}: {error[2]}") if error else (None, "")
+            found.append(EndpointHealth(endpoint, count, int(delivered or 0), at, text))
+        return found
 
     async def prune_attempts(self, before: float) -> int:
         """Forget the attempts made before `before`, and which jobs were handled then."""
@@ -179,13 +217,19 @@ class DeliveryStore:
             (at, endpoint, job, event_type, chain, reason),
         )
 
-    async def dead(self, *, endpoint: str | None = None, since: float = 0.0) -> list[DeadDelivery]:
+    async def dead(
+        self, *, endpoint: str | None = None, since: float = 0.0, dead_id: int | None = None
+    ) -> list[DeadDelivery]:
         query = "SELECT id, at, endpoint, job, event_type, chain, reason FROM dead"
         query += " WHERE replayed_at IS NULL AND at >= ?"
-        params: tuple[object, ...] = (since,)
+        params: list[object] = [since]
         if endpoint:
-            query, params = query + " AND endpoint = ?", (since, endpoint)
-        return [DeadDelivery(*row) for row in await self._db.all(query + " ORDER BY id", params)]
+            query += " AND endpoint = ?"
+            params.append(endpoint)
+        if dead_id is not None:
+            query += " AND id = ?"
+            params.append(dead_id)
+        return [DeadDelivery(*row) for row in await self._db.all(query + " ORDER BY id", tuple(params))]
 
     async def mark_replayed(self, dead_id: int, at: float) -> None:
         await self._db.execute("UPDATE dead SET replayed_at = ? WHERE id = ?", (at, dead_id))

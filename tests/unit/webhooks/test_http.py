@@ -71,3 +71,49 @@ async def check_routes(
     assert [(j.job_id, j.attempt) for j in queue.submitted] == [(job.job_id, 0)]
     assert (await client.get("/dead")).json() == []
     assert await store.disabled() == {}  # replaying re-enables the endpoint
+
+
+async def test_endpoints_health_filters_one_replay_and_enable(tmp_path: Path) -> None:
+    """The dashboard's admin routes: each endpoint's success rate and last error, the attempt
+    log by chain and outcome, one dead letter replayed by id, a disabled endpoint enabled again
+    (a full key only)."""
+    store = await DeliveryStore.open(tmp_path / "w.db")
+    queue = RecordingQueue()
+    now = SystemClock().now().timestamp()
+    for status, outcome, answer in ((500, "Failed", "boom"), (200, "Delivered", "ok")):
+        await store.log_attempt(
+            Attempt(now, "crm", "e1", "call.ringing", "c-1", 1, status, outcome, 2.0, answer)
+        )
+    await store.log_attempt(
+        Attempt(now, "chat", "e2", "call.ringing", "c-2", 1, None, "Failed", 9.0, "refused")
+    )
+    for chain in ("c-1", "c-2"):
+        await store.bury(now, "crm", _job(chain).model_dump_json(), "call.ringing", chain, "gave up")
+    await store.disable(now, "gone", "410")
+    keys = Keys((SecretStr(FULL),), (SecretStr(READER),))
+    app = create_app(store, queue, WebhookMetrics(), SystemClock(), keys)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://w", headers={"X-API-Key": READER}
+    ) as client:
+        health = {e["endpoint"]: e for e in (await client.get("/endpoints")).json()}
+        assert (health["crm"]["success_rate"], health["crm"]["last_error"]) == (0.5, "500: boom")
+        assert (health["chat"]["last_error"], health["chat"]["disabled"]) == ("no answer: refused", False)
+        assert (health["gone"]["disabled"], health["gone"]["disabled_reason"]) == (True, "410")
+        failed = (await client.get("/attempts", params={"chain": "c-1", "outcome": "Failed"})).json()
+        assert [(a["chain"], a["response"]) for a in failed] == [("c-1", "boom")] and failed[0]["id"] > 0
+        assert (await client.post("/endpoints/gone/enable")).status_code == 403
+        client.headers["X-API-Key"] = FULL
+        [first, _] = (await client.get("/dead")).json()
+        assert (await client.post("/dead/replay", params={"id": first["id"]})).json() == {"replayed": 1}
+        assert [d["chain"] for d in (await client.get("/dead")).json()] == ["c-2"]
+        assert (await client.post("/endpoints/gone/enable")).json() == {"enabled": "gone"}
+        assert (await client.post("/endpoints/gone/enable")).status_code == 404
+    assert await store.disabled() == {}
+    await store.close()
+
+
+def _job(chain: str) -> Job:
+    event = make_call_ringing(chain_id=chain)
+    [job] = jobs_for(event, encode_event(event).decode(), {"crm": EndpointSettings(url="http://x/")})
+    return job
