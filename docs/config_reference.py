@@ -44,7 +44,7 @@ def reference(example: str) -> str:
         endpoint_key = section.startswith("webhook:") and key and key["key"] in EndpointSettings.model_fields
         if section and key and (not key["commented"] or endpoint_key):
             default = key["value"].strip()
-            if section.startswith("webhook:") and key["key"] in ("url", "secret"):
+            if section.startswith("webhook:") and key["key"] in ("url", "secret", "templates", "token"):
                 default = ""  # the example's values are examples, not defaults
             meaning = "(as above)" if about_used else " ".join(about)
             shown = f"`{default}`" if default else "(none)"

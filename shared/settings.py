@@ -4,7 +4,7 @@
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -263,13 +263,20 @@ class ApiSettings(_Served):
         return value
 
 
+Format = Literal["classic", "json", "template", "zammad", "bitrix24", "hubspot", "pipedrive", "slack"]
+PRESETS = get_args(Format)[3:]  # templates that ship with callbridge: services/webhooks/presets/
+TOKENED = ("hubspot", "pipedrive")
+
+
 class EndpointSettings(_Section):
     """One `[webhook:NAME]` section: where and how to deliver."""
 
     url: str
-    format: Literal["classic", "json"] = "classic"
+    format: Format = "classic"
     events: Words = ("#",)
     secret: SecretWords = ()
+    templates: Path | None = None  # format = template: a folder of <event type>.http files
+    token: SecretStr | None = None  # the CRM's API token (hubspot, pipedrive)
     timeout: float = Field(15.0, gt=0, le=300)
     enabled: bool = True
     recording_call_info: bool = False
@@ -288,12 +295,23 @@ class EndpointSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _json_is_signed(self) -> "EndpointSettings":
+    def _what_the_format_needs(self) -> "EndpointSettings":
         if self.format == "json" and not self.secret:
             raise ValueError("format = json needs a secret (whsec_...) to sign with")
-        if self.format == "classic" and self.secret:
-            raise ValueError("format = classic is never signed: remove the secret or use format = json")
+        if self.format != "json" and self.secret:
+            raise ValueError(
+                f"format = {self.format} is never signed: remove the secret or use format = json"
+            )
+        if (self.format == "template") != (self.templates is not None):
+            raise ValueError("templates = FOLDER goes with format = template, and only with it")
+        if self.format in TOKENED and self.token is None:
+            raise ValueError(f"format = {self.format} needs the CRM's API token: token = …")
         return self
+
+    @property
+    def templated(self) -> bool:
+        """Rendered from templates: a folder of the user's, or a preset's."""
+        return self.format == "template" or self.format in PRESETS
 
 
 class Settings(_Section):

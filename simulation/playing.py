@@ -3,7 +3,7 @@ process, compared with expected webhooks, or written by the traffic generator.""
 
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -14,11 +14,12 @@ from services.recordings.work import Pool
 from shared import lifecycle
 from shared.clock import VirtualClock
 from shared.logging import configure_logging
-from shared.settings import EndpointSettings, Settings
+from shared.settings import ConfigError, EndpointSettings, Settings
 
 from .compare import Comparison, compare, read_webhooks
 from .driver import SimulatorDriver, playable_scenario
 from .playback import through_fake_3cx
+from .preview import PreviewTransport
 from .runner import OneProcess, play
 from .scenario import Scenario, default_directory, load_directory
 from .scenario_writer import dump_scenario, scenario_document
@@ -34,6 +35,8 @@ class ScenarioRun:
     recordings_dir: Path | None = None  # keep the simulator's WAVs here
     archive_dir: Path | None = None  # keep the MP3s here
     webhook_url: str | None = None  # deliver instead of printing
+    endpoints: bool = False  # deliver to the configuration's [webhook:NAME] endpoints instead
+    preview: str | None = None  # print what this endpoint would be sent instead
 
 
 def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.stdout) -> int:
@@ -57,7 +60,7 @@ def run_scenario(settings: Settings, options: ScenarioRun, out: TextIO = sys.std
                 "http_port": 0,
             }
         )
-        endpoints = {"target": EndpointSettings(url=options.webhook_url)} if options.webhook_url else {}
+        endpoints = _endpoints(settings, options)
         pbx = settings.pbx.model_copy(update={"timezone": zone.key})
         configured = settings.model_copy(
             update={"recordings": recordings, "endpoints": endpoints, "pbx": pbx}
@@ -77,7 +80,28 @@ async def _played(
             return await play(OneProcess(settings, watching, lockstep, "scenario", out=out, converting=pool))
     virtual = VirtualClock(scenario.start.replace(tzinfo=zone))
     simulator = SimulatorDriver.for_scenario(scenario, virtual, zone, pbx_dir)
-    return await play(OneProcess(settings, simulator, virtual, "scenario", out=out, converting=pool))
+    run = OneProcess(settings, simulator, virtual, "scenario", out=out, converting=pool)
+    if options.preview:
+        tokens = [e.token.get_secret_value() for e in settings.endpoints.values() if e.token]
+        run = replace(run, transport=PreviewTransport(out, tokens))
+    return await play(run)
+
+
+def _endpoints(settings: Settings, options: ScenarioRun) -> dict[str, EndpointSettings]:
+    """Where the scenario's webhooks go: the configuration's endpoints, one of them (preview), a
+    URL, or none (printed)."""
+    if options.preview:
+        if options.preview not in settings.endpoints:
+            known = ", ".join(settings.endpoints) or "none"
+            raise ConfigError(
+                f"no endpoint [webhook:{options.preview}] in the configuration (it has: {known})"
+            )
+        return {options.preview: settings.endpoints[options.preview].model_copy(update={"enabled": True})}
+    if options.endpoints:
+        if not settings.endpoints:
+            raise ConfigError("--endpoints: the configuration has no [webhook:NAME] endpoint")
+        return dict(settings.endpoints)
+    return {"target": EndpointSettings(url=options.webhook_url)} if options.webhook_url else {}
 
 
 def check(expected: list[str], actual: list[str], names: tuple[str, str]) -> Comparison:

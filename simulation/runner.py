@@ -30,7 +30,7 @@ from services.webhooks import http as webhooks_http
 from services.webhooks import main as webhooks_main
 from services.webhooks.classic import classic_payload, classic_recording
 from services.webhooks.queues import MemoryJobQueue
-from services.webhooks.sender import AiohttpTransport, new_session
+from services.webhooks.sender import AiohttpTransport, Transport, new_session
 from services.webhooks.store import DeliveryStore
 from shared.clock import Clock
 from shared.events import Message, RecordingReady
@@ -54,6 +54,7 @@ class OneProcess:
     show_key: bool = True  # print the API's first key (else a stand-in: the configuration's is secret)
     converting: Pool | None = None  # convert the PBX's recordings in this pool
     live: bool = False  # recordings converted and served as they come; else once the calls are over
+    transport: Transport | None = None  # how webhooks go out (default: HTTP); the preview's prints
     serve_admin: bool = (
         False  # the webhooks' admin routes on [webhooks] http_host:http_port (the dashboard's)
     )
@@ -118,8 +119,7 @@ async def _webhooks(
     store = await DeliveryStore.open(":memory:")
     stack.push_async_callback(store.close)
     queue = MemoryJobQueue(bus, run.clock, run.settings.endpoints)  # closed by `running`
-    session = await stack.enter_async_context(new_session())
-    transport = AiohttpTransport(session)
+    transport = run.transport or AiohttpTransport(await stack.enter_async_context(new_session()))
     service = await stack.enter_async_context(
         webhooks_main.running(run.settings, bus, queue, store, transport, run.clock)
     )

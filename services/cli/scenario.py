@@ -23,9 +23,11 @@ def add(commands: Commands) -> None:
     run.add_argument("--recordings-dir", type=folder, help="keep the simulated PBX's WAV recordings here")
     run.add_argument("--archive-dir", type=folder, help="keep the converted MP3 recordings here")
     run.add_argument("--timezone", type=zone, help="the PBX's time zone (default: [pbx] timezone)")
-    run.add_argument(
-        "--webhook-url", type=web_url, help="deliver the classic webhooks here instead of printing them"
-    )
+    target = run.add_mutually_exclusive_group()
+    instead = "deliver the classic webhooks here instead of printing them"
+    target.add_argument("--webhook-url", type=web_url, help=instead)
+    to_all = "deliver to the configuration's [webhook:NAME] endpoints, each in its format, instead"
+    target.add_argument("--endpoints", action="store_true", help=to_all)
     via = "fake-3cx: through a fake 3CX on 127.0.0.1 and the 3CX driver watching it over HTTP"
     run.add_argument("--via", choices=["simulator", "fake-3cx"], default="simulator", help=via)
     pace = "with --via fake-3cx: at most this many times real time (default: as fast as the driver keeps up)"
@@ -52,7 +54,7 @@ def add(commands: Commands) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    fields = ("file", "via", "speed", "timezone", "recordings_dir", "archive_dir", "webhook_url")
+    fields = ("file", "via", "speed", "timezone", "recordings_dir", "archive_dir", "webhook_url", "endpoints")
     return playing.run_scenario(settings, playing.ScenarioRun(**{f: getattr(args, f) for f in fields}))
 
 

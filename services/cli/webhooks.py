@@ -3,9 +3,11 @@ look into its delivery store."""
 
 import argparse
 import sys
+from pathlib import Path
 
 from shared.clock import SystemClock
 from shared.settings import Settings
+from simulation import playing
 
 from ..webhooks import admin
 from ..webhooks import main as webhooks_main
@@ -31,6 +33,12 @@ def add(commands: Commands) -> None:
     attempts.add_argument("--since")
     attempts.add_argument("--limit", type=number(1, 1_000_000, whole=True), default=50)
     attempts.set_defaults(run=_attempts)
+    preview = actions.add_parser(
+        "preview", help="print what an endpoint would be sent for a scenario's calls"
+    )
+    preview.add_argument("--endpoint", required=True, help="the [webhook:NAME] to render for")
+    preview.add_argument("scenario", type=Path, help="a scenario file (docs/scenarios.md)")
+    preview.set_defaults(run=_preview)
 
 
 def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,3 +75,7 @@ def _attempts(args: argparse.Namespace, settings: Settings) -> int:
     for attempt in attempts:
         print(admin.attempt_line(attempt))
     return 0
+
+
+def _preview(args: argparse.Namespace, settings: Settings) -> int:
+    return playing.run_scenario(settings, playing.ScenarioRun(args.scenario, preview=args.endpoint))

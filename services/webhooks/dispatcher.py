@@ -33,10 +33,14 @@ from shared.settings import EndpointSettings
 from .formats import build_request
 from .jobs import Job
 from .metrics import WebhookMetrics
+from .outgoing import WebhookRequest, described
 from .policy import Delivered, Failed, Gone, RetryPolicy
 from .ports import EndpointDisabled, JobQueue
-from .sender import Sender
+from .rendering import context, facts
+from .request_text import parse, remembered
+from .sender import Result, Sender
 from .store import Attempt, DeliveryStore
+from .templates import SUFFIX, RenderError, TemplateSet
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,8 @@ class Dispatcher:
         self._metrics = metrics
         self._on_disabled = on_disabled
         self._disabled_seen: tuple[float, dict[str, str]] = (0.0, {})  # (monotonic time, endpoints)
+        # compiled here, at start-up: a template's mistake stops the service with its file and line
+        self._templates = {name: TemplateSet.of(e) for name, e in endpoints.items() if e.templated}
 
     async def handle(self, job: Job) -> None:
         awaited, taken = await self._store.state(job.key, job.job_id)
@@ -154,18 +160,52 @@ class Dispatcher:
             await self._bury(job, reason)
             return True
         now = self._clock.now()
-        request = build_request(
-            endpoint.url,
-            endpoint.format,
-            endpoint.secret,
-            job.message(),
-            now,
-            call_info=endpoint.recording_call_info,
-        )
+        memory = await self._store.recall(job.key) if endpoint.templated else {}
+        try:
+            request = self._request(job, endpoint, now, memory)
+        except (RenderError, ValueError) as error:  # the template's fault: no retry will mend it
+            await self._bury(job, f"template: {error}")
+            return True
         if request is None:
+            if endpoint.templated:  # nothing to send, but a later template may ask about it
+                await self._store.remember(job.key, facts(job.message(), memory), now.timestamp())
             return True
         result = await self._sender.send(request, endpoint.timeout)
         outcome, attempt = result.outcome, job.attempt + 1
+        await self._log(job, attempt, now, result, request)
+        if isinstance(outcome, Delivered) and endpoint.templated:
+            learnt = facts(job.message(), memory) | remembered(request.remember, result.answer)
+            await self._store.remember(job.key, learnt, now.timestamp())
+        if isinstance(outcome, Delivered):
+            logger.debug(
+                "%s %s delivered to %s in %.0f ms", job.event_type, job.chain, job.endpoint, result.latency_ms
+            )
+            return True
+        if isinstance(outcome, Gone):
+            await self._gone(job, f"{endpoint_address(endpoint.url)} answered 410 Gone", now)
+            return True
+        assert isinstance(outcome, Failed)
+        return await self._failed(job, outcome, attempt)
+
+    def _request(
+        self, job: Job, endpoint: EndpointSettings, now: datetime, memory: dict[str, str]
+    ) -> WebhookRequest | None:
+        """What to send for `job`: the endpoint's format, or its templates with what the chain
+        taught so far (`memory`: its earlier events, the CRM's ids)."""
+        event = job.message()
+        templates = self._templates.get(job.endpoint)
+        if templates is None:
+            call_info = endpoint.recording_call_info
+            return build_request(
+                endpoint.url, endpoint.format, endpoint.secret, event, now, call_info=call_info
+            )
+        text = templates.render(event.type, context(job.endpoint, endpoint, event, now, memory))
+        return None if text is None else parse(text, f"{templates.origin}/{event.type}{SUFFIX}")
+
+    async def _log(
+        self, job: Job, attempt: int, now: datetime, result: Result, request: WebhookRequest
+    ) -> None:
+        outcome = result.outcome
         await self._store.log_attempt(
             Attempt(
                 now.timestamp(),
@@ -178,19 +218,10 @@ class Dispatcher:
                 type(outcome).__name__,
                 result.latency_ms,
                 result.answer,
+                described(request),
             )
         )
         self._metrics.attempted(job.endpoint, type(outcome).__name__, result.latency_ms / 1000)
-        if isinstance(outcome, Delivered):
-            logger.debug(
-                "%s %s delivered to %s in %.0f ms", job.event_type, job.chain, job.endpoint, result.latency_ms
-            )
-            return True
-        if isinstance(outcome, Gone):
-            await self._gone(job, f"{endpoint_address(endpoint.url)} answered 410 Gone", now)
-            return True
-        assert isinstance(outcome, Failed)
-        return await self._failed(job, outcome, attempt)
 
     async def _disabled(self, endpoint: str) -> dict[str, str]:
         """The disabled endpoints. A look that found `endpoint` enabled is trusted for

@@ -11,7 +11,6 @@ Pure: `build_request` makes a `WebhookRequest`; the sender only sends it.
 """
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import SecretStr
@@ -21,17 +20,7 @@ from shared.event_base import Event
 from shared.events import RecordingReady
 
 from .classic import classic_payload, classic_recording
-
-USER_AGENT = "callbridge-webhooks/0.1"
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookRequest:
-    method: str
-    url: str
-    params: dict[str, str] | None = None
-    body: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+from .outgoing import USER_AGENT, WebhookRequest
 
 
 def json_body(event: Event) -> bytes:

@@ -16,6 +16,7 @@ from shared.routing import topic_matches
 from shared.settings import EndpointSettings
 
 from .classic import classic_payload
+from .templates import types_of
 
 
 class Job(BaseModel):
@@ -51,6 +52,8 @@ class JobBatch(BaseModel):
 def wanted(endpoint: EndpointSettings, event: Event) -> bool:
     if not endpoint.enabled or not any(topic_matches(pattern, event.type) for pattern in endpoint.events):
         return False
+    if endpoint.templated:
+        return event.type in types_of(endpoint.format, endpoint.templates)
     return (
         endpoint.format != "classic"
         or isinstance(event, RecordingReady)

@@ -6,19 +6,22 @@ the same local receiver (docs/benchmarks.md). The transport is a small protocol,
 through a fake and nothing else knows which client is used.
 """
 
+import json
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from shared.clock import Clock
 from shared.logging import endpoint_address, redact
 
-from .formats import WebhookRequest
+from .outgoing import WebhookRequest
 from .policy import Failed, Outcome, classify
 
 ANSWER_LIMIT = 2048
+REMEMBER_LIMIT = 256 * 1024  # an answer a remote id is read from (HubSpot echoes the whole object)
+FILE_LIMIT = 100 * 2**20  # an attached recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +46,53 @@ class AiohttpTransport:
         self._session = session
 
     async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
+        timeout = aiohttp.ClientTimeout(total=answer_within)
         try:
+            data: Any = request.body
+            headers = request.headers
+            if request.attach:
+                data = await self._form(request, timeout)
+                headers = {k: v for k, v in headers.items() if k != "content-type"}  # the form's own
             async with self._session.request(
                 request.method,
                 request.url,
                 params=request.params,
-                data=request.body,
-                headers=request.headers,
-                timeout=aiohttp.ClientTimeout(total=answer_within),
+                data=data,
+                headers=headers,
+                timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                text = (await response.content.read(ANSWER_LIMIT)).decode(errors="replace")
+                limit = REMEMBER_LIMIT if request.remember else ANSWER_LIMIT
+                text = (await read_up_to(response.content, limit)).decode(errors="replace")
                 return Answer(response.status, response.headers.get("Retry-After"), text)
         except aiohttp.ClientError as error:
             text = redact(f"{type(error).__name__}: {error}").replace(
                 request.url, endpoint_address(request.url)
             )
             raise TransportError(text[:200]) from None
+
+    async def _form(self, request: WebhookRequest, within: aiohttp.ClientTimeout) -> aiohttp.FormData:
+        """The body as a form with the file at the attached URL (a recording) beside its fields."""
+        assert request.attach is not None
+        field, url = request.attach
+        async with self._session.get(url, timeout=within, raise_for_status=True) as file:
+            content = await read_up_to(file.content, FILE_LIMIT + 1)
+        if len(content) > FILE_LIMIT:
+            raise aiohttp.ClientPayloadError(f"the attached file is over {FILE_LIMIT // 2**20} MB")
+        form = aiohttp.FormData()
+        for name, value in (json.loads(request.body) if request.body else {}).items():
+            form.add_field(name, str(value))
+        filename = url.split("?")[0].rsplit("/", 1)[-1] or "file"
+        form.add_field(field, content, filename=filename, content_type=file.content_type)
+        return form
+
+
+async def read_up_to(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body to its end or to `limit` bytes (a single read stops at what has arrived)."""
+    data = bytearray()
+    while len(data) < limit and (chunk := await stream.read(limit - len(data))):
+        data += chunk
+    return bytes(data)
 
 
 def new_session() -> aiohttp.ClientSession:

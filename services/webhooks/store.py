@@ -8,6 +8,8 @@ default), PostgreSQL across hosts (`[webhooks] database = postgresql://…`; `sh
   deliveries of the key are held here, in arrival order, until the blocker is delivered or
   dead-lettered.
 - `disabled`: endpoints switched off by a 410.
+- `memory`: per (endpoint, chain), what templated endpoints remember: the chain's events
+  delivered so far and the ids the CRM answered with (`remote`), for the later requests.
 
 Every change is its own transaction, so a crash leaves a consistent state; the dispatcher orders
 its steps so that a crash at any point costs at most a repeated attempt (same webhook-id).
@@ -22,7 +24,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
     id {serial}, at DOUBLE PRECISION NOT NULL, endpoint TEXT NOT NULL, event_id TEXT NOT NULL,
     event_type TEXT NOT NULL, chain TEXT NOT NULL, attempt INTEGER NOT NULL, status INTEGER,
-    outcome TEXT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, response TEXT NOT NULL);
+    outcome TEXT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, response TEXT NOT NULL,
+    request TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS attempts_at ON attempts (at);
 CREATE TABLE IF NOT EXISTS dead (
     id {serial}, at DOUBLE PRECISION NOT NULL, endpoint TEXT NOT NULL, job TEXT NOT NULL,
@@ -35,6 +38,10 @@ CREATE TABLE IF NOT EXISTS disabled (
     endpoint TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS taken (job_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS taken_at ON taken (at);
+CREATE TABLE IF NOT EXISTS memory (
+    key TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (key, name));
+CREATE INDEX IF NOT EXISTS memory_at ON memory (at);
 """
 
 RESPONSE_LIMIT = 2048
@@ -52,6 +59,7 @@ class Attempt:
     outcome: str
     latency_ms: float
     response: str
+    request: str = ""  # what was sent, without its secrets (`formats.described`)
     id: int = 0  # its row, once logged
 
 
@@ -88,6 +96,8 @@ class DeliveryStore:
         db = await open_database(address, SCHEMA, "the delivery store")
         if "job" not in await db.columns("blocked"):  # a store of a version before it kept the retry
             await db.execute("ALTER TABLE blocked ADD COLUMN job TEXT")
+        if "request" not in await db.columns("attempts"):  # … before it kept the request
+            await db.execute("ALTER TABLE attempts ADD COLUMN request TEXT NOT NULL DEFAULT ''")
         return cls(db)
 
     async def close(self) -> None:
@@ -147,12 +157,24 @@ class DeliveryStore:
             "INSERT INTO taken (job_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (job_id, at)
         )
 
+    # --- what templated endpoints remember of a chain ----------------------------------------------
+
+    async def recall(self, key: str) -> dict[str, str]:
+        return dict(await self._db.all("SELECT name, value FROM memory WHERE key = ?", (key,)))
+
+    async def remember(self, key: str, values: dict[str, str], at: float) -> None:
+        await self._db.execute_many(
+            "INSERT INTO memory (key, name, value, at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (key, name) DO UPDATE SET value = excluded.value, at = excluded.at",
+            [(key, name, value, at) for name, value in values.items()],
+        )
+
     # --- attempts and dead letters ------------------------------------------------------------------
 
     async def log_attempt(self, attempt: Attempt) -> None:
         await self._db.execute(
             "INSERT INTO attempts (at, endpoint, event_id, event_type, chain, attempt, status, outcome,"
-            " latency_ms, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " latency_ms, response, request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 attempt.at,
                 attempt.endpoint,
@@ -164,6 +186,7 @@ class DeliveryStore:
                 attempt.outcome,
                 attempt.latency_ms,
                 attempt.response[:RESPONSE_LIMIT],
+                attempt.request,
             ),
         )
 
@@ -178,7 +201,7 @@ class DeliveryStore:
     ) -> list[Attempt]:
         """The latest attempts first; each filter given narrows them."""
         query = "SELECT at, endpoint, event_id, event_type, chain, attempt, status, outcome, latency_ms,"
-        query += " response, id FROM attempts WHERE at >= ?"
+        query += " response, request, id FROM attempts WHERE at >= ?"
         params: list[object] = [since]
         for column, value in (("endpoint", endpoint), ("chain", chain), ("outcome", outcome)):
             if value:
@@ -207,6 +230,7 @@ class DeliveryStore:
     async def prune_attempts(self, before: float) -> int:
         """Forget the attempts made before `before`, and which jobs were handled then."""
         await self._db.execute("DELETE FROM taken WHERE at < ?", (before,))
+        await self._db.execute("DELETE FROM memory WHERE at < ?", (before,))
         return await self._db.execute("DELETE FROM attempts WHERE at < ?", (before,))
 
     async def bury(

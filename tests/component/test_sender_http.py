@@ -1,11 +1,17 @@
 """The aiohttp transport against a real HTTP server on 127.0.0.1 (no broker needed)."""
 
+import asyncio
+import json
 import socket
 
-from services.webhooks.formats import WebhookRequest
+from aiohttp import web
+
+from services.webhooks.outgoing import WebhookRequest
 from services.webhooks.policy import Delivered, Failed
+from services.webhooks.request_text import remembered
 from services.webhooks.sender import AiohttpTransport, Sender, new_session
 from shared.clock import SystemClock
+from shared.http_server import free_port
 from tests.receiver import Received, Receiver
 
 
@@ -56,3 +62,56 @@ async def test_nobody_listening_is_a_failure_not_a_crash() -> None:
         )
     assert isinstance(result.outcome, Failed) and result.outcome.status is None
     assert "ClientConnectorError" in result.outcome.reason
+
+
+async def _in_two_parts(request: web.Request, body: bytes) -> web.StreamResponse:
+    """The body in two writes with a pause between, as a slow network delivers it."""
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])
+    await asyncio.sleep(0.05)  # the client has had the first part by now (nothing to await here)
+    await response.write(body[len(body) // 2 :])
+    await response.write_eof()
+    return response
+
+
+async def test_an_answer_and_an_attached_file_are_read_to_their_end() -> None:
+    """An id is read from the whole answer, and a recording is uploaded whole, however the
+    network splits them (a single read returns what has arrived)."""
+    answer = json.dumps({"padding": "x" * 9000, "id": "c-7"}).encode()
+    mp3 = bytes(range(256)) * 400
+    uploads: list[bytes] = []
+
+    async def crm(request: web.Request) -> web.StreamResponse:
+        if request.content_type.startswith("multipart/"):
+            upload = (await request.post())["file"]
+            assert isinstance(upload, web.FileField)
+            with upload.file:
+                uploads.append(upload.file.read())
+        return await _in_two_parts(request, answer)
+
+    async def recording(request: web.Request) -> web.StreamResponse:
+        return await _in_two_parts(request, mp3)
+
+    app = web.Application()
+    app.router.add_post("/calls", crm)
+    app.router.add_get("/a.mp3", recording)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with new_session() as session:
+            sender = Sender(AiohttpTransport(session), SystemClock())
+            base = f"http://127.0.0.1:{port}"
+            created = await sender.send(
+                WebhookRequest("POST", f"{base}/calls", remember=(("call", "id"),)), 5
+            )
+            attach = ("file", f"{base}/a.mp3")
+            await sender.send(
+                WebhookRequest("POST", f"{base}/calls", body=b'{"note": "n"}', attach=attach), 5
+            )
+    finally:
+        await runner.cleanup()
+    assert remembered((("call", "id"),), created.answer) == {"call": "c-7"}
+    assert uploads == [mp3]

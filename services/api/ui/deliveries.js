@@ -76,7 +76,8 @@ function detail(a) {
   const box = $("attempt-detail");
   box.querySelector("pre").textContent = [
     `endpoint: ${a.endpoint}`, `event: ${a.event_type} ${a.event_id}`, `chain: ${a.chain}`,
-    `attempt ${a.attempt} at ${time(a.at)}, ${a.latency_ms.toFixed(0)} ms`,
+    `attempt ${a.attempt} at ${time(a.at)}, ${a.latency_ms.toFixed(0)} ms`, "",
+    "request:", a.request || "(not kept: an attempt logged before this version)", "",
     `response: ${a.status ?? "no answer"} ${a.outcome}`, "", a.response || "(empty body)",
   ].join("\n");
   box.hidden = false;

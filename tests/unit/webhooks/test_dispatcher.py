@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from services.webhooks.outgoing import WebhookRequest
 from standardwebhooks.webhooks import Webhook
 
 from services.webhooks.dispatcher import BLOCK_GRACE, Dispatcher
-from services.webhooks.formats import WebhookRequest
 from services.webhooks.jobs import Job, jobs_for
 from services.webhooks.metrics import WebhookMetrics
 from services.webhooks.policy import RetryPolicy

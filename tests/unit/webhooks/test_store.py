@@ -2,6 +2,8 @@
 blocks and held deliveries, the attempt log, dead letters, disabled endpoints, jobs taken; what
 one opening wrote the next one reads, and two openings at once (replicas) see one state."""
 
+from dataclasses import replace
+
 from services.webhooks.store import RESPONSE_LIMIT, Attempt, DeliveryStore
 from shared.database import open_database
 
@@ -106,4 +108,39 @@ async def test_a_store_from_before_the_awaited_retry_was_kept_gains_it(database_
     assert await store.state("crm|c1", "crm/e9") == (("crm/e1", None), False)
     await store.block("crm|c2", "crm/e2", due=20.0, retry='{"attempt": 1}')
     assert await store.state("crm|c2", "crm/e9") == (("crm/e2", '{"attempt": 1}'), False)
+    await store.close()
+
+
+async def test_what_a_chain_taught_is_kept_per_key_shared_and_pruned(database_address: str) -> None:
+    """Templated endpoints' memory: a later value replaces an earlier one, keys stay apart, a
+    second opening (another replica) reads it, and it goes with the attempts of its time."""
+    one, other = await DeliveryStore.open(database_address), await DeliveryStore.open(database_address)
+    await one.remember("crm|c1", {"call": "17", "event:call.started": "{}"}, at=10.0)
+    await one.remember("crm|c1", {"call": "18"}, at=20.0)
+    await one.remember("chat|c1", {"call": "99"}, at=30.0)
+    assert await other.recall("crm|c1") == {"call": "18", "event:call.started": "{}"}
+    assert await other.recall("crm|c2") == {}
+    await other.prune_attempts(before=15.0)
+    assert await one.recall("crm|c1") == {"call": "18"} and await one.recall("chat|c1") == {"call": "99"}
+    await one.close()
+    await other.close()
+
+
+async def test_a_store_from_before_requests_were_logged_gains_them(database_address: str) -> None:
+    old = await open_database(
+        database_address,
+        "CREATE TABLE IF NOT EXISTS attempts (id {serial}, at DOUBLE PRECISION NOT NULL, endpoint TEXT"
+        " NOT NULL, event_id TEXT NOT NULL, event_type TEXT NOT NULL, chain TEXT NOT NULL, attempt"
+        " INTEGER NOT NULL, status INTEGER, outcome TEXT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL,"
+        " response TEXT NOT NULL);",
+        "an earlier store",
+    )
+    await old.execute(
+        "INSERT INTO attempts (at, endpoint, event_id, event_type, chain, attempt, status, outcome,"
+        " latency_ms, response) VALUES (1, 'crm', 'e1', 'call.ringing', 'c1', 1, 200, 'Delivered', 2, 'ok')"
+    )
+    await old.close()
+    store = await DeliveryStore.open(database_address)
+    await store.log_attempt(replace(attempt(2.0), request="POST https://crm.test/…"))
+    assert [a.request for a in await store.attempts()] == ["POST https://crm.test/…", ""]
     await store.close()

@@ -1,0 +1,70 @@
+"""A template's rendering read back as an HTTP request.
+
+`METHOD URL` on its first line, header lines `Name: value`, a blank line and the body, sent as it
+is; a blank rendering sends nothing. Two headers are callbridge's, never sent:
+
+- `Callbridge-Remember: NAME = PATH`: on a 2xx answer, the value at PATH of the JSON answer
+  (`result.CALL_ID`, `data.id`, `id`) becomes the chain's `remote.NAME` for later requests.
+- `Callbridge-Attach: FIELD = URL`: the request goes as multipart/form-data with the file at URL
+  (a recording's link) as FIELD, and the body's JSON object's keys as fields beside it.
+"""
+
+import json
+from typing import Any
+
+from .outgoing import USER_AGENT, WebhookRequest
+
+REMEMBER, ATTACH = "callbridge-remember", "callbridge-attach"  # their headers, lower case
+
+
+def parse(text: str, where: str) -> WebhookRequest | None:
+    """A rendering as a request; None when blank. ValueError names what is wrong."""
+    head, _, body = text.strip().replace("\r\n", "\n").partition("\n\n")
+    if not head:
+        return None
+    first, *lines = head.split("\n")
+    method, _, url = first.strip().partition(" ")
+    if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError(f"{where}: the first line must be METHOD URL, not {first[:80]!r}")
+    headers, remember, attach = {"user-agent": USER_AGENT}, [], None
+    for line in lines:
+        key, colon, value = line.partition(":")
+        if not colon:
+            raise ValueError(f"{where}: a header line is Name: value, not {line[:80]!r}")
+        key, value = key.strip().lower(), value.strip()
+        if key in (REMEMBER, ATTACH):
+            pair = tuple(part.strip() for part in value.split("=", 1))
+            if len(pair) != 2 or not all(pair):
+                raise ValueError(f"{where}: {key} is NAME = VALUE, not {value[:80]!r}")
+            if key == REMEMBER:
+                remember.append(pair)
+            else:
+                attach = pair
+        else:
+            headers[key] = value
+    payload = body.strip().encode() or None
+    return WebhookRequest(
+        method.upper(), url.strip(), body=payload, headers=headers, remember=tuple(remember), attach=attach
+    )
+
+
+def remembered(rules: tuple[tuple[str, str], ...], answer: str) -> dict[str, str]:
+    """The remote ids a 2xx answer gave, by the request's rules (those it lacks are left out)."""
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        return {}
+    found = {}
+    for name, path in rules:
+        value: Any = document
+        for step in path.split("."):
+            value = (
+                value[int(step)]
+                if isinstance(value, list) and step.isdigit()
+                else (value.get(step) if isinstance(value, dict) else None)
+            )
+        if value is not None and not isinstance(value, dict | list):
+            found[name] = str(value)
+    return found
