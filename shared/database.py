@@ -83,6 +83,22 @@ class Database:
         """The columns `table` has (to add those a later version brought)."""
         raise NotImplementedError
 
+    async def add_columns(self, table: str, columns: Iterable[str]) -> None:
+        """Add the columns (`name TYPE …`) that a table an earlier version made lacks. Replicas
+        starting together may both try: the second finds the column there, and goes on."""
+        present = await self.columns(table)
+        for column in columns:
+            if column.split()[0] not in present:
+                await self.add_column(table, column)
+
+    async def add_column(self, table: str, column: str) -> None:
+        """Add one column; nothing if it is there already (whoever added it meanwhile)."""
+        try:
+            await self.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        except sqlite3.OperationalError as error:
+            if "duplicate column" not in str(error):
+                raise
+
     async def close(self) -> None:
         raise NotImplementedError
 
@@ -202,6 +218,9 @@ class Postgres(Database):
             (table,),
         )
         return {row[0] for row in rows}
+
+    async def add_column(self, table: str, column: str) -> None:
+        await self.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
 
     async def close(self) -> None:
         await self._pool.close()

@@ -57,9 +57,7 @@ def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     async def replay(store: DeliveryStore) -> int:
         dead = await store.dead(endpoint=args.endpoint, since=since)
-        if dead:
-            await admin.replay_through_broker(settings, store, dead, clock)
-        return len(dead)
+        return await admin.replay_through_broker(settings, store, dead, clock) if dead else 0
 
     replayed = admin.in_store(settings.webhooks.database, replay)
     print(f"{admin.deliveries(replayed)} sent again", file=sys.stderr)

@@ -69,10 +69,7 @@ class RecordingLedger:
     async def open(cls, zone: ZoneInfo, address: Path | str = ":memory:") -> "RecordingLedger":
         db = await open_database(address, SCHEMA, "the recordings ledger")
         for table, columns in COLUMNS.items():
-            present = await db.columns(table)
-            for column in columns:
-                if column.split()[0] not in present:
-                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            await db.add_columns(table, columns)
         return cls(zone, db)
 
     async def close(self) -> None:

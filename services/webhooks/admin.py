@@ -41,28 +41,35 @@ def parse_since(text: str | None, clock: Clock) -> float:
     return when.timestamp() if when.tzinfo else when.replace(tzinfo=clock.now().tzinfo).timestamp()
 
 
-async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery], clock: Clock) -> None:
-    """Send dead deliveries again from their first attempt, re-enabling their endpoints."""
-    for endpoint in {d.endpoint for d in dead}:
-        await store.enable(endpoint)
-    for delivery in dead:
-        await queue.submit(
-            Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0, "replayed": True})
-        )
-    await queue.flush()
+async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery], clock: Clock) -> int:
+    """Send dead deliveries again from their first attempt, re-enabling their endpoints; each
+    once, however many replays run at once (a double click, two operators): claimed first, and
+    given back if they could not be queued. Returns how many this replay sent."""
     now = clock.now().timestamp()
-    for delivery in dead:
-        await store.mark_replayed(delivery.id, now)
+    claimed = [delivery for delivery in dead if await store.claim_replay(delivery.id, now)]
+    for endpoint in {d.endpoint for d in claimed}:
+        await store.enable(endpoint)
+    try:
+        for delivery in claimed:
+            await queue.submit(
+                Job.model_validate_json(delivery.job).model_copy(update={"attempt": 0, "replayed": True})
+            )
+        await queue.flush()
+    except Exception:
+        for delivery in claimed:
+            await store.release_replay(delivery.id)
+        raise
+    return len(claimed)
 
 
 async def replay_through_broker(
     settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock
-) -> None:
+) -> int:
     """`replay` from outside the service (the CLI): its own connection to the job queues."""
     async with RabbitBus.configured(settings.bus, "webhooks replay") as bus:
         policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
-        await replay(store, queue, dead, clock)
+        return await replay(store, queue, dead, clock)
 
 
 def existing(address: str) -> str:

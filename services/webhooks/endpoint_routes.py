@@ -30,7 +30,7 @@ def endpoint_routes(store: DeliveryStore, since_of: Callable[[str | None], float
                 "attempts": health.attempts,
                 "delivered": health.delivered,
                 "success_rate": round(health.delivered / health.attempts, 4),
-                "last_error_at": _iso(health.last_error_at),
+                "last_error_at": iso(health.last_error_at),
                 "last_error": health.last_error,
             }
         for name in disabled.keys() - found.keys():
@@ -52,5 +52,5 @@ def endpoint_routes(store: DeliveryStore, since_of: Callable[[str | None], float
     return router
 
 
-def _iso(timestamp: float | None) -> str | None:
+def iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()

@@ -7,7 +7,6 @@ them, a full key replays; with no key configured they answer 401 to everyone (th
 line, `callbridge webhooks`, still works on the host).
 """
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
@@ -18,7 +17,7 @@ from shared.http_server import health_routes, metrics_response
 from shared.keys import COMMAND, READ, Keys
 
 from .admin import parse_since, replay
-from .endpoint_routes import endpoint_routes
+from .endpoint_routes import endpoint_routes, iso
 from .metrics import WebhookMetrics
 from .ports import JobQueue
 from .store import Attempt, DeadDelivery, DeliveryStore
@@ -28,6 +27,7 @@ Endpoint = Annotated[str | None, Query(description="only this [webhook:NAME]")]
 Chain = Annotated[str | None, Query(max_length=200, description="only this chain (or ordering scope)")]
 Outcome = Annotated[str | None, Query(pattern="^(Delivered|Gone|Failed)$", description="only this outcome")]
 DeadId = Annotated[int | None, Query(ge=1, description="only this dead letter")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most so many")]
 
 
 def create_app(
@@ -60,7 +60,7 @@ def create_app(
     async def attempts(
         endpoint: Endpoint = None,
         since: Since = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
         chain: Chain = None,
         outcome: Outcome = None,
     ) -> list[dict[str, Any]]:
@@ -70,28 +70,32 @@ def create_app(
         return [_attempt(row) for row in rows]
 
     @app.get("/dead", dependencies=READ)
-    async def dead(endpoint: Endpoint = None, since: Since = None, id: DeadId = None) -> list[dict[str, Any]]:
-        return [_dead(d) for d in await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)]
+    async def dead(
+        endpoint: Endpoint = None, since: Since = None, id: DeadId = None, limit: Limit = 500
+    ) -> list[dict[str, Any]]:
+        found = await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id, limit=limit)
+        return [_dead(d) for d in found]
 
     @app.post("/dead/replay", dependencies=COMMAND)
     async def replay_dead(
         endpoint: Endpoint = None, since: Since = None, id: DeadId = None
     ) -> dict[str, int]:
-        """Replay the dead letters the filters select: one (`id`), or by endpoint and time."""
-        letters = await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id)
-        await replay(store, queue, letters, clock)
-        return {"replayed": len(letters)}
+        """Replay the dead letters the filters select: one (`id`), or by endpoint and time, a
+        batch at a time (memory stays bounded however many there are)."""
+        total = 0
+        while letters := await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id, limit=500):
+            sent = await replay(store, queue, letters, clock)
+            if not sent:  # another replay took them all meanwhile
+                break
+            total += sent
+        return {"replayed": total}
 
     return app
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
 def _dead(d: DeadDelivery) -> dict[str, Any]:
     fields = ("id", "endpoint", "event_type", "chain", "reason")
-    return {"at": _iso(d.at), **{name: getattr(d, name) for name in fields}}
+    return {"at": iso(d.at), **{name: getattr(d, name) for name in fields}}
 
 
 def _attempt(row: Attempt) -> dict[str, Any]:
@@ -106,5 +110,6 @@ def _attempt(row: Attempt) -> dict[str, Any]:
         "outcome",
         "latency_ms",
         "response",
+        "request",
     )
-    return {"at": _iso(row.at), **{name: getattr(row, name) for name in fields}}
+    return {"at": iso(row.at), **{name: getattr(row, name) for name in fields}}

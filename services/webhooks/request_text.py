@@ -27,17 +27,20 @@ def parse(text: str, where: str) -> WebhookRequest | None:
     if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not url.startswith(
         ("http://", "https://")
     ):
-        raise ValueError(f"{where}: the first line must be METHOD URL, not {first[:80]!r}")
+        # never the line itself in the message: a URL may hold a token (it goes to the dead letters)
+        raise ValueError(
+            f"{where}: the first line must be METHOD URL (GET, POST, PUT, PATCH, DELETE; http(s))"
+        )
     headers, remember, attach = {"user-agent": USER_AGENT}, [], None
-    for line in lines:
+    for number, line in enumerate(lines, 2):
         key, colon, value = line.partition(":")
         if not colon:
-            raise ValueError(f"{where}: a header line is Name: value, not {line[:80]!r}")
+            raise ValueError(f"{where}: line {number} of the rendering is not a header (Name: value)")
         key, value = key.strip().lower(), value.strip()
         if key in (REMEMBER, ATTACH):
             pair = tuple(part.strip() for part in value.split("=", 1))
             if len(pair) != 2 or not all(pair):
-                raise ValueError(f"{where}: {key} is NAME = VALUE, not {value[:80]!r}")
+                raise ValueError(f"{where}: line {number} of the rendering: {key} is NAME = VALUE")
             if key == REMEMBER:
                 remember.append(pair)
             else:
@@ -60,11 +63,10 @@ def remembered(rules: tuple[tuple[str, str], ...], answer: str) -> dict[str, str
     for name, path in rules:
         value: Any = document
         for step in path.split("."):
-            value = (
-                value[int(step)]
-                if isinstance(value, list) and step.isdigit()
-                else (value.get(step) if isinstance(value, dict) else None)
-            )
+            if isinstance(value, list) and step.isdigit() and int(step) < len(value):
+                value = value[int(step)]
+            else:  # a step the answer lacks: not found (this runs after a 2xx: it must not raise)
+                value = value.get(step) if isinstance(value, dict) else None
         if value is not None and not isinstance(value, dict | list):
             found[name] = str(value)
     return found

@@ -94,10 +94,9 @@ class DeliveryStore:
     @classmethod
     async def open(cls, address: str | Path) -> "DeliveryStore":
         db = await open_database(address, SCHEMA, "the delivery store")
-        if "job" not in await db.columns("blocked"):  # a store of a version before it kept the retry
-            await db.execute("ALTER TABLE blocked ADD COLUMN job TEXT")
-        if "request" not in await db.columns("attempts"):  # … before it kept the request
-            await db.execute("ALTER TABLE attempts ADD COLUMN request TEXT NOT NULL DEFAULT ''")
+        # a store of a version before it kept the awaited retry, or the requests sent
+        await db.add_columns("blocked", ["job TEXT"])
+        await db.add_columns("attempts", ["request TEXT NOT NULL DEFAULT ''"])
         return cls(db)
 
     async def close(self) -> None:
@@ -242,8 +241,14 @@ class DeliveryStore:
         )
 
     async def dead(
-        self, *, endpoint: str | None = None, since: float = 0.0, dead_id: int | None = None
+        self,
+        *,
+        endpoint: str | None = None,
+        since: float = 0.0,
+        dead_id: int | None = None,
+        limit: int | None = None,
     ) -> list[DeadDelivery]:
+        """The dead letters not replayed yet, oldest first (the order a replay sends them in)."""
         query = "SELECT id, at, endpoint, job, event_type, chain, reason FROM dead"
         query += " WHERE replayed_at IS NULL AND at >= ?"
         params: list[object] = [since]
@@ -253,10 +258,18 @@ class DeliveryStore:
         if dead_id is not None:
             query += " AND id = ?"
             params.append(dead_id)
-        return [DeadDelivery(*row) for row in await self._db.all(query + " ORDER BY id", tuple(params))]
+        query += " ORDER BY id" + (" LIMIT ?" if limit is not None else "")
+        rows = await self._db.all(query, (*params, *([limit] if limit is not None else [])))
+        return [DeadDelivery(*row) for row in rows]
 
-    async def mark_replayed(self, dead_id: int, at: float) -> None:
-        await self._db.execute("UPDATE dead SET replayed_at = ? WHERE id = ?", (at, dead_id))
+    async def claim_replay(self, dead_id: int, at: float) -> bool:
+        """Mark a dead letter replayed, unless another replay did: True when this one did."""
+        sql = "UPDATE dead SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL"
+        return await self._db.execute(sql, (at, dead_id)) == 1
+
+    async def release_replay(self, dead_id: int) -> None:
+        """A claimed replay that could not be sent: a dead letter again."""
+        await self._db.execute("UPDATE dead SET replayed_at = NULL WHERE id = ?", (dead_id,))
 
     # --- endpoints ----------------------------------------------------------------------------------
 

@@ -97,3 +97,13 @@ def test_replicas_that_create_the_same_sqlite_file_at_once_all_open_it(tmp_path:
     ]
     errors = [replica.communicate(timeout=60)[1].decode() for replica in replicas]
     assert [replica.returncode for replica in replicas] == [0, 0, 0, 0], errors
+
+
+async def test_a_column_two_replicas_add_at_once_is_added_once(database_address: str) -> None:
+    """Both looked before either added it: the second adds nothing, and does not fail."""
+    db = await open_database(database_address, "CREATE TABLE IF NOT EXISTS t (a TEXT);", "a test database")
+    await db.add_column("t", "b TEXT NOT NULL DEFAULT ''")
+    await db.add_column("t", "b TEXT NOT NULL DEFAULT ''")
+    await db.add_columns("t", ["b TEXT", "c INTEGER"])
+    assert await db.columns("t") == {"a", "b", "c"}
+    await db.close()

@@ -5,6 +5,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from services.webhooks.admin import replay
 from services.webhooks.http import create_app
 from services.webhooks.jobs import Job, jobs_for
 from services.webhooks.metrics import WebhookMetrics
@@ -29,7 +30,7 @@ async def test_routes(tmp_path: Path) -> None:
     now = SystemClock().now().timestamp()
     await store.bury(now, "crm", job.model_dump_json(), job.event_type, job.chain, "gave up")
     await store.log_attempt(
-        Attempt(now, "crm", job.event_id, job.event_type, job.chain, 1, 500, "Failed", 3.2, "boom")
+        Attempt(now, "crm", job.event_id, job.event_type, job.chain, 1, 500, "Failed", 3.2, "boom", "GET x")
     )
     await store.disable(now, "crm", "410")
     keys = Keys((SecretStr(FULL),), (SecretStr(READER),))
@@ -63,11 +64,14 @@ async def check_routes(
     )
     [attempt] = (await client.get("/attempts", params={"endpoint": "crm", "since": "1h"})).json()
     assert (attempt["status"], attempt["outcome"], attempt["response"]) == (500, "Failed", "boom")
+    assert attempt["request"] == "GET x"  # what was sent, for the dashboard's detail
     [dead] = (await client.get("/dead")).json()
     assert (dead["endpoint"], dead["chain"], dead["reason"]) == ("crm", job.chain, "gave up")
     assert (await client.get("/dead", params={"since": "next tuesday"})).status_code == 422
 
+    listed = await store.dead()  # what a second replay running at once (a double click) read
     assert (await client.post("/dead/replay", params={"endpoint": "crm"})).json() == {"replayed": 1}
+    assert await replay(store, queue, listed, SystemClock()) == 0  # it sends nothing again
     assert [(j.job_id, j.attempt) for j in queue.submitted] == [(job.job_id, 0)]
     assert (await client.get("/dead")).json() == []
     assert await store.disabled() == {}  # replaying re-enables the endpoint

@@ -2,6 +2,7 @@
 blocks and held deliveries, the attempt log, dead letters, disabled endpoints, jobs taken; what
 one opening wrote the next one reads, and two openings at once (replicas) see one state."""
 
+import asyncio
 from dataclasses import replace
 
 from services.webhooks.store import RESPONSE_LIMIT, Attempt, DeliveryStore
@@ -61,8 +62,12 @@ async def test_dead_letters_are_kept_across_openings_until_replayed(database_add
     ]
     assert [d.job for d in await again.dead(endpoint="chat")] == ["{job 2}"]
     assert [d.job for d in await again.dead(since=15.0)] == ["{job 2}"]
-    await again.mark_replayed((await again.dead())[0].id, 30.0)
+    first = (await again.dead())[0].id
+    assert await again.claim_replay(first, 30.0)
+    assert not await again.claim_replay(first, 31.0)  # a second replay at once (a double click)
     assert [d.job for d in await again.dead()] == ["{job 2}"]
+    await again.release_replay(first)  # it could not be queued: a dead letter again
+    assert len(await again.dead()) == 2
     await again.close()
 
 
@@ -140,7 +145,9 @@ async def test_a_store_from_before_requests_were_logged_gains_them(database_addr
         " latency_ms, response) VALUES (1, 'crm', 'e1', 'call.ringing', 'c1', 1, 200, 'Delivered', 2, 'ok')"
     )
     await old.close()
-    store = await DeliveryStore.open(database_address)
+    # two replicas of the new version start at once: both find the column missing, both add it
+    store, other = await asyncio.gather(*(DeliveryStore.open(database_address) for _ in "12"))
     await store.log_attempt(replace(attempt(2.0), request="POST https://crm.test/…"))
-    assert [a.request for a in await store.attempts()] == ["POST https://crm.test/…", ""]
+    assert [a.request for a in await other.attempts()] == ["POST https://crm.test/…", ""]
     await store.close()
+    await other.close()

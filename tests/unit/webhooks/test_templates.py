@@ -85,20 +85,22 @@ def test_a_rendering_reads_back_as_a_request() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "SEND https://x.test/",
-        "POST x.test/path",
-        "POST https://x.test/\nno colon here",
-        "POST https://x.test/\nCallbridge-Remember: id",
+        "SEND https://x.test/s3cr3t",
+        "POST x.test/s3cr3t",
+        "POST https://x.test/\nAuthorization Bearer s3cr3t",
+        "POST https://x.test/\nCallbridge-Remember: s3cr3t",
     ],
 )
-def test_a_malformed_rendering_is_named(text: str) -> None:
-    with pytest.raises(ValueError, match=r"x\.http"):
+def test_a_malformed_rendering_is_named_without_its_secrets(text: str) -> None:
+    with pytest.raises(ValueError, match=r"x\.http") as refused:
         parse(text, "x.http")
+    assert "s3cr3t" not in str(refused.value)  # the reason is kept with the dead letter
 
 
 def test_remote_ids_are_read_from_the_answer_by_path() -> None:
     answer = '{"result": {"CALL_ID": "externalCall.9f"}, "data": [{"id": 42}], "nested": {"x": 1}}'
     rules = (("call", "result.CALL_ID"), ("log", "data.0.id"), ("whole", "nested"), ("missing", "a.b"))
+    rules += (("past the end", "data.5.id"), ("not a list", "result.0"))
     assert remembered(rules, answer) == {"call": "externalCall.9f", "log": "42"}
     assert remembered(rules, "not json") == {}
 
