@@ -82,8 +82,10 @@ async def _played(
     simulator = SimulatorDriver.for_scenario(scenario, virtual, zone, pbx_dir)
     run = OneProcess(settings, simulator, virtual, "scenario", out=out, converting=pool)
     if options.preview:
-        tokens = [e.token.get_secret_value() for e in settings.endpoints.values() if e.token]
-        run = replace(run, transport=PreviewTransport(out, tokens))
+        endpoint = settings.endpoints[options.preview]
+        shown = {endpoint.url.rstrip("/"): "{url}"}
+        shown |= {endpoint.token.get_secret_value(): "***"} if endpoint.token else {}
+        run = replace(run, transport=PreviewTransport(out, shown))
     return await play(run)
 
 

@@ -27,13 +27,13 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from shared.clock import Clock
-from shared.logging import endpoint_address
+from shared.logging import endpoint_address, redact
 from shared.settings import EndpointSettings
 
 from .formats import build_request
 from .jobs import Job
 from .metrics import WebhookMetrics
-from .outgoing import WebhookRequest, described
+from .outgoing import WebhookRequest, described, masked
 from .policy import Delivered, Failed, Gone, RetryPolicy
 from .ports import EndpointDisabled, JobQueue
 from .rendering import context, facts
@@ -205,7 +205,9 @@ class Dispatcher:
     async def _log(
         self, job: Job, attempt: int, now: datetime, result: Result, request: WebhookRequest
     ) -> None:
-        outcome = result.outcome
+        """The attempt, and the request and answer without the endpoint's secrets (`described`)."""
+        outcome, endpoint = result.outcome, self._endpoints[job.endpoint]
+        secrets = [s.get_secret_value() for s in (*endpoint.secret, *filter(None, [endpoint.token]))]
         await self._store.log_attempt(
             Attempt(
                 now.timestamp(),
@@ -217,8 +219,8 @@ class Dispatcher:
                 outcome.status,
                 type(outcome).__name__,
                 result.latency_ms,
-                result.answer,
-                described(request),
+                masked(redact(result.answer), secrets),
+                described(request, secrets),
             )
         )
         self._metrics.attempted(job.endpoint, type(outcome).__name__, result.latency_ms / 1000)

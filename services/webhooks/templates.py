@@ -3,14 +3,16 @@ FOLDER`) or a preset's (`format = zammad`, …: `presets/`), compiled at start-u
 sandbox with strict undefined names, so that a mistake stops the service naming its file and line
 instead of failing one delivery at a time. What a rendering means: `rendering.py`.
 
-Bounds: a template file at most 64 kB; a rendering at most 1 MB of output and 1 s, its ranges
-10,000 items in all, `*` and `**` refused past those sizes. An event type without a file is not
-sent to the endpoint.
+Bounds: a template file at most 64 kB; a rendering at most 1 MB of output, 1 s (checked at every
+step it takes: each call, attribute, item, operator and filter) and 10,000 range items in all;
+a width, repetition or power that would build more than that is refused before it is built. An
+event type without a file is not sent to the endpoint.
 """
 
 import functools
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -29,6 +31,7 @@ FILE_LIMIT = 64 * 1024
 OUTPUT_LIMIT = 1024 * 1024
 TIME_LIMIT = 1.0
 ITEMS_LIMIT = 10_000
+POWER_BITS = 64_000
 EVENT_TYPES = frozenset(cls.model_fields["type"].default for cls in get_args(get_args(Message)[0]))
 
 
@@ -45,21 +48,77 @@ class RenderError(Exception):
 
 
 class _Bounded(SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    """Jinja2's sandbox (no Python internals) with the rendering's `budget` checked wherever a
+    template computes: each call, attribute or item read, `*`, `**` and `%`, each filter; a
+    width, a repetition or an exponent that would build something over the output limit is
+    refused before it is built, and a value over it where it appears."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+    budget: "_Budget"
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined)
+        self.filters.update(FILTERS)
+        self.filters = {name: _bounded(f) for name, f in self.filters.items()}
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        self.budget.tick()
+        powers = operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+        if powers and right * abs(left).bit_length() > POWER_BITS:
+            raise RenderError(f"a power over {POWER_BITS:,} bits")
         sizes = [len(x) for x in (left, right) if isinstance(x, str | list | tuple)]
         factors = [abs(x) for x in (left, right) if isinstance(x, int)]
-        if operator == "**" and factors and factors[-1] > 64:
-            raise RenderError("an exponent over 64 in a template")
         if operator == "*" and sizes and factors and sizes[0] * factors[0] > OUTPUT_LIMIT:
-            raise RenderError("a repetition over 1 MB in a template")
-        return super().call_binop(context, operator, left, right)
+            raise RenderError(f"a repetition over {OUTPUT_LIMIT // 1024} kB")
+        _check_widths(left if operator == "%" else None)
+        return _checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.budget.tick()
+        _check_widths(getattr(__obj, "__self__", None), *args, *kwargs.values())
+        return _checked(super().call(__context, __obj, *args, **kwargs))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.budget.tick()
+        if attribute in ("format", "format_map"):  # the sandbox wraps them here, not in `call`
+            _check_widths(obj)
+        return _checked(super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self.budget.tick()
+        return _checked(super().getitem(obj, argument))
+
+
+_WIDE_FORMAT = re.compile(r"%[-+ #0]*\d{7,}|\{[^{}]*:[^{}]*\d{7,}")  # a width of a million or more
+
+
+def _check_widths(*values: Any) -> None:
+    for value in values:
+        too_wide = isinstance(value, int) and not isinstance(value, bool) and value > OUTPUT_LIMIT
+        if too_wide or (isinstance(value, str) and _WIDE_FORMAT.search(value)):
+            raise RenderError(f"a width over {OUTPUT_LIMIT // 1024} kB")
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, str | list | tuple | dict) and len(value) > OUTPUT_LIMIT:
+        raise RenderError(f"a value over {OUTPUT_LIMIT // 1024} kB")
+    return value
+
+
+def _bounded(filter_: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(filter_)  # keeps Jinja2's pass_context and the like
+    def run(*args: Any, **kwargs: Any) -> Any:
+        _check_widths(*args[1:], *kwargs.values())
+        _check_widths(args[0] if args and isinstance(args[0], str) else None)
+        return _checked(filter_(*args, **kwargs))
+
+    return run
 
 
 @dataclass(frozen=True)
 class TemplateSet:
     origin: str  # the preset's name, or the folder
+    env: _Bounded
     templates: dict[str, jinja2.Template]  # event type → its template
 
     @classmethod
@@ -70,9 +129,8 @@ class TemplateSet:
         assert folder is not None, "templates: checked by the settings"
         if not folder.is_dir():
             raise ConfigError(f"templates = {folder}: not a folder")
-        env = _Bounded(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined)
-        env.filters.update(FILTERS)
-        return cls(endpoint.format if preset else str(folder), dict(_compiled(env, folder)))
+        env = _Bounded(folder)
+        return cls(endpoint.format if preset else str(folder), env, dict(_compiled(env, folder)))
 
     @property
     def types(self) -> frozenset[str]:
@@ -83,7 +141,7 @@ class TemplateSet:
         template = self.templates.get(event_type)
         if template is None:
             return None
-        budget = _Budget()
+        budget = self.env.budget = _Budget()  # renderings run one at a time, in the event loop
         try:
             return "".join(budget.chunks(template.generate({**context, "range": budget.range})))
         except Exception as error:  # an undefined name, a bound, a filter given the wrong thing
@@ -113,6 +171,10 @@ class _Budget:
         self._items = ITEMS_LIMIT
         self._deadline = time.monotonic() + TIME_LIMIT
 
+    def tick(self) -> None:
+        if time.monotonic() > self._deadline:
+            raise RenderError(f"a rendering over {TIME_LIMIT:g} s")
+
     def range(self, *bounds: int) -> range:
         items = range(*bounds)
         self._items -= len(items)
@@ -124,6 +186,7 @@ class _Budget:
         size = 0
         for part in parts:
             size += len(part)
-            if size > OUTPUT_LIMIT or time.monotonic() > self._deadline:
-                raise RenderError(f"a rendering over {OUTPUT_LIMIT // 1024} kB or {TIME_LIMIT:g} s")
+            if size > OUTPUT_LIMIT:
+                raise RenderError(f"a rendering over {OUTPUT_LIMIT // 1024} kB")
+            self.tick()
             yield part

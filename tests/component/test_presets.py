@@ -170,7 +170,9 @@ async def test_a_preview_prints_each_request_and_sends_nothing(tmp_path: Path, e
         status, out = await played(config, scenario, tmp_path, preview=endpoint)
     assert status == 0
     assert fakes == Crms(ids=fakes.ids, archive=fakes.archive)  # nothing reached any CRM
-    assert re.match(r"# 1\n(GET|POST) http://127\.0\.0\.1:\d+/", out)
-    assert HUBSPOT_TOKEN not in out and PIPEDRIVE_TOKEN not in out
+    assert re.match(r"# 1\n(GET|POST) \{url\}", out)  # the endpoint's URL may hold a token
+    assert not {ZAMMAD_TOKEN, BITRIX_CODE, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN, "s3cr3t"} & set(
+        re.split(r"[/?=&\s]", out)
+    )
     if endpoint in ("bitrix", "hubspot", "pipedrive"):  # the id an earlier answer gave, stood in for
         assert "{call}" in out or "{log}" in out

@@ -2,6 +2,7 @@
 sandbox with strict names, read back as HTTP requests; the presets compile and their settings
 ask for what each needs."""
 
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,12 +53,25 @@ def test_an_unknown_name_fails_the_rendering_with_the_file(tmp_path: Path) -> No
         "{{ 'x' * 2000000 }}",  # a repetition
         "{{ 2 ** 100000 }}",  # an exponent
         "{% for i in range(9000) %}{{ 'y' * 1000 }}{% endfor %}",  # output over 1 MB
+        "{{ ''.ljust(300000000) }}",  # a width, before it is built
+        "{{ '%300000000s' % 'x' }}{{ '%300000000s' | format('x') }}",
+        "{{ '{:>300000000}'.format(1) }}",
+        "{{ 'x' | center(300000000) }}",
+        "{{ (((9 ** 64) ** 64) ** 64) ** 64 }}",  # a power too big to compute in time
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% for i in range(9999) %}{% for c in 'x' * 999999 %}{{ c.upper() }}{% endfor %}{% endfor %}",
     ],
 )
 def test_a_rendering_is_bounded(tmp_path: Path, body: str) -> None:
     found = templates(tmp_path, call_ringing=f"POST https://x.test/\n\n{body}")
-    with pytest.raises(RenderError):
-        found.render("call.ringing", context("crm", endpoint(tmp_path), make_call_ringing(), AT, {}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderError):
+            found.render("call.ringing", context("crm", endpoint(tmp_path), make_call_ringing(), AT, {}))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000  # refused before it was built, not after
 
 
 def test_the_sandbox_refuses_python_internals(tmp_path: Path) -> None:
@@ -120,15 +134,18 @@ def test_a_template_sees_the_chain_it_remembered() -> None:
 
 
 def test_the_attempt_log_keeps_no_secret() -> None:
+    body = b'{"RECORD_URL": "https://rec.test/a.mp3?expires=1&token=l1nkt0k", "api": "crmt0k"}'
     request = WebhookRequest(
         "POST",
         "https://crm.test/rest/1/s3cr3t/method.json?api_token=abc",
-        body=b'{"a": 1}',
-        headers={"Authorization": "Bearer t0k", "content-type": "application/json"},
+        body=body,
+        headers={"Authorization": "Bearer t0k", "content-type": "application/json", "x-token": "crmt0k"},
+        attach=("file", "https://rec.test/b.mp3?token=l1nkt0k"),
     )
-    text = described(request)
-    assert "s3cr3t" not in text and "abc" not in text and "t0k" not in text
-    assert text.startswith("POST https://crm.test/…") and text.endswith('{"a": 1}')
+    text = described(request, ["crmt0k"])
+    for secret in ("s3cr3t", "abc", "t0k", "l1nkt0k", "crmt0k"):
+        assert secret not in text
+    assert text.startswith("POST https://crm.test/…") and '"RECORD_URL": "https://rec.test/a.mp3?***' in text
 
 
 @pytest.mark.parametrize("preset", PRESETS)
