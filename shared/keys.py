@@ -70,6 +70,7 @@ def requires(needed: Access) -> Callable[..., Awaitable[None]]:
         for candidate, access in grants:
             if access is Access.COMMAND or (needed is Access.READ and access is Access.READ):
                 request.state.key = fingerprint(candidate)  # for the audit line and the rate limit
+                request.state.offered, request.state.access = candidate, access  # for forwarding it
                 return
         if any(access is Access.READ for _, access in grants):
             raise HTTPException(403, "this API key may only read; commands need a full key")

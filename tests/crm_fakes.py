@@ -26,6 +26,10 @@ from shared.http_server import free_port
 ZAMMAD_TOKEN, BITRIX_CODE, HUBSPOT_TOKEN, PIPEDRIVE_TOKEN = "z-t0k", "b1tr1x", "pat-h0b", "p1pe"
 ZAMMAD_CAUSES = {"normalClearing", "busy", "cancel", "noAnswer", "congestion", "notFound", "forwarded"}
 PIPEDRIVE_OUTCOMES = {"connected", "no_answer", "left_message", "left_voicemail", "wrong_number", "busy"}
+HUBSPOT_STATUSES = {
+    *("BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING"),
+    *("FAILED", "IN_PROGRESS", "NO_ANSWER", "QUEUED", "RINGING"),
+}
 UTC_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 
@@ -109,6 +113,8 @@ class Crms:
         _bearer(request, HUBSPOT_TOKEN)
         properties = (await request.json())["properties"]
         _require(properties, "hs_timestamp")
+        _check(properties.get("hs_call_direction") in ("INBOUND", "OUTBOUND"), "hs_call_direction")
+        _hubspot_status(properties)
         call_id = str(next(self.ids))
         self.hubspot[call_id] = dict(properties)
         # the whole object comes back, as HubSpot answers: more than a few kB
@@ -120,7 +126,9 @@ class Crms:
         call = self.hubspot.get(request.match_info["id"])
         if call is None:
             raise web.HTTPNotFound(text='{"message": "resource not found"}')
-        call.update((await request.json())["properties"])
+        properties = (await request.json())["properties"]
+        _hubspot_status(properties)
+        call.update(properties)
         return web.json_response({"id": request.match_info["id"], "properties": call})
 
     async def _pipedrive_log(self, request: web.Request) -> web.Response:
@@ -140,6 +148,8 @@ class Crms:
         log = self.pipedrive.get(request.match_info["id"])
         if log is None:
             raise web.HTTPNotFound(text='{"success": false}')
+        if log.get("recordings"):  # one recording per call log
+            raise web.HTTPConflict(text='{"success": false, "error": "recording already exists"}')
         form = await request.post()
         upload = form.get("file")
         _check(isinstance(upload, web.FileField), "the recording is a multipart file named file")
@@ -166,6 +176,13 @@ async def serving(crms: Crms) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def _hubspot_status(properties: dict[str, Any]) -> None:
+    status = properties.get("hs_call_status")
+    _check(
+        status is None or status in HUBSPOT_STATUSES, f"hs_call_status is one of {sorted(HUBSPOT_STATUSES)}"
+    )
 
 
 def _require(body: dict[str, Any], *names: str) -> None:

@@ -10,9 +10,10 @@ from typing import Annotated
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi.responses import JSONResponse
 
-from shared.keys import COMMAND, READ, bearer
+from shared.keys import COMMAND, READ
 
 logger = logging.getLogger(__name__)
 
@@ -25,24 +26,27 @@ class WebhooksAdmin:
 
     async def forward(self, request: Request, method: str, path: str) -> Response:
         params = {k: v for k, v in request.query_params.items() if k in FILTERS}
+        key = request.state.offered  # the key the route's dependency accepted
         try:
             answer = await self._http.request(
-                method, self._base_url + path, params=params, headers={"X-API-Key": offered_key(request)}
+                method, self._base_url + path, params=params, headers={"X-API-Key": key}
             )
         except httpx.HTTPError as error:
             logger.warning("webhooks admin at %s did not answer: %s", self._base_url, type(error).__name__)
             raise HTTPException(502, "the webhooks service did not answer") from None
-        media = answer.headers.get("content-type", "application/json")
-        return Response(answer.content, status_code=answer.status_code, media_type=media)
-
-
-def offered_key(request: Request) -> str:
-    """The key the caller offered (checked already by the route's dependency)."""
-    return (
-        request.headers.get("x-api-key")
-        or bearer(request.headers.get("authorization"))
-        or request.query_params.get("key", "")
-    )
+        if answer.status_code in (401, 403):  # the api took the key: the two disagree on the keys
+            logger.warning(
+                "webhooks admin at %s refused a key the api accepts (%d)", self._base_url, answer.status_code
+            )
+            raise HTTPException(502, "the webhooks service refused the key: give it the same [api] keys")
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            document = answer.json()
+            if isinstance(document, dict) and "detail" in document:  # FastAPI's errors, as the api's
+                document = {"error": str(document["detail"])}
+            return JSONResponse(document, status_code=answer.status_code)
+        return Response(
+            answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type")
+        )
 
 
 def admin(request: Request) -> WebhooksAdmin:
@@ -75,5 +79,7 @@ async def endpoints(request: Request, to: Admin) -> Response:
 
 
 @router.post("/endpoints/{name}/enable", dependencies=COMMAND)
-async def enable(name: str, request: Request, to: Admin) -> Response:
+async def enable(
+    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$")], request: Request, to: Admin
+) -> Response:
     return await to.forward(request, "POST", f"/endpoints/{quote(name, safe='')}/enable")

@@ -14,6 +14,7 @@ from shared.event_base import Event
 from shared.events import CallAnswered, CallEnded, CallEvent, RecordingReady
 
 KEPT_FOR = timedelta(hours=24)
+EVENTS_KEPT = 200  # per chain
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Chain:
         if isinstance(event, CallEnded) and event.chain_ended:
             self.ended_at = event.occurred_at
         link = getattr(event, "link", None)
+        if len(self.events) >= EVENTS_KEPT:  # a chain that rang a hundred phones: its start and its end
+            del self.events[EVENTS_KEPT // 2]
         self.events.append(
             {"type": event.type, "at": event.occurred_at.isoformat(), "link": link, "extension": extension}
         )

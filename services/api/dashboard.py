@@ -16,17 +16,25 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from shared.clock import SystemClock
-from shared.keys import READ, Access, Keys
+from shared.keys import READ, Access
 
 from . import admin_proxy
-from .admin_proxy import WebhooksAdmin, offered_key
+from .admin_proxy import WebhooksAdmin
 from .cache import StateCache
 from .chains import RecentChains
 from .live import QueueDay, live_view
 
 PAGES = Path(__file__).parent / "ui"
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; media-src 'self' https: http:; img-src 'self' data:;"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 Text = Annotated[str, Query(max_length=100)]
 
 
@@ -34,7 +42,17 @@ def mount_dashboard(app: FastAPI, chains: RecentChains, day: QueueDay, webhooks:
     app.state.webhooks_admin = webhooks
     app.include_router(_routes(chains, day))
     app.include_router(admin_proxy.router)
-    app.mount("/ui", StaticFiles(directory=PAGES, html=True), name="ui")
+    app.mount("/ui", _Pages(directory=PAGES, html=True), name="ui")
+
+
+class _Pages(StaticFiles):
+    """The page's own files, with a policy that lets it load nothing but itself (and play the
+    recordings, which the recordings service serves from its own address)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
 
 
 def _routes(chains: RecentChains, day: QueueDay) -> APIRouter:
@@ -43,8 +61,7 @@ def _routes(chains: RecentChains, day: QueueDay) -> APIRouter:
 
     @router.get("/whoami")
     async def whoami(request: Request) -> dict[str, Literal["read", "full"]]:
-        keys: Keys = request.app.state.keys
-        return {"rights": "full" if keys.access(offered_key(request)) is Access.COMMAND else "read"}
+        return {"rights": "full" if request.state.access is Access.COMMAND else "read"}
 
     @router.get("/live")
     async def live(request: Request) -> dict[str, Any]:

@@ -36,8 +36,8 @@ class QueueDay:
     def handle(self, event: Event) -> None:
         if not isinstance(event, CallState):
             return
-        if event.occurred_at.date() != self.day:
-            self.day, self.tallies = event.occurred_at.date(), defaultdict(Tally)
+        if event.occurred_at.date() != self.day:  # a new day: what waited on the last one goes too
+            self.day, self.tallies, self._waiting = event.occurred_at.date(), defaultdict(Tally), {}
         queues = self._waiting.pop(event.call_number, set())
         queues |= {p.number for p in event.routing_to if p.type == "queue"}
         if not queues:

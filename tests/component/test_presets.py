@@ -152,12 +152,42 @@ async def test_missed_calls_are_missed_in_every_crm_and_alerted_in_slack(tmp_pat
     assert [(c["finish"]["STATUS_CODE"], c["finish"]["DURATION"]) for c in fakes.bitrix.values()] == [
         (304, 0)
     ] * 3
+    # finished for the user it was registered for (the first extension it rang), not a queue
+    assert all(
+        c["finish"]["USER_PHONE_INNER"] == c["register"]["USER_PHONE_INNER"] for c in fakes.bitrix.values()
+    )
     assert {c["hs_call_status"] for c in fakes.hubspot.values()} == {"NO_ANSWER"}
     assert [log["outcome"] for log in fakes.pipedrive.values()] == ["no_answer"] * 3
     assert [text.split(" at ")[0] for text in fakes.slack] == [
         ":telephone_receiver: Missed call from 447700900202 on SupportLine",
         ":telephone_receiver: Missed call from 447700900303 on SalesLine",
         ":telephone_receiver: Missed call from 447700900404 on MainLine",
+    ]
+
+
+async def test_an_outgoing_call_transferred_on_is_one_record_with_its_first_recording(tmp_path: Path) -> None:
+    async with crms(tmp_path) as (fakes, config):
+        status, _ = await played(config, "outgoing-transfer.yaml", tmp_path, endpoints=True)
+    assert status == 0  # a second recording would have been refused (409) and retried
+    calls = {
+        chain: [(e["event"], e["from"], e["direction"]) for e in events]
+        for chain, events in fakes.zammad.items()
+    }
+    assert calls == {
+        "230907112005_87": [("newCall", "203", "out"), ("answer", "203", "out"), ("hangup", "203", "out")],
+        "230907112235_88": [("newCall", "204", "out"), ("hangup", "204", "out")],
+    }
+    bitrix = sorted(fakes.bitrix.values(), key=lambda call: call["register"]["CALL_START_DATE"])
+    assert [(c["register"]["TYPE"], c["register"]["USER_PHONE_INNER"]) for c in bitrix] == [
+        (1, "203"),
+        (1, "204"),
+    ]
+    assert [len(c.get("records", [])) for c in bitrix] == [1, 0]  # two recorded links, one record
+    assert {c["hs_call_direction"] for c in fakes.hubspot.values()} == {"OUTBOUND"}
+    logs = sorted(fakes.pipedrive.values(), key=lambda log: log["start_time"])
+    assert [(log["outcome"], len(log.get("recordings", []))) for log in logs] == [
+        ("connected", 1),
+        ("no_answer", 0),
     ]
 
 

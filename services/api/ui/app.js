@@ -44,7 +44,9 @@ function showLogin(message) {
 
 function show() {
   if (!key()) return;
-  const name = PAGES[location.hash.slice(1)] ? location.hash.slice(1) : "live";
+  const wanted = location.hash.slice(1);
+  if (current && !PAGES[wanted]) return; // an in-page link (the skip link): stay on this page
+  const name = PAGES[wanted] ? wanted : "live";
   current?.stop();
   for (const page of Object.keys(PAGES)) $(page).hidden = page !== name;
   for (const link of document.querySelectorAll("#pages a")) {

@@ -41,7 +41,8 @@ function chainItem(c) {
   return item;
 }
 
-function recording(c, link, n, file) {
+function recording(c, link, n, address) {
+  const file = /^https?:\/\//i.test(address) ? address : "about:blank"; // a web address, nothing else
   const label = `Recording ${n + 1} of link ${link}, chain ${c.chain_id}`;
   return el("div", {}, el("audio", { controls: true, preload: "metadata", src: file, "aria-label": label }),
     el("a", { href: file, download: "" }, `Download recording ${n + 1} (link ${link})`));

@@ -16,8 +16,8 @@ export function start({ rights }) {
 export function stop() {}
 
 $("attempt-filters").addEventListener("submit", (event) => { event.preventDefault(); load(); });
-$("replay-all").addEventListener("click", () => act(`${WEBHOOKS}/dead/replay`,
-  { endpoint: filters.endpoint, since: filters.since }, "Replayed the dead letters listed."));
+$("replay-all").addEventListener("click", (event) => act(`${WEBHOOKS}/dead/replay`,
+  { endpoint: filters.endpoint, since: filters.since }, "Replayed the dead letters listed.", event.currentTarget));
 
 async function load() {
   filters = formValues($("attempt-filters"));
@@ -38,12 +38,15 @@ async function load() {
   }
 }
 
-async function act(path, params, done) {
+async function act(path, params, done, button) {
+  if (button) button.disabled = true; // once: a second click while it runs would ask again
   try {
     await call(path, { method: "POST", params });
     $("deliveries-status").textContent = done;
   } catch (error) {
     $("deliveries-status").textContent = `Refused: ${error.message}`;
+  } finally {
+    if (button) button.disabled = false;
   }
   setTimeout(load, 500); // the replayed delivery is attempted meanwhile
   load();
@@ -52,14 +55,14 @@ async function act(path, params, done) {
 function endpointRow(e) {
   const rate = e.success_rate == null ? "–" : `${Math.round(e.success_rate * 100)} % of ${e.attempts}`;
   const state = e.disabled ? el("span", { class: "bad" }, `disabled (${e.disabled_reason})`) : el("span", { class: "ok" }, "enabled");
-  const enable = full && e.disabled ? el("button", { type: "button", onclick: () =>
-    act(`${WEBHOOKS}/endpoints/${encodeURIComponent(e.endpoint)}/enable`, {}, `Enabled ${e.endpoint}.`) }, `Enable ${e.endpoint}`) : null;
+  const enable = full && e.disabled ? el("button", { type: "button", onclick: (event) =>
+    act(`${WEBHOOKS}/endpoints/${encodeURIComponent(e.endpoint)}/enable`, {}, `Enabled ${e.endpoint}.`, event.currentTarget) }, `Enable ${e.endpoint}`) : null;
   return row(e.endpoint, rate, e.last_error ? `${time(e.last_error_at)}: ${e.last_error}` : "", el("span", {}, state, " ", enable));
 }
 
 function deadRow(d) {
   const replay = full ? el("button", { type: "button", "aria-label": `Replay ${d.event_type} of ${d.chain}`,
-    onclick: () => act(`${WEBHOOKS}/dead/replay`, { id: d.id }, `Replayed ${d.event_type} of ${d.chain}.`) }, "Replay") : null;
+    onclick: (event) => act(`${WEBHOOKS}/dead/replay`, { id: d.id }, `Replayed ${d.event_type} of ${d.chain}.`, event.currentTarget) }, "Replay") : null;
   return row(time(d.at), d.endpoint, d.event_type, d.chain, d.reason, replay);
 }
 

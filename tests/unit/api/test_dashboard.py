@@ -80,6 +80,8 @@ async def test_webhooks_admin_routes_through_the_api_with_the_callers_key(tmp_pa
     settings = API_SETTINGS.model_copy(update={"webhooks_admin_url": f"http://127.0.0.1:{port}"})
     async with serving(admin, "127.0.0.1", port), api_stack(InMemoryBus(), settings=settings) as stack:
         reader = {"X-API-Key": READ_ONLY_KEY}
+        page = await stack.client.get("/ui/")  # no key: the page holds no data
+        assert page.status_code == 200 and "frame-ancestors 'none'" in page.headers["content-security-policy"]
         attempts = await stack.client.get(
             "/ui/api/webhooks/attempts", params={"chain": "c-1"}, headers=reader
         )
@@ -92,6 +94,15 @@ async def test_webhooks_admin_routes_through_the_api_with_the_callers_key(tmp_pa
         assert (await stack.client.post("/ui/api/webhooks/dead/replay")).status_code == 401
         enabled = await stack.client.post("/ui/api/webhooks/endpoints/crm/enable", headers={"X-API-Key": KEY})
         assert enabled.json() == {"enabled": "crm"}
+        odd = await stack.client.post("/ui/api/webhooks/endpoints/%2E%2E/enable", headers={"X-API-Key": KEY})
+        assert odd.status_code == 422  # never a POST to another path of the webhooks service
+        bad = await stack.client.get("/ui/api/webhooks/dead", params={"since": "soon"}, headers=reader)
+        assert bad.status_code == 422 and "error" in bad.json()  # its error in the api's form
+    other_keys = Keys((SecretStr("a-key-the-api-does-not-have"),), ())
+    stranger = webhooks_app(store, RecordingQueue(), WebhookMetrics(), SystemClock(), other_keys)
+    async with serving(stranger, "127.0.0.1", port), api_stack(InMemoryBus(), settings=settings) as stack:
+        refused = await stack.client.get("/ui/api/webhooks/dead", headers={"X-API-Key": KEY})
+        assert refused.status_code == 502  # not a 401: the page would log the user out
     await store.close()
     async with api_stack(InMemoryBus(), settings=settings) as stack:  # the webhooks service is away
         away = await stack.client.get("/ui/api/webhooks/dead", headers={"X-API-Key": KEY})
