@@ -1,11 +1,12 @@
 """The dashboard's JSON (`/ui/api/…`): rights, the live view, recent chains, the pages served
 without a key, and the webhooks admin routes reached through the api with the caller's key."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
 
-from services.api.chains import RecentChains
+from services.api.chains import EVENTS_KEPT, RecentChains
 from services.api.live import QueueDay
 from services.webhooks.http import create_app as webhooks_app
 from services.webhooks.metrics import WebhookMetrics
@@ -66,7 +67,18 @@ def test_the_window_keeps_the_latest_chains_and_finds_them() -> None:
     assert [c.chain_id for c in window.search(extension="102")] == ["c_2"]
     [ended] = window.search(chain_id="c_3")
     assert ended.ended_at is not None and [e["type"] for e in ended.events] == ["call.ringing", "call.ended"]
-    QueueDay().handle(make_call_ringing())  # not a pbx.call: ignored
+    later = ended.started_at + timedelta(hours=25)  # a day on: the window lets the old chains go
+    window.handle(make_call_ringing(chain_id="c_4", call_number=4, extension="104", occurred_at=later))
+    assert [c.chain_id for c in window.search()] == ["c_4"]
+    for n in range(250):  # a chain that rang and rang: its start and its latest events are kept
+        window.handle(
+            make_call_ringing(chain_id="c_4", call_number=4, extension=f"2{n:02d}", occurred_at=later)
+        )
+    [busy] = window.search()
+    assert len(busy.events) == EVENTS_KEPT and busy.events[0]["extension"] == "104"
+    day = QueueDay()
+    day.handle(make_call_ringing())  # not a pbx.call: ignored
+    assert not day.tallies
 
 
 async def test_webhooks_admin_routes_through_the_api_with_the_callers_key(tmp_path: Path) -> None:
