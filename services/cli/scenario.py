@@ -17,7 +17,7 @@ def add(commands: Commands) -> None:
         required=True, metavar="ACTION"
     )
     run = actions.add_parser(
-        "run", help="play a scenario and print its classic webhooks, one JSON object a line"
+        "run", help="play a scenario and print its classic webhooks, a JSON object a line"
     )
     run.add_argument("file", type=Path)
     run.add_argument("--recordings-dir", type=folder, help="keep the simulated PBX's WAV recordings here")
@@ -38,17 +38,15 @@ def add(commands: Commands) -> None:
     check.add_argument("actual", help="what a run gave, e.g. `scenario run`'s output ('-': stdin)")
     check.set_defaults(run=_check)
     generate = actions.add_parser("generate", help="the traffic generator's calls as a scenario file (YAML)")
+    generate.add_argument("--seed", type=int, default=1, help="the same seed, the same calls (default 1)")
     generate.add_argument(
-        "--seed", type=int, default=1, help="the same seed gives the same calls (default 1)"
-    )
-    generate.add_argument(
-        "--minutes", type=number(0, 10080, above=True), default=10.0, help="calls arrive so long"
+        "--minutes", type=number(0, 10080, above=True), default=10.0, help="calls come so long"
     )
     generate.add_argument("--calls-per-minute", type=number(0, 600, above=True), default=10.0)
     generate.add_argument("--max-concurrent", type=number(1, 10000, whole=True), default=20)
     generate.add_argument("--directory", type=Path, help="a directory file (default: the built-in one)")
     generate.add_argument(
-        "--start", type=start_time, default="2024-03-04T09:00:00", help="PBX local time at t=0"
+        "--start", type=start_time, default="2024-03-04T09:00:00", help="PBX local time, t=0"
     )
     generate.set_defaults(run=_generate)
 

@@ -15,6 +15,7 @@ from typing import Any
 from .outgoing import USER_AGENT, WebhookRequest
 
 REMEMBER, ATTACH = "callbridge-remember", "callbridge-attach"  # their headers, lower case
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def parse(text: str, where: str) -> WebhookRequest | None:
@@ -24,13 +25,9 @@ def parse(text: str, where: str) -> WebhookRequest | None:
         return None
     first, *lines = head.split("\n")
     method, _, url = first.strip().partition(" ")
-    if method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not url.startswith(
-        ("http://", "https://")
-    ):
+    if method.upper() not in METHODS or not url.startswith(("http://", "https://")):
         # never the line itself in the message: a URL may hold a token (it goes to the dead letters)
-        raise ValueError(
-            f"{where}: the first line must be METHOD URL (GET, POST, PUT, PATCH, DELETE; http(s))"
-        )
+        raise ValueError(f"{where}: the first line must be METHOD URL ({', '.join(METHODS)}; http(s))")
     headers, remember, attach = {"user-agent": USER_AGENT}, [], None
     for number, line in enumerate(lines, 2):
         key, colon, value = line.partition(":")
