@@ -6,6 +6,7 @@ the webhooks service checks it again; only the filters the admin routes know are
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import quote
 
@@ -58,24 +59,23 @@ Admin = Annotated[WebhooksAdmin, Depends(admin)]
 router = APIRouter(prefix="/ui/api/webhooks", include_in_schema=False)
 
 
-@router.get("/attempts", dependencies=READ)
-async def attempts(request: Request, to: Admin) -> Response:
-    return await to.forward(request, "GET", "/attempts")
+ROUTES = (  # what the page may reach, with the key it needs: any reads, a full one changes
+    ("GET", "/attempts", READ),
+    ("GET", "/dead", READ),
+    ("POST", "/dead/replay", COMMAND),
+    ("GET", "/endpoints", READ),
+)
 
 
-@router.get("/dead", dependencies=READ)
-async def dead(request: Request, to: Admin) -> Response:
-    return await to.forward(request, "GET", "/dead")
+def _forwarding(method: str, path: str) -> Callable[..., Awaitable[Response]]:
+    async def forward(request: Request, to: Admin) -> Response:
+        return await to.forward(request, method, path)
+
+    return forward
 
 
-@router.post("/dead/replay", dependencies=COMMAND)
-async def replay(request: Request, to: Admin) -> Response:
-    return await to.forward(request, "POST", "/dead/replay")
-
-
-@router.get("/endpoints", dependencies=READ)
-async def endpoints(request: Request, to: Admin) -> Response:
-    return await to.forward(request, "GET", "/endpoints")
+for method, path, needed in ROUTES:
+    router.add_api_route(path, _forwarding(method, path), methods=[method], dependencies=needed)
 
 
 @router.post("/endpoints/{name}/enable", dependencies=COMMAND)
