@@ -38,8 +38,13 @@ EVENT_TYPES = frozenset(cls.model_fields["type"].default for cls in get_args(get
 @functools.cache
 def types_of(endpoint_format: str, folder: Path | None) -> frozenset[str]:
     """The event types a templated endpoint has a file for (what it wants of its `events`)."""
-    where = PRESET_FOLDER / endpoint_format if endpoint_format in PRESETS else folder
+    where = folder_of(endpoint_format, folder)
     return frozenset(p.name.removesuffix(SUFFIX) for p in where.glob(f"*{SUFFIX}")) if where else frozenset()
+
+
+def folder_of(endpoint_format: str, folder: Path | None) -> Path | None:
+    """A preset's templates, or the endpoint's own folder (`format = template`)."""
+    return PRESET_FOLDER / endpoint_format if endpoint_format in PRESETS else folder
 
 
 class RenderError(Exception):
@@ -125,7 +130,7 @@ class TemplateSet:
     def of(cls, endpoint: EndpointSettings) -> "TemplateSet":
         """The endpoint's templates, compiled; a ConfigError names the file and line at fault."""
         preset = endpoint.format in PRESETS
-        folder = PRESET_FOLDER / endpoint.format if preset else endpoint.templates
+        folder = folder_of(endpoint.format, endpoint.templates)
         assert folder is not None, "templates: checked by the settings"
         if not folder.is_dir():
             raise ConfigError(f"templates = {folder}: not a folder")
