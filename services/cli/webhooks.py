@@ -56,8 +56,7 @@ def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
     since, clock = admin.since(args.since, SystemClock()), SystemClock()
 
     async def replay(store: DeliveryStore) -> int:
-        dead = await store.dead(endpoint=args.endpoint, since=since)
-        return await admin.replay_through_broker(settings, store, dead, clock) if dead else 0
+        return await admin.replay_through_broker(settings, store, clock, endpoint=args.endpoint, since=since)
 
     replayed = admin.in_store(settings.webhooks.database, replay)
     print(f"{admin.deliveries(replayed)} sent again", file=sys.stderr)

@@ -21,6 +21,7 @@ from .queues import RabbitJobQueue
 from .store import Attempt, DeadDelivery, DeliveryStore
 
 T = TypeVar("T")
+REPLAY_BATCH = 500
 
 
 def parse_since(text: str | None, clock: Clock) -> float:
@@ -62,14 +63,34 @@ async def replay(store: DeliveryStore, queue: JobQueue, dead: list[DeadDelivery]
     return len(claimed)
 
 
-async def replay_through_broker(
-    settings: Settings, store: DeliveryStore, dead: list[DeadDelivery], clock: Clock
+async def replay_selected(
+    store: DeliveryStore,
+    queue: JobQueue,
+    clock: Clock,
+    *,
+    endpoint: str | None,
+    since: float,
+    dead_id: int | None = None,
 ) -> int:
-    """`replay` from outside the service (the CLI): its own connection to the job queues."""
+    """Replay every dead letter the filters select (one by `dead_id`, or by endpoint and time), a
+    batch at a time, so memory stays bounded however many there are."""
+    total = 0
+    while letters := await store.dead(endpoint=endpoint, since=since, dead_id=dead_id, limit=REPLAY_BATCH):
+        sent = await replay(store, queue, letters, clock)
+        if not sent:  # another replay took them all meanwhile
+            break
+        total += sent
+    return total
+
+
+async def replay_through_broker(
+    settings: Settings, store: DeliveryStore, clock: Clock, *, endpoint: str | None, since: float
+) -> int:
+    """`replay_selected` from outside the service (the CLI): its own connection to the job queues."""
     async with RabbitBus.configured(settings.bus, "webhooks replay") as bus:
         policy = RetryPolicy.configured(settings.webhooks)
         queue = await RabbitJobQueue(bus, policy, settings.endpoints).declare()
-        return await replay(store, queue, dead, clock)
+        return await replay_selected(store, queue, clock, endpoint=endpoint, since=since)
 
 
 def existing(address: str) -> str:

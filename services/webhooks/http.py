@@ -16,7 +16,7 @@ from shared.clock import Clock
 from shared.http_server import health_routes, metrics_response
 from shared.keys import COMMAND, READ, Keys
 
-from .admin import parse_since, replay
+from .admin import parse_since, replay_selected
 from .endpoint_routes import endpoint_routes, iso
 from .metrics import WebhookMetrics
 from .ports import JobQueue
@@ -82,13 +82,10 @@ def create_app(
     ) -> dict[str, int]:
         """Replay the dead letters the filters select: one (`id`), or by endpoint and time, a
         batch at a time (memory stays bounded however many there are)."""
-        total = 0
-        while letters := await store.dead(endpoint=endpoint, since=since_of(since), dead_id=id, limit=500):
-            sent = await replay(store, queue, letters, clock)
-            if not sent:  # another replay took them all meanwhile
-                break
-            total += sent
-        return {"replayed": total}
+        sent = await replay_selected(
+            store, queue, clock, endpoint=endpoint, since=since_of(since), dead_id=id
+        )
+        return {"replayed": sent}
 
     return app
 

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
+from services.webhooks import admin
 from services.webhooks.admin import replay
 from services.webhooks.http import create_app
 from services.webhooks.jobs import Job, jobs_for
@@ -121,3 +123,21 @@ def _job(chain: str) -> Job:
     event = make_call_ringing(chain_id=chain)
     [job] = jobs_for(event, encode_event(event).decode(), {"crm": EndpointSettings(url="http://x/")})
     return job
+
+
+async def test_a_replay_by_filter_goes_a_batch_at_a_time_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin, "REPLAY_BATCH", 2)
+    store, queue = await DeliveryStore.open(tmp_path / "w.db"), RecordingQueue()
+    endpoints = {"crm": EndpointSettings(url="http://x/")}
+    jobs = []
+    for n in range(5):
+        event = make_call_ringing(link=n)
+        [job] = jobs_for(event, encode_event(event).decode(), endpoints)
+        await store.bury(float(n), "crm", job.model_dump_json(), job.event_type, job.chain, "gave up")
+        jobs.append(job)
+    assert await admin.replay_selected(store, queue, SystemClock(), endpoint="crm", since=0.0) == 5
+    assert [j.event_id for j in queue.submitted] == [j.event_id for j in jobs]
+    assert await store.dead() == []
+    await store.close()
