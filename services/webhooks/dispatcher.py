@@ -21,6 +21,7 @@ node, say), the sweep's release attempts it from there, and a retry that comes a
 or twice) is no longer awaited and is skipped, so it can neither repeat out of order nor fork.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -162,7 +163,7 @@ class Dispatcher:
         now = self._clock.now()
         memory = await self._store.recall(job.key) if endpoint.templated else {}
         try:
-            request = self._request(job, endpoint, now, memory)
+            request = await self._request(job, endpoint, now, memory)
         except (RenderError, ValueError) as error:  # the template's fault: no retry will mend it
             await self._bury(job, f"template: {error}")
             return True
@@ -187,7 +188,7 @@ class Dispatcher:
         assert isinstance(outcome, Failed)
         return await self._failed(job, outcome, attempt)
 
-    def _request(
+    async def _request(
         self, job: Job, endpoint: EndpointSettings, now: datetime, memory: dict[str, str]
     ) -> WebhookRequest | None:
         """What to send for `job`: the endpoint's format, or its templates with what the chain
@@ -199,7 +200,9 @@ class Dispatcher:
             return build_request(
                 endpoint.url, endpoint.format, endpoint.secret, event, now, call_info=call_info
             )
-        text = templates.render(event.type, context(job.endpoint, endpoint, event, now, memory))
+        seen = context(job.endpoint, endpoint, event, now, memory)
+        # in a thread: a template that runs to its time bound holds up no other delivery
+        text = await asyncio.to_thread(templates.render, event.type, seen)
         return None if text is None else parse(text, f"{templates.origin}/{event.type}{SUFFIX}")
 
     async def _log(

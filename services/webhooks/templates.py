@@ -13,6 +13,7 @@ import functools
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -32,6 +33,7 @@ OUTPUT_LIMIT = 1024 * 1024
 TIME_LIMIT = 1.0
 ITEMS_LIMIT = 10_000
 POWER_BITS = 64_000
+_BUDGET: ContextVar["_Budget"] = ContextVar("budget")  # the rendering's, in its thread
 EVENT_TYPES = frozenset(cls.model_fields["type"].default for cls in get_args(get_args(Message)[0]))
 
 
@@ -53,13 +55,12 @@ class RenderError(Exception):
 
 
 class _Bounded(SandboxedEnvironment):
-    """Jinja2's sandbox (no Python internals) with the rendering's `budget` checked wherever a
-    template computes: each call, attribute or item read, `*`, `**` and `%`, each filter; a
-    width, a repetition or an exponent that would build something over the output limit is
-    refused before it is built, and a value over it where it appears."""
+    """Jinja2's sandbox (no Python internals) with the rendering's budget (`_BUDGET`) checked
+    wherever a template computes: each call, attribute or item read, `*`, `**` and `%`, each
+    filter; a width, a repetition or an exponent that would build something over the output
+    limit is refused before it is built, and a value over it where it appears."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
-    budget: "_Budget"
 
     def __init__(self, folder: Path) -> None:
         super().__init__(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined)
@@ -67,7 +68,7 @@ class _Bounded(SandboxedEnvironment):
         self.filters = {name: _bounded(f) for name, f in self.filters.items()}
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        self.budget.tick()
+        _BUDGET.get().tick()
         powers = operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1
         if powers and right * abs(left).bit_length() > POWER_BITS:
             raise RenderError(f"a power over {POWER_BITS:,} bits")
@@ -79,18 +80,18 @@ class _Bounded(SandboxedEnvironment):
         return _checked(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        __self.budget.tick()
+        _BUDGET.get().tick()
         _check_widths(getattr(__obj, "__self__", None), *args, *kwargs.values())
         return _checked(super().call(__context, __obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        self.budget.tick()
+        _BUDGET.get().tick()
         if attribute in ("format", "format_map"):  # the sandbox wraps them here, not in `call`
             _check_widths(obj)
         return _checked(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        self.budget.tick()
+        _BUDGET.get().tick()
         return _checked(super().getitem(obj, argument))
 
 
@@ -146,12 +147,15 @@ class TemplateSet:
         template = self.templates.get(event_type)
         if template is None:
             return None
-        budget = self.env.budget = _Budget()  # renderings run one at a time, in the event loop
+        budget = _Budget()
+        mine = _BUDGET.set(budget)  # renderings may run side by side, each in a thread of its own
         try:
             return "".join(budget.chunks(template.generate({**context, "range": budget.range})))
         except Exception as error:  # an undefined name, a bound, a filter given the wrong thing
             where = f"{self.origin}/{event_type}{SUFFIX}"
             raise RenderError(f"{where}: {type(error).__name__}: {error}") from None
+        finally:
+            _BUDGET.reset(mine)
 
 
 def _compiled(env: jinja2.Environment, folder: Path) -> Iterator[tuple[str, jinja2.Template]]:

@@ -3,11 +3,11 @@ store, so the chain's later requests update the same record, across retries and 
 template's failure is a dead letter naming it; a blank rendering sends nothing but is
 remembered."""
 
+import asyncio
 import json
 from pathlib import Path
 
 from services.webhooks.outgoing import WebhookRequest
-
 from services.webhooks.sender import Answer
 from services.webhooks.store import DeliveryStore
 from tests.factories import make_call_ended, make_call_ringing
@@ -101,3 +101,24 @@ async def test_a_blank_rendering_sends_nothing_and_is_remembered(tmp_path: Path)
 async def test_an_event_without_a_template_is_not_wanted(tmp_path: Path) -> None:
     h = await Harness.open(tmp_path, crm(), format="template", templates=folder(tmp_path, call_ended=CREATE))
     assert [job.event_type for job in h.jobs(make_call_ringing(), make_call_ended())] == ["call.ended"]
+
+
+async def test_a_template_at_its_time_bound_holds_up_nothing_else(tmp_path: Path) -> None:
+    loops = "{% for i in range(9999) %}{% for c in 'x' * 999999 %}{{ c.upper() }}{% endfor %}{% endfor %}"
+    slow = f"POST https://crm.test/\n\n{loops}"
+    h = await Harness.open(tmp_path, crm(), format="template", templates=folder(tmp_path, call_ringing=slow))
+    turns = 0
+
+    async def meanwhile() -> None:  # another delivery's lane, say: it needs the event loop
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0.01)
+            turns += 1
+
+    other = asyncio.create_task(meanwhile())
+    for job in h.jobs(make_call_ringing()):
+        await h.dispatcher.handle(job)
+    other.cancel()
+    assert turns > 20  # the loop went on through the rendering's second
+    [dead] = await h.store.dead()
+    assert "over 1 s" in dead.reason
