@@ -8,7 +8,7 @@ since it started (or since midnight, PBX time).
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from shared.call_state import CallParty, CallState
@@ -28,7 +28,8 @@ class Tally:
 
 
 class QueueDay:
-    def __init__(self) -> None:
+    def __init__(self, zone: tzinfo = UTC) -> None:
+        self.zone = zone  # the PBX's: its days begin at its midnight
         self.day: date | None = None
         self.tallies: dict[str, Tally] = defaultdict(Tally)
         self._waiting: dict[int, set[str]] = {}  # call number → the queues it waited in
@@ -36,8 +37,9 @@ class QueueDay:
     def handle(self, event: Event) -> None:
         if not isinstance(event, CallState):
             return
-        if event.occurred_at.date() != self.day:  # a new day: what waited on the last one goes too
-            self.day, self.tallies, self._waiting = event.occurred_at.date(), defaultdict(Tally), {}
+        today = event.occurred_at.astimezone(self.zone).date()
+        if today != self.day:  # a new day: what waited on the last one goes too
+            self.day, self.tallies, self._waiting = today, defaultdict(Tally), {}
         queues = self._waiting.pop(event.call_number, set())
         queues |= {p.number for p in event.routing_to if p.type == "queue"}
         if not queues:

@@ -57,7 +57,7 @@ async def running(
     metrics = metrics or ApiMetrics()
     cache = StateCache(bus, api.command_timeout)
     stream = EventStream(api.stream_buffer)
-    chains, day = RecentChains(api.recent_chains), QueueDay()  # the dashboard's
+    chains, day = RecentChains(api.recent_chains), QueueDay(settings.pbx.zone)  # the dashboard's
 
     async def on_event(event: Message) -> None:
         metrics.events.inc()

@@ -1,8 +1,9 @@
 """The dashboard's JSON (`/ui/api/…`): rights, the live view, recent chains, the pages served
 without a key, and the webhooks admin routes reached through the api with the caller's key."""
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
@@ -11,6 +12,7 @@ from services.api.live import QueueDay
 from services.webhooks.http import create_app as webhooks_app
 from services.webhooks.metrics import WebhookMetrics
 from services.webhooks.store import Attempt, DeliveryStore
+from shared.call_state import CallParty, CallState
 from shared.clock import SystemClock
 from shared.http_server import free_port, serving
 from shared.keys import Keys
@@ -119,3 +121,24 @@ async def test_webhooks_admin_routes_through_the_api_with_the_callers_key(tmp_pa
     async with api_stack(InMemoryBus(), settings=settings) as stack:  # the webhooks service is away
         away = await stack.client.get("/ui/api/webhooks/dead", headers={"X-API-Key": KEY})
         assert (away.status_code, away.json()) == (502, {"error": "the webhooks service did not answer"})
+
+
+def test_a_queue_day_begins_at_the_pbx_s_midnight() -> None:
+    """Answered and missed of the day, in the PBX's days: 23:30 UTC is already tomorrow in Prague."""
+    prague = ZoneInfo("Europe/Prague")
+    day = QueueDay(prague)
+    late = datetime(2026, 12, 5, 23, 30, tzinfo=UTC)  # 00:30 on the 6th in Prague
+    queue = (CallParty(number="800", type="queue"),)
+    owner = CallParty(number="420777000111", type="external")
+    common = {
+        "source": "m/1",
+        "call_number": 7,
+        "direction": "FromExternal",
+        "owner": owner,
+        "started_at": late,
+    }
+    day.handle(CallState(occurred_at=late, seq=1, state="Routing", routing_to=queue, **common))
+    answered = late + timedelta(seconds=5)
+    day.handle(CallState(occurred_at=answered, seq=2, state="Talking", answered_at=answered, **common))
+    assert day.day == date(2026, 12, 6)
+    assert (day.tallies["800"].answered, day.tallies["800"].in_time) == (1, 1)
