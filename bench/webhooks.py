@@ -33,11 +33,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pydantic import SecretStr
-from services.webhooks.outgoing import WebhookRequest
 
 from bench.receiving import read_body, respond, serve
 from services.webhooks import main as webhooks
 from services.webhooks.formats import build_request
+from services.webhooks.outgoing import WebhookRequest
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.queues import RabbitJobQueue
 from services.webhooks.sender import AiohttpTransport, new_session
