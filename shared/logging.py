@@ -21,10 +21,14 @@ _PASSWORD = re.compile(r"(?P<key>(?:^|[?&\s])password=)[^&\s'\"]+", re.I)
 
 
 def redact(text: str) -> str:
-    """`amqp://guest:secret@host/` → `amqp://guest:***@host/`."""
-    text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    text = _PASSWORD.sub(lambda m: f"{m['key']}***", text)
-    return _QUERY.sub(lambda m: f"{m['address']}?***", text)
+    """`amqp://guest:secret@host/` → `amqp://guest:***@host/`. (Each pattern only where it can
+    match: the first scans every letter, ~40 µs for a webhook's body, on every log line.)"""
+    if "://" in text:
+        text = _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+        text = _QUERY.sub(lambda m: f"{m['address']}?***", text)
+    if "password=" in text.casefold():
+        text = _PASSWORD.sub(lambda m: f"{m['key']}***", text)
+    return text
 
 
 def endpoint_address(url: str) -> str:

@@ -43,8 +43,10 @@ def described(request: WebhookRequest, secrets: Iterable[str] = ()) -> str:
     recording link's token) hidden, the endpoint's own `secrets` (its token) wherever they are."""
     headers = {k: "***" if k.lower() in SECRET_HEADERS else v for k, v in request.headers.items()}
     attach = (request.attach[0], endpoint_address(request.attach[1])) if request.attach else None
-    shown = replace(request, headers=headers, attach=attach)
-    return masked(redact(as_text(shown, endpoint_address(request.url), SHOWN_BODY)), secrets)
+    params = {k: redact(v) for k, v in request.params.items()} if request.params else None
+    body = redact((request.body or b"")[:SHOWN_BODY].decode(errors="replace")).encode()
+    shown = replace(request, headers=headers, attach=attach, params=params, body=body)
+    return masked(as_text(shown, endpoint_address(request.url)), secrets)
 
 
 def masked(text: str, secrets: Iterable[str]) -> str:
