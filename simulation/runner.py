@@ -28,12 +28,12 @@ from services.recordings.service import Recordings
 from services.recordings.work import ConversionJob, Pool, Worker
 from services.webhooks import http as webhooks_http
 from services.webhooks import main as webhooks_main
-from services.webhooks.classic import classic_payload, classic_recording
+from services.webhooks.classic import classic_webhook
 from services.webhooks.queues import MemoryJobQueue
 from services.webhooks.sender import AiohttpTransport, Transport, new_session
 from services.webhooks.store import DeliveryStore
 from shared.clock import Clock
-from shared.events import Message, RecordingReady
+from shared.events import Message
 from shared.http_server import serving
 from shared.keys import Keys
 from shared.memory_bus import InMemoryBus
@@ -145,7 +145,7 @@ async def _nothing_failed() -> int:
 
 def _printer(out: TextIO) -> Callable[[Message], Awaitable[None]]:
     async def write(event: Message) -> None:
-        payload = classic_recording(event) if isinstance(event, RecordingReady) else classic_payload(event)
+        payload = classic_webhook(event)
         if payload is not None:
             out.write(json.dumps(payload) + "\n")
             out.flush()

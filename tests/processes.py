@@ -1,6 +1,7 @@
 """Services run as processes by the tests: their logs read as they come, waited on line by line."""
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,16 @@ async def spawn(
     )
     LOGS.lines[process.pid], LOGS.news[process.pid] = [], asyncio.Event()
     LOGS.readers[process.pid] = asyncio.create_task(LOGS.read(process))
+    return process
+
+
+async def start_webhooks(
+    config: Path, environment: dict[str, str], *, cwd: Path | None = None, timeout: float = 30
+) -> asyncio.subprocess.Process:
+    """A `callbridge webhooks` replica from `config`, as a process of its own, once it started."""
+    argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
+    process = await spawn(argv, environment, cwd)
+    await logged(process, b"webhooks started", "a webhooks replica died before it started", timeout=timeout)
     return process
 
 

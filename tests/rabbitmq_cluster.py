@@ -128,24 +128,23 @@ class Cluster:
 
     def running(self) -> set[str]:
         """The cluster's running nodes, as the first live node sees them."""
-        for node in self.nodes:
-            try:
-                status = self.ctl(node, "cluster_status", "--formatter", "json")
-            except RuntimeError:
-                continue
-            return set(json.loads(status)["running_nodes"])
-        return set()
+        status = self._ask_any("cluster_status", "--formatter", "json")
+        return set(json.loads(status)["running_nodes"]) if status is not None else set()
 
     def leaders(self, prefix: str) -> dict[str, str]:
         """The node that leads each quorum queue under `prefix`."""
+        listed = self._ask_any("list_queues", "name", "leader", "--no-table-headers") or ""
+        rows = [line.split("\t") for line in listed.splitlines() if line.startswith(prefix)]
+        return {row[0]: row[1] for row in rows if len(row) == 2 and row[1]}  # quorum queues
+
+    def _ask_any(self, *words: str) -> str | None:
+        """What the first node that answers says to `rabbitmqctl words`; None if none does."""
         for node in self.nodes:
             try:
-                listed = self.ctl(node, "list_queues", "name", "leader", "--no-table-headers")
+                return self.ctl(node, *words)
             except RuntimeError:
                 continue
-            rows = [line.split("\t") for line in listed.splitlines() if line.startswith(prefix)]
-            return {row[0]: row[1] for row in rows if len(row) == 2 and row[1]}  # quorum queues
-        return {}
+        return None
 
     def log(self, node: Node) -> str:
         logs = sorted((node.folder / "log").glob("*.log")) if (node.folder / "log").exists() else []

@@ -40,11 +40,10 @@ class WebhooksAdmin:
                 "webhooks admin at %s refused a key the api accepts (%d)", self._base_url, answer.status_code
             )
             raise HTTPException(502, "the webhooks service refused the key: give it the same [api] keys")
-        if answer.headers.get("content-type", "").startswith("application/json"):
-            document = answer.json()
-            if isinstance(document, dict) and "detail" in document:  # FastAPI's errors, as the api's
-                document = {"error": str(document["detail"])}
-            return JSONResponse(document, status_code=answer.status_code)
+        json_error = answer.status_code >= 400 and answer.headers.get("content-type") == "application/json"
+        document = answer.json() if json_error else None
+        if isinstance(document, dict) and "detail" in document:  # FastAPI's error, as the api's
+            return JSONResponse({"error": str(document["detail"])}, status_code=answer.status_code)
         return Response(
             answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type")
         )

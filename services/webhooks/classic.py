@@ -5,6 +5,8 @@ strings, or None for events that send no classic call-event webhook (chain start
 recordings). `classic_recording(event)` gives a recording POST's JSON body.
 """
 
+from collections.abc import Mapping
+
 from shared.event_base import Event
 from shared.events import CallAnswered, CallEnded, CallRinging, RecordingReady
 
@@ -22,6 +24,12 @@ def classic_recording(event: RecordingReady, call_info: bool = False) -> dict[st
         ended = classic_payload(event.ended) or {}
         body.update({k: v for k, v in ended.items() if k != "id"})
     return body
+
+
+def classic_webhook(event: Event) -> Mapping[str, object] | None:
+    """What the classic format carries for `event`: a recording POST's body, a call event's
+    query, or None."""
+    return classic_recording(event) if isinstance(event, RecordingReady) else classic_payload(event)
 
 
 def classic_payload(event: Event) -> dict[str, str] | None:

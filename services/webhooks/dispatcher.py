@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from shared.clock import Clock
+from shared.events import Message
 from shared.logging import endpoint_address, redact
 from shared.settings import EndpointSettings
 
@@ -160,22 +161,22 @@ class Dispatcher:
             reason = disabled.get(job.endpoint) or "endpoint not configured or disabled"
             await self._bury(job, reason)
             return True
-        now = self._clock.now()
+        now, event = self._clock.now(), job.message()
         memory = await self._store.recall(job.key) if endpoint.templated else {}
         try:
-            request = await self._request(job, endpoint, now, memory)
+            request = await self._request(job.endpoint, endpoint, event, now, memory)
         except (RenderError, ValueError) as error:  # the template's fault: no retry will mend it
             await self._bury(job, f"template: {error}")
             return True
         if request is None:
             if endpoint.templated:  # nothing to send, but a later template may ask about it
-                await self._store.remember(job.key, facts(job.message(), memory), now.timestamp())
+                await self._store.remember(job.key, facts(event, memory), now.timestamp())
             return True
         result = await self._sender.send(request, endpoint.timeout)
         outcome, attempt = result.outcome, job.attempt + 1
         await self._log(job, attempt, now, result, request)
         if isinstance(outcome, Delivered) and endpoint.templated:
-            learnt = facts(job.message(), memory) | remembered(request.remember, result.answer)
+            learnt = facts(event, memory) | remembered(request.remember, result.answer)
             await self._store.remember(job.key, learnt, now.timestamp())
         if isinstance(outcome, Delivered):
             logger.debug(
@@ -189,18 +190,17 @@ class Dispatcher:
         return await self._failed(job, outcome, attempt)
 
     async def _request(
-        self, job: Job, endpoint: EndpointSettings, now: datetime, memory: dict[str, str]
+        self, name: str, endpoint: EndpointSettings, event: Message, now: datetime, memory: dict[str, str]
     ) -> WebhookRequest | None:
-        """What to send for `job`: the endpoint's format, or its templates with what the chain
+        """What to send `endpoint` for `event`: its format, or its templates with what the chain
         taught so far (`memory`: its earlier events, the CRM's ids)."""
-        event = job.message()
-        templates = self._templates.get(job.endpoint)
+        templates = self._templates.get(name)
         if templates is None:
             call_info = endpoint.recording_call_info
             return build_request(
                 endpoint.url, endpoint.format, endpoint.secret, event, now, call_info=call_info
             )
-        seen = context(job.endpoint, endpoint, event, now, memory)
+        seen = context(name, endpoint, event, now, memory)
         # in a thread: a template that runs to its time bound holds up no other delivery
         text = await asyncio.to_thread(templates.render, event.type, seen)
         return None if text is None else parse(text, f"{templates.origin}/{event.type}{SUFFIX}")

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from shared.event_base import Event
-from shared.events import CallEvent, RecordingReady
+from shared.events import CallEvent
 from shared.settings import EndpointSettings
 
-from .classic import classic_payload, classic_recording
+from .classic import classic_webhook
 
 FACT = "event:"  # memory names of the chain's delivered events; the others are remote ids
 
@@ -22,7 +22,7 @@ def context(
     link = getattr(event, "link", None)
     if isinstance(event, CallEvent):
         data["call_id"] = event.call_id
-    classic = classic_recording(event) if isinstance(event, RecordingReady) else classic_payload(event)
+    classic = classic_webhook(event)
     known = {k.removeprefix(FACT): json.loads(v) for k, v in memory.items() if k.startswith(FACT)}
     return {
         "event": data,

@@ -124,7 +124,6 @@ def _bounded(filter_: Callable[..., Any]) -> Callable[..., Any]:
 @dataclass(frozen=True)
 class TemplateSet:
     origin: str  # the preset's name, or the folder
-    env: _Bounded
     templates: dict[str, jinja2.Template]  # event type → its template
 
     @classmethod
@@ -136,7 +135,7 @@ class TemplateSet:
         if not folder.is_dir():
             raise ConfigError(f"templates = {folder}: not a folder")
         env = _Bounded(folder)
-        return cls(endpoint.format if preset else str(folder), env, dict(_compiled(env, folder)))
+        return cls(endpoint.format if preset else str(folder), dict(_compiled(env, folder)))
 
     @property
     def types(self) -> frozenset[str]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,15 +28,11 @@ from simulation.scenario import default_directory
 from simulation.traffic import TrafficGenerator
 from tests.broker import close_connection
 from tests.fakes import Recorder, follow
-from tests.processes import log_of, logged, spawn
+from tests.processes import log_of, start_webhooks
 from tests.receiver import Received, Receiver, in_chains
+from tests.webhooks_ini import endpoint, webhooks_ini
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def endpoint(name: str, url: str, extra: str = "") -> str:
-    return f"[webhook:{name}]\nurl = {url}\nformat = json\nsecret = {SECRET}\nevents = call.#\n{extra}"
 
 
 async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connection_loses_nothing(
@@ -56,20 +51,19 @@ async def test_endpoints_that_misbehave_cost_only_themselves_and_a_cut_connectio
     down_port = free_port()
     async with Receiver() as works, Receiver(busy) as slow, Receiver(hold_until=hanging) as hangs:
         config = tmp_path / "callbridge.ini"
-        config.write_text(
-            f"[bus]\namqp_url = {amqp_url}\nexchange = {broker_prefix}\n"
-            f"[webhooks]\nretry_schedule = 1s, 2s, 4s, 8s, 16s, 32s\njitter = 0\n"
-            f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
-            + endpoint("works", works.url)
-            + endpoint("busy", slow.url)
-            + endpoint("hangs", hangs.url, "timeout = 10\n")
-            + endpoint("down", f"http://127.0.0.1:{down_port}/hook")
+        calls = "events = call.#\n"
+        endpoints = (
+            endpoint("works", works.url, calls),
+            endpoint("busy", slow.url, calls),
+            endpoint("hangs", hangs.url, calls + "timeout = 10\n"),
+            endpoint("down", f"http://127.0.0.1:{down_port}/hook", calls),
         )
-        argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
-        replicas = [await spawn(argv, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}) for _ in range(2)]
+        retries, database = "1s, 2s, 4s, 8s, 16s, 32s", str(tmp_path / "webhooks.db")
+        ini = webhooks_ini(amqp_url, broker_prefix, database, retries, *endpoints, webhooks="jitter = 0\n")
+        config.write_text(ini)
+        environment = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+        replicas = [await start_webhooks(config, environment) for _ in range(2)]
         try:
-            for replica in replicas:
-                await logged(replica, b"webhooks started", "a replica died before it started")
             async with RabbitBus.connect(
                 amqp_url, names=Topology(broker_prefix), connection_name="faults"
             ) as bus:

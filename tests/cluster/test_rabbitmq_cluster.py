@@ -6,7 +6,6 @@ is whole again."""
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,12 +20,12 @@ from simulation.driver import SimulatorDriver
 from simulation.scenario import default_directory
 from simulation.traffic import TrafficGenerator
 from tests.fakes import Recorder, follow
-from tests.processes import log_of, logged, spawn
+from tests.processes import log_of, start_webhooks
 from tests.rabbitmq_cluster import Cluster, available
 from tests.receiver import Receiver, in_chains, refusing_once
+from tests.webhooks_ini import endpoint, webhooks_ini
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PREFIX = "cbcluster"
 
 
@@ -49,16 +48,13 @@ async def test_the_node_leading_the_queues_stops_mid_delivery_and_nothing_is_los
 
     async with Receiver(answer, delay=0.02) as receiver:
         config = tmp_path / "callbridge.ini"
+        retries, crm = "500ms, 1s, 2s, 5s, 10s", endpoint("crm", receiver.url)
+        more = {"bus": "queue_type = quorum\n", "webhooks": "jitter = 0\n"}
         config.write_text(
-            f"[bus]\namqp_url = {cluster.urls}\nexchange = {PREFIX}\nqueue_type = quorum\n"
-            f"[webhooks]\nretry_schedule = 500ms, 1s, 2s, 5s, 10s\njitter = 0\n"
-            f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
-            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\n"
+            webhooks_ini(cluster.urls, PREFIX, str(tmp_path / "webhooks.db"), retries, crm, **more)
         )
-        argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
-        webhooks = await spawn(argv, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        webhooks = await start_webhooks(config, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
         try:
-            await logged(webhooks, b"webhooks started", "webhooks died before it started", timeout=60)
             names = Topology(PREFIX, "quorum")
             async with RabbitBus.connect(cluster.urls, names=names, connection_name="cluster test") as bus:
                 await bus.subscribe("observer", recorder, bindings=["#"])

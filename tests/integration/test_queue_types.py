@@ -15,7 +15,7 @@ from shared.rabbit_bus import RabbitBus
 from tests.broker import _listed
 from tests.conftest import check_webhooks
 from tests.integration.test_webhooks_rabbitmq import play
-from tests.processes import log_of, logged, spawn
+from tests.processes import log_of, start_webhooks
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.rabbitmq
@@ -64,9 +64,8 @@ async def test_classic_queues_switched_to_quorum_keep_their_messages(
         assert waiting >= 9  # the call's webhooks waited in the shards (and the recordings queue)
         assert not types_of([f"{name}.converting" for name in durable])  # no holding queue left
 
-        service = await spawn([sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"], {})
+        service = await start_webhooks(config, {})
         try:
-            await logged(service, b"webhooks started")
             await receiver.wait_for(lambda r: len(r.delivered()) >= 9)
         finally:
             service.terminate()

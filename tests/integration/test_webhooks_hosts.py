@@ -28,11 +28,11 @@ from shared.http_server import free_port
 from shared.rabbit_bus import RabbitBus
 from shared.topology import SHARDS, Topology
 from tests.factories import make_call_ended, make_call_ringing
-from tests.processes import LOGS, log_of, logged, spawn
+from tests.processes import LOGS, log_of, logged, start_webhooks
 from tests.receiver import Received, Receiver, in_chains
+from tests.webhooks_ini import endpoint, webhooks_ini
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgresql]
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "hosts-test-key-0123456789"
 RETRYING, DOOMED = "260105090000_1", "260105090000_2"  # the chain that waits, the one that dies
 
@@ -50,9 +50,8 @@ class Host:
         self.replica_id = ""
 
     async def start(self) -> asyncio.subprocess.Process:
-        argv = [sys.executable, "-m", "services.cli", "--config", str(self.config), "webhooks"]
-        self.replica = await spawn(argv, {"PATH": "/usr/bin:/bin", "HOME": str(self.folder)}, cwd=self.folder)
-        await logged(self.replica, b"webhooks started", "the replica died before it started")
+        environment = {"PATH": "/usr/bin:/bin", "HOME": str(self.folder)}
+        self.replica = await start_webhooks(self.config, environment, cwd=self.folder)
         started = next(line for line in LOGS.lines[self.replica.pid] if b"webhooks started" in line)
         found = re.search(rb"as replica (\S+):", started)
         assert found, started
@@ -102,13 +101,9 @@ async def test_a_replica_killed_on_one_host_is_continued_in_order_on_another(
         return 200, {}
 
     async with Receiver(answer) as receiver:
-        config = (
-            f"[bus]\namqp_url = {amqp_url}\nexchange = {broker_prefix}\n"
-            f"[api]\nkeys = {KEY}\n"
-            f"[webhooks]\nretry_schedule = 500ms, 500ms, 500ms, 500ms, 500ms, 1s\njitter = 0\n"
-            f"database = {postgres_database}\nhttp_port = {{port}}\n"
-            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\ntimeout = 2\n"
-        )
+        retries, crm = "500ms, 500ms, 500ms, 500ms, 500ms, 1s", endpoint("crm", receiver.url, "timeout = 2\n")
+        more = {"api": f"keys = {KEY}\n", "webhooks": "jitter = 0\n", "http_port": "{port}"}
+        config = webhooks_ini(amqp_url, broker_prefix, postgres_database, retries, crm, **more)
         hosts = [Host(tmp_path / name, config) for name in ("host-a", "host-b")]
         try:
             for host in hosts:

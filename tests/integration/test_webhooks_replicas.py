@@ -8,7 +8,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,18 +30,11 @@ from simulation.traffic import TrafficGenerator
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder, follow
 from tests.integration.test_webhooks_rabbitmq import webhooks_service
-from tests.processes import logged, spawn
+from tests.processes import start_webhooks
 from tests.receiver import Receiver, in_chains, refusing_once
+from tests.webhooks_ini import SECRET, endpoint, webhooks_ini
 
 pytestmark = pytest.mark.rabbitmq
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-async def start_replica(config: Path) -> asyncio.subprocess.Process:
-    argv = [sys.executable, "-m", "services.cli", "--config", str(config), "webhooks"]
-    process = await spawn(argv, dict(os.environ))  # its log read as it comes (tests/processes.py)
-    await logged(process, b"webhooks started", "the replica died before it started")
-    return process
 
 
 async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
@@ -53,14 +45,11 @@ async def test_sigkill_mid_delivery_loses_nothing_and_keeps_order(
 
     async with Receiver(answer, delay=0.01) as receiver:
         config = tmp_path / "callbridge.ini"
-        config.write_text(
-            f"[bus]\namqp_url = {amqp_url}\nexchange = {prefix}\n"
-            f"[webhooks]\nretry_schedule = 300ms, 600ms, 1s, 2s, 5s\n"
-            f"database = {tmp_path / 'webhooks.db'}\nhttp_port = 0\n"
-            f"[webhook:crm]\nurl = {receiver.url}\nformat = json\nsecret = {SECRET}\ntimeout = 2\n"
-        )
-        first = await start_replica(config)
-        second = await start_replica(config)
+        crm = endpoint("crm", receiver.url, "timeout = 2\n")
+        database = str(tmp_path / "webhooks.db")
+        config.write_text(webhooks_ini(amqp_url, prefix, database, "300ms, 600ms, 1s, 2s, 5s", crm))
+        first = await start_webhooks(config, dict(os.environ))
+        second = await start_webhooks(config, dict(os.environ))
         async with RabbitBus.connect(amqp_url, names=Topology(prefix), connection_name="replicas it") as bus:
             try:
                 await bus.subscribe("observer", recorder, bindings=["#"])
