@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from services.webhooks.outgoing import WebhookRequest
 from standardwebhooks.webhooks import Webhook
 
 from services.webhooks.dispatcher import BLOCK_GRACE, Dispatcher
 from services.webhooks.jobs import Job, jobs_for
 from services.webhooks.metrics import WebhookMetrics
+from services.webhooks.outgoing import WebhookRequest
 from services.webhooks.policy import RetryPolicy
 from services.webhooks.sender import Answer, Sender
 from services.webhooks.store import DeliveryStore
