@@ -104,26 +104,35 @@ def receiver_process(port: int, ready: Any) -> None:
 
 def directory(extensions: int) -> str:
     """A directory of `extensions` extensions (from 20000); a queue of 4 agents and a ring group
-    of 3 members for every 100 extensions (from 8000 and 7000); an IVR; a trunk with ten DIDs."""
+    of 3 members for every 100 extensions (from 8000 and 7000); an IVR; a trunk with ten DIDs. In
+    JSON (YAML's subset), which the simulator reads without libyaml's cost (simulation/scenario.py)."""
     numbers = [str(20000 + n) for n in range(extensions)]
-    teams = max(1, extensions // 100)
-    lines = ["extensions:"]
-    lines += [f'  - {{number: "{n}", name: "Agent {n}", recording: "off"}}' for n in numbers]
-    lines.append("queues:")
-    queues = [json.dumps(numbers[t * 100 : t * 100 + 4]) for t in range(teams)]
-    lines += [f'  - {{number: "{8000 + t}", name: "Queue {t}", agents: {a}}}' for t, a in enumerate(queues)]
-    lines.append("groups:")
-    groups = [json.dumps(numbers[t * 100 + 50 : t * 100 + 53]) for t in range(teams)]
-    lines += [f'  - {{number: "{7000 + t}", name: "Group {t}", members: {m}}}' for t, m in enumerate(groups)]
-    lines += ["ivrs:", '  - {number: "600", name: "Main menu"}', "lines:", '  - number: "10000"']
-    lines += ['    name: "Trunk"', "    dids:"]
-    lines += [f'      - {{number: "+42022100000{d}", name: DID{d}}}' for d in range(10)]
-    return "\n".join(lines) + "\n"
+    teams = range(max(1, extensions // 100))
+    document = {
+        "extensions": [{"number": n, "name": f"Agent {n}", "recording": "off"} for n in numbers],
+        "queues": [
+            {"number": str(8000 + t), "name": f"Queue {t}", "agents": numbers[t * 100 : t * 100 + 4]}
+            for t in teams
+        ],
+        "groups": [
+            {"number": str(7000 + t), "name": f"Group {t}", "members": numbers[t * 100 + 50 : t * 100 + 53]}
+            for t in teams
+        ],
+        "ivrs": [{"number": "600", "name": "Main menu"}],
+        "lines": [
+            {
+                "number": "10000",
+                "name": "Trunk",
+                "dids": [{"number": f"+42022100000{d}", "name": f"DID{d}"} for d in range(10)],
+            }
+        ],
+    }
+    return json.dumps(document)
 
 
 def config(folder: Path, args: argparse.Namespace, prefix: str, ports: dict[str, int], receiver: str) -> Path:
     path = folder / "callbridge.ini"
-    (folder / "directory.yaml").write_text(directory(args.extensions))
+    (folder / "directory.json").write_text(directory(args.extensions))
     path.write_text(f"""
 [bus]
 amqp_url = {args.amqp_url}
@@ -133,7 +142,7 @@ level = WARNING
 [pbx]
 driver = simulator
 [simulator]
-directory = {folder / "directory.yaml"}
+directory = {folder / "directory.json"}
 record = false
 calls_per_minute = {args.rate * 60}
 max_concurrent = {args.calls}

@@ -58,15 +58,16 @@ class RabbitBus:
         publish_channel: AbstractChannel,
         consume_channel: AbstractChannel,
         names: topology.Topology,
-        confirm_window: int,
+        windows: tuple[int, int],
     ) -> None:
+        """`windows`: (prefetch, confirm window)."""
         self._connection = connection
         self._publish_channel = publish_channel
         self._consume_channel = consume_channel
         self._names = names
-        self._confirm_window = confirm_window
+        self._prefetch, self._confirm_window = windows
         self._reconnects = Reconnects(connection)
-        self._publisher = ConfirmedPublisher(self._reconnects, confirm_window)
+        self._publisher = ConfirmedPublisher(self._reconnects, self._confirm_window)
         self._consumers: set[asyncio.Task[None]] = set()
         self._exchange: AbstractExchange | None = None
         self._dead_queue: AbstractQueue | None = None
@@ -98,7 +99,7 @@ class RabbitBus:
             publish_channel = await connection.channel(publisher_confirms=True)
             consume_channel = await connection.channel(publisher_confirms=False)
             await consume_channel.set_qos(prefetch_count=prefetch)
-            bus = cls(connection, publish_channel, consume_channel, names, confirm_window)
+            bus = cls(connection, publish_channel, consume_channel, names, (prefetch, confirm_window))
             await bus._declare()
             logger.info(
                 "bus connected to %s as %s (exchange %s, %s queues)",
@@ -244,8 +245,9 @@ class RabbitBus:
         exclusive: bool = False,
         single_active: bool = False,
     ) -> str:
-        declared = await self.declare(
-            queue, bindings=bindings, exclusive=exclusive, single_active=single_active
+        channel = await self.open_channel(prefetch=self._prefetch)  # its own: its acks go together
+        declared = await self._declare_queue(
+            channel, queue, bindings, exclusive=exclusive, single_active=single_active
         )
         self.consume(declared, parse_event, handler)
         return declared.name

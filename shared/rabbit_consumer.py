@@ -1,11 +1,12 @@
 """Consuming a RabbitMQ queue, the same way for every queue of every service: one message at a
-time, in order, acked after its handler returns; a body that does not decode, or whose handler
-raises, is rejected without requeue (to the dead-letter exchange) and logged. A handler that
-fails in a way that may pass (`shared.bus.transient`: the broker away, a full disk, a locked
-database) is given the same message again, after a pause (`shared.bus.patiently`), for as long as the
-channel it came on is open (once it is closed, the broker delivers it again), so the queue's
-order holds and nothing is dead-lettered for a passing fault. Counts per queue (acked,
-dead-lettered, handled again, waiting) are kept for `/metrics` (`rabbit_metrics.py`)."""
+time, in order, acked after its handler returns (acks go together: see `consume`); a body that
+does not decode, or whose handler raises, is rejected without requeue (to the dead-letter
+exchange) and logged. A handler that fails in a way that may pass (`shared.bus.transient`: the
+broker away, a full disk, a locked database) is given the same message again, after a pause
+(`shared.bus.patiently`), for as long as the channel it came on is open (once it is closed, the
+broker delivers it again), so the queue's order holds and nothing is dead-lettered for a passing
+fault. Counts per queue (acked, dead-lettered, handled again, waiting) are kept for `/metrics`
+(`rabbit_metrics.py`)."""
 
 import asyncio
 import collections
@@ -25,6 +26,7 @@ from .bus import patiently
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 WAITING_EVERY = 15.0  # seconds between two looks at how many messages wait in a consumed queue
+ACK_EVERY = 100  # a one-at-a-time consumer acks at least this often (see `consume`)
 
 
 class Consumed:
@@ -57,6 +59,13 @@ async def consume(
     it comes, up to the channel's prefetch at once, each acked when its handler returns (the
     handler keeps whatever order its items need: the webhooks' lanes keep each chain's).
 
+    One at a time, the handled messages are acked together (one `multiple` ack) once no further
+    delivery is in hand, or every ACK_EVERY: a burst costs one ack frame, not one per message,
+    and a message is never acked before its handler returned. A `multiple` ack settles every
+    earlier delivery of its channel, so such a queue must have its channel to itself
+    (`RabbitBus.subscribe` gives it one); a process that dies with acks unsent gets those messages
+    again, as it would between a handler and its ack.
+
     Once `until` is set, no further message is started: those in hand are finished and settled,
     and this returns with the consumer still registered, so that the caller closes the channel
     and the broker takes back the messages delivered but not started, in their places, before
@@ -64,25 +73,30 @@ async def consume(
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     tag = await queue.consume(inbox.put)  # deliveries queue up in order; handled below
     in_hand: set[asyncio.Task[None]] = set()
+    acks = _Acks(queue.name)
     stopping: asyncio.Future[Any] = asyncio.ensure_future((until or asyncio.Event()).wait())
     try:
         while True:
             message = await _next(inbox, stopping)
             if message is None:
                 await asyncio.gather(*in_hand, return_exceptions=True)
+                await acks.send()
                 return
             if not _channel_open(message):
                 # prefetched on a channel lost since: the broker delivers it again (maybe to a
                 # replica that took over): handling it here as well would deliver it twice
                 continue
-            work = _handle_and_settle(queue.name, message, decode, handler)
             if side_by_side:
-                task = asyncio.create_task(work)
+                task = asyncio.create_task(_handle_and_settle(queue.name, message, decode, handler))
                 in_hand.add(task)
                 task.add_done_callback(in_hand.discard)
-            else:
-                await work
+                continue
+            if await _handle(queue.name, message, decode, handler):
+                acks.handled.append(message)
+            if inbox.empty() or len(acks.handled) >= ACK_EVERY:
+                await acks.send()
     finally:
+        await acks.send()
         stopping.cancel()
         for task in in_hand:
             task.cancel()
@@ -114,13 +128,26 @@ async def _next(
     return message
 
 
+class _Acks:
+    """A one-at-a-time consumer's messages handled and not acked yet (see `consume`)."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.handled: list[AbstractIncomingMessage] = []
+
+    async def send(self) -> None:
+        if self.handled:
+            last, count = self.handled[-1], len(self.handled)
+            self.handled = []
+            await _settle(self.queue, last, ack=True, multiple=True, count=count)
+
+
 async def _handle_and_settle(
     queue: str,
     message: AbstractIncomingMessage,
     decode: Callable[[bytes], T],
     handler: Callable[[T], Awaitable[None]],
 ) -> None:
-    _HELD.set(partial(_channel_open, message))
     if await _handle(queue, message, decode, handler):
         await _settle(queue, message, ack=True)
 
@@ -146,6 +173,7 @@ async def _handle(
     handler: Callable[[T], Awaitable[None]],
 ) -> bool:
     """Decode and handle one message; False when it was dead-lettered instead."""
+    _HELD.set(partial(_channel_open, message))
     try:
         item = decode(message.body)
     except ValidationError as error:
@@ -183,12 +211,15 @@ def _channel_open(message: AbstractIncomingMessage) -> bool:
         return False
 
 
-async def _settle(queue: str, message: AbstractIncomingMessage, *, ack: bool) -> None:
-    """Ack, or reject to the DLX. A channel lost meanwhile is no crash: the broker delivers the
-    unsettled message again after the reconnect."""
+async def _settle(
+    queue: str, message: AbstractIncomingMessage, *, ack: bool, multiple: bool = False, count: int = 1
+) -> None:
+    """Ack (with `multiple`, the `count` messages up to this one), or reject to the DLX. A channel
+    lost meanwhile is no crash: the broker delivers the unsettled messages again after the
+    reconnect."""
     try:
-        await (message.ack() if ack else message.reject(requeue=False))
-        (Consumed.acked if ack else Consumed.dead_lettered)[queue] += 1
+        await (message.ack(multiple=multiple) if ack else message.reject(requeue=False))
+        (Consumed.acked if ack else Consumed.dead_lettered)[queue] += count
     except (
         aiormq.exceptions.AMQPError,
         aiormq.exceptions.ChannelInvalidStateError,

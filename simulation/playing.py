@@ -16,7 +16,6 @@ from shared.clock import VirtualClock
 from shared.logging import configure_logging
 from shared.settings import ConfigError, EndpointSettings, Settings
 
-from .compare import Comparison, compare, read_webhooks
 from .driver import SimulatorDriver, playable_scenario
 from .playback import through_fake_3cx
 from .preview import PreviewTransport
@@ -104,11 +103,6 @@ def _endpoints(settings: Settings, options: ScenarioRun) -> dict[str, EndpointSe
             raise ConfigError("--endpoints: the configuration has no [webhook:NAME] endpoint")
         return dict(settings.endpoints)
     return {"target": EndpointSettings(url=options.webhook_url)} if options.webhook_url else {}
-
-
-def check(expected: list[str], actual: list[str], names: tuple[str, str]) -> Comparison:
-    """`expected` and `actual` JSON lines compared (`compare.py`); `names` say where they came from."""
-    return compare(read_webhooks(expected, names[0]), read_webhooks(actual, names[1]))
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,12 @@ def bindings_of(queue: str) -> set[str]:
     return {row[-1] for row in rows if len(row) == 3 and row[0] and row[1] == queue}
 
 
+def messages_in(queue: str) -> int:
+    """What `queue` holds, ready or delivered and not acked yet."""
+    rows = _listed("list_queues", "name", "messages")
+    return next(int(row[1]) for row in rows if row[0] == queue)
+
+
 def left_on_broker(prefix: str = PREFIX) -> tuple[list[str], list[str]]:
     """The queues and the exchanges whose names start with `prefix`."""
     queues = [name for (name,) in _listed("list_queues") if name.startswith(prefix)]

@@ -97,9 +97,10 @@ class RecentChains:
     def _forget(self, now: datetime) -> None:
         while len(self._chains) > self._size:
             self._chains.popitem(last=False)
-        for chain_id, chain in list(self._chains.items()):
+        while self._chains:  # the order is of arrival: the later ones are younger, mostly
+            chain_id, chain = next(iter(self._chains.items()))
             if chain.last_at is not None and now - chain.last_at <= KEPT_FOR:
-                break  # the order is of arrival: the later ones are younger, mostly
+                break
             del self._chains[chain_id]
 
     def search(

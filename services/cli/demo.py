@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 from shared.settings import Settings
-from simulation import demo
 
 from .arguments import PORT, api_key, number, web_url
 from .common import Commands
@@ -31,6 +30,8 @@ def add(commands: Commands) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation import demo
+
     fields = ("directory", "calls_per_minute", "duration", "seed", "webhook_url", "api_port", "api_key")
     options = demo.Demo(**{f: getattr(args, f) for f in fields}, recordings_port=args.recordings_port)
     return demo.run_demo(settings, options)

@@ -6,21 +6,14 @@ import sys
 
 from shared import lifecycle
 from shared.settings import Settings
-from simulation.configured import pbx_driver
 
-from .. import health, queue_types
-from ..api import main as api_main
-from ..monitor import main as monitor_main
 from .common import Command, Commands, ran
 
 SERVED = ("monitor", "api", "webhooks", "recordings")
 
 
 def add(commands: Commands) -> None:
-    runs: dict[str, Command] = {
-        "monitor": lambda a, s: ran(monitor_main.main(s, pbx_driver(s))),
-        "api": lambda a, s: ran(api_main.main(s)),
-    }
+    runs: dict[str, Command] = {"monitor": _monitor, "api": _api}
     for name, run in runs.items():
         commands.add_parser(name, help=f"run the {name} service on RabbitMQ").set_defaults(run=run)
     actions = commands.add_parser("bus", help="the RabbitMQ queues").add_subparsers(
@@ -40,7 +33,23 @@ def add(commands: Commands) -> None:
     ask.set_defaults(run=_ask)
 
 
+def _monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation.configured import pbx_driver
+
+    from ..monitor import main
+
+    return ran(main.main(settings, pbx_driver(settings)))
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    from ..api import main
+
+    return ran(main.main(settings))
+
+
 def _convert_queues(args: argparse.Namespace, settings: Settings) -> int:
+    from .. import queue_types
+
     converted = lifecycle.run(queue_types.convert(settings))
     for queue, messages in converted.items():
         print(f"{queue}\t{messages} message(s)")
@@ -49,6 +58,8 @@ def _convert_queues(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from .. import health
+
     ready, answer = health.ask(settings, args.service, live=args.live)
     print(answer, file=sys.stdout if ready else sys.stderr)
     return 0 if ready else 1

@@ -5,11 +5,7 @@ import argparse
 
 from shared import lifecycle
 from shared.settings import Settings
-from simulation.fake3cx import Switches
-from simulation.fake_process import serve_fake
 
-from ..monitor.threecx.check import check as pbx_check
-from ..monitor.threecx.client import PbxError
 from .arguments import number
 from .common import Commands, fail, ran
 
@@ -36,11 +32,17 @@ def add(commands: Commands) -> None:
 
 
 def _fake(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation.fake3cx import Switches
+    from simulation.fake_process import serve_fake
+
     switches = Switches(snapshot_delay=args.snapshot_delay)
     return ran(serve_fake(settings, switches, start_now=args.start_now))
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from ..monitor.threecx.check import check as pbx_check
+    from ..monitor.threecx.client import PbxError
+
     try:
         report = lifecycle.run(pbx_check(settings.pbx))
     except PbxError as error:

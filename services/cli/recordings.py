@@ -7,15 +7,13 @@ from pathlib import Path
 
 from shared.settings import ConfigError, Settings
 
-from ..recordings import main as recordings_main
-from ..recordings.backlog import convert_folder
 from .arguments import folder, number
 from .common import Commands, ran
 
 
 def add(commands: Commands) -> None:
     recordings = commands.add_parser("recordings", help="the recordings service, and backlog conversion")
-    recordings.set_defaults(run=lambda a, s: ran(recordings_main.main(s)))
+    recordings.set_defaults(run=_service)
     convert = recordings.add_subparsers(metavar="ACTION").add_parser(
         "convert", help="convert a folder of existing WAVs to MP3, with a progress bar and a summary"
     )
@@ -26,7 +24,15 @@ def add(commands: Commands) -> None:
     convert.set_defaults(run=_convert)
 
 
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    from ..recordings import main
+
+    return ran(main.main(settings))
+
+
 def _convert(args: argparse.Namespace, settings: Settings) -> int:
+    from ..recordings.backlog import convert_folder
+
     if not args.source.is_dir():
         raise ConfigError(f"{args.source} is not a folder")
     if not os.access(args.source, os.R_OK | os.X_OK):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from shared.settings import Settings
-from simulation import playing
+from simulation.compare import compare, read_webhooks
 
 from .arguments import folder, number, start_time, web_url, zone
 from .common import Commands, read_lines
@@ -16,9 +16,7 @@ def add(commands: Commands) -> None:
     actions = commands.add_parser("scenario", help="scenario files").add_subparsers(
         required=True, metavar="ACTION"
     )
-    run = actions.add_parser(
-        "run", help="play a scenario and print its classic webhooks, a JSON object a line"
-    )
+    run = actions.add_parser("run", help="play a scenario, print its classic webhooks as JSON lines")
     run.add_argument("file", type=Path)
     run.add_argument("--recordings-dir", type=folder, help="keep the simulated PBX's WAV recordings here")
     run.add_argument("--archive-dir", type=folder, help="keep the converted MP3 recordings here")
@@ -39,32 +37,33 @@ def add(commands: Commands) -> None:
     check.set_defaults(run=_check)
     generate = actions.add_parser("generate", help="the traffic generator's calls as a scenario file (YAML)")
     generate.add_argument("--seed", type=int, default=1, help="the same seed, the same calls (default 1)")
-    generate.add_argument(
-        "--minutes", type=number(0, 10080, above=True), default=10.0, help="calls come so long"
-    )
+    generate.add_argument("--minutes", type=number(0, 10080, above=True), default=10.0, help="of calls")
     generate.add_argument("--calls-per-minute", type=number(0, 600, above=True), default=10.0)
     generate.add_argument("--max-concurrent", type=number(1, 10000, whole=True), default=20)
     generate.add_argument("--directory", type=Path, help="a directory file (default: the built-in one)")
-    generate.add_argument(
-        "--start", type=start_time, default="2024-03-04T09:00:00", help="PBX local time, t=0"
-    )
+    generate.add_argument("--start", type=start_time, default="2024-03-04T09:00:00", help="PBX time, t=0")
     generate.set_defaults(run=_generate)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation import playing
+
     fields = ("file", "via", "speed", "timezone", "recordings_dir", "archive_dir", "webhook_url", "endpoints")
     return playing.run_scenario(settings, playing.ScenarioRun(**{f: getattr(args, f) for f in fields}))
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     actual = sys.stdin.read().splitlines() if args.actual == "-" else read_lines(Path(args.actual))
-    names = (str(args.expected), "stdin" if args.actual == "-" else args.actual)
-    comparison = playing.check(read_lines(args.expected), actual, names)
+    source = "stdin" if args.actual == "-" else args.actual
+    expected = read_webhooks(read_lines(args.expected), str(args.expected))
+    comparison = compare(expected, read_webhooks(actual, source))
     print(comparison.report())
     return 0 if comparison.matched else 1
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation import playing
+
     fields = ("seed", "minutes", "calls_per_minute", "max_concurrent", "directory", "start")
     print(playing.generated(playing.Generated(**{f: getattr(args, f) for f in fields})), end="")
     return 0

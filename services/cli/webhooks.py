@@ -4,21 +4,21 @@ look into its delivery store."""
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.clock import SystemClock
 from shared.settings import Settings
-from simulation import playing
 
-from ..webhooks import admin
-from ..webhooks import main as webhooks_main
-from ..webhooks.store import DeliveryStore
 from .arguments import number
 from .common import Commands, ran
+
+if TYPE_CHECKING:
+    from ..webhooks.store import DeliveryStore
 
 
 def add(commands: Commands) -> None:
     webhooks = commands.add_parser("webhooks", help="the webhooks service, and its dead letters")
-    webhooks.set_defaults(run=lambda a, s: ran(webhooks_main.main(s)))
+    webhooks.set_defaults(run=_service)
     actions = webhooks.add_subparsers(metavar="ACTION")
     dead = actions.add_parser("dead", help="deliveries given up on").add_subparsers(
         required=True, metavar="ACTION"
@@ -41,7 +41,15 @@ def add(commands: Commands) -> None:
     preview.set_defaults(run=_preview)
 
 
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    from ..webhooks import main
+
+    return ran(main.main(settings))
+
+
 def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ..webhooks import admin
+
     since = admin.since(args.since, SystemClock())
     dead = admin.in_store(
         settings.webhooks.database, lambda store: store.dead(endpoint=args.endpoint, since=since)
@@ -53,9 +61,11 @@ def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from ..webhooks import admin
+
     since, clock = admin.since(args.since, SystemClock()), SystemClock()
 
-    async def replay(store: DeliveryStore) -> int:
+    async def replay(store: "DeliveryStore") -> int:
         return await admin.replay_through_broker(settings, store, clock, endpoint=args.endpoint, since=since)
 
     replayed = admin.in_store(settings.webhooks.database, replay)
@@ -64,6 +74,8 @@ def _dead_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _attempts(args: argparse.Namespace, settings: Settings) -> int:
+    from ..webhooks import admin
+
     since = admin.since(args.since, SystemClock())
     attempts = admin.in_store(
         settings.webhooks.database,
@@ -75,4 +87,6 @@ def _attempts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
+    from simulation import playing
+
     return playing.run_scenario(settings, playing.ScenarioRun(args.scenario, preview=args.endpoint))

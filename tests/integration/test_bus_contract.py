@@ -8,6 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from aio_pika import IncomingMessage
 from yarl import URL
 
 from shared.bus import Bus, Handler, RpcUnavailable
@@ -17,7 +18,7 @@ from shared.logging import redact
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
 from shared.topology import Topology
-from tests.broker import close_connection, dead_letters, new_prefix, purge
+from tests.broker import close_connection, dead_letters, messages_in, new_prefix, purge
 from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
 from tests.integration.conftest import private_rabbit_bus
@@ -307,6 +308,45 @@ async def test_messages_prefetched_on_a_lost_channel_are_handled_once(
                 await recorder.wait_for(len(recorder.events) + 1)
     handled = [e.event_id for e in recorder.events]
     assert all(handled.count(e.event_id) == 1 for e in events[1:]), handled  # the first: at least once
+
+
+@pytest.mark.rabbitmq
+async def test_a_burst_is_acked_together_once_handled(
+    amqp_url: str, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-at-a-time consumer acks what it handled in one frame once nothing more is in hand,
+    and what it handled is all acked: nothing comes back when its connection closes."""
+    acks: list[bool] = []  # each ack sent: whether it was `multiple`
+    ack = IncomingMessage.ack
+
+    async def counted(self: IncomingMessage, multiple: bool = False) -> None:
+        acks.append(multiple)
+        await ack(self, multiple=multiple)
+
+    monkeypatch.setattr(IncomingMessage, "ack", counted)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_first(event: Message) -> None:
+        if not holding.is_set():
+            holding.set()
+            await release.wait()
+        await recorder(event)
+
+    names = Topology(new_prefix())
+    try:
+        async with RabbitBus.connect(amqp_url, names=names, connection_name="acks") as bus:
+            queue = await bus.subscribe("acks", slow_first, bindings=["call.#"])
+            for n in range(20):
+                await bus.publish(make_call_ringing(link=n))
+            await bus.flush()
+            await holding.wait()  # the first in hand, the others prefetched behind it
+            assert acks == []
+            release.set()
+            await recorder.wait_for(20)
+        assert messages_in(queue) == 0  # unacked messages would be back in the queue
+    finally:
+        await purge(amqp_url, names.prefix)
+    assert 1 <= len(acks) <= 3 and all(acks), acks  # one ack a message before
 
 
 @pytest.mark.rabbitmq

@@ -3,6 +3,8 @@ simulation harness, `shared` imports neither, and every service has the same fil
 jobs."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,18 @@ def test_every_service_has_the_same_doors(service: str) -> None:
     assert arguments[:2] == ["settings", "bus"], arguments  # the same shape: settings, bus, its parts
     decorators = [ast.unparse(d) for d in functions["running"].decorator_list]
     assert decorators == ["contextlib.asynccontextmanager"]
+
+
+def test_the_command_line_loads_a_service_only_to_run_it() -> None:
+    """`callbridge SERVICE` parses with no service loaded, then loads the one it runs: a service's
+    process holds its own code, not the other three's (tens of MB each)."""
+    probe = (
+        "import sys; from services.cli import main; main._parser().parse_args(['api']); "
+        "print(' '.join(m for m in sys.modules if m.startswith(('services.', 'simulation.'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    services = [name for name in loaded if name.split(".")[1] in SERVICES]
+    assert services == [], services
+    assert "simulation.playing" not in loaded
