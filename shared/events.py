@@ -184,6 +184,22 @@ class RecordingFailed(Event):
     reason: str
 
 
+class CallsChanged(Event):
+    """The states of the calls that changed lately, one message for many (the monitor gathers
+    them for up to `[monitor] states_every` seconds): each a `pbx.call`, in the order of their
+    last change, numbered with this message's `seq`. `in_progress`, when set (the first after a
+    monitor resumed), names every call in progress: any other has ended."""
+
+    type: Literal["pbx.calls"] = "pbx.calls"
+    calls: tuple[CallState, ...]
+    in_progress: tuple[int, ...] | None = None
+
+
+def unpacked(event: Event) -> tuple[Event, ...]:
+    """`event`, or the call states a `pbx.calls` carries (what a listener sees one by one)."""
+    return event.calls if isinstance(event, CallsChanged) else (event,)
+
+
 Message = Annotated[
     CallStarted
     | CallRinging
@@ -197,6 +213,7 @@ Message = Annotated[
     | ExtensionOptions
     | DirectorySnapshot
     | CallState
+    | CallsChanged
     | WebhookEndpointDisabled
     | RecordingConverted
     | RecordingFailed,

@@ -12,6 +12,7 @@ from .call_state import CallState
 from .directory import Directory, Extension, Ivr, Line, Queue, RingGroup
 from .event_base import Event
 from .events import (
+    CallsChanged,
     DirectorySnapshot,
     ExtensionForwarding,
     ExtensionOptions,
@@ -22,7 +23,7 @@ from .events import (
 
 # The event types that change the state; all of them come from the monitor, numbered by `seq`.
 STATE_EVENTS = frozenset(
-    {"pbx.directory", "pbx.call", "extension.registration", "extension.presence"}
+    {"pbx.directory", "pbx.call", "pbx.calls", "extension.registration", "extension.presence"}
     | {"extension.forwarding", "extension.queue_login", "extension.options"}
 )
 
@@ -85,7 +86,9 @@ class PbxState:
 
     def apply(self, event: Event) -> None:
         """Fold one event in; events that do not describe the PBX are ignored."""
-        if isinstance(event, CallState):
+        if isinstance(event, CallsChanged):
+            self._calls_changed(event)
+        elif isinstance(event, CallState):
             if event.ended:
                 self.calls.pop(event.call_number, None)
             else:
@@ -105,6 +108,13 @@ class PbxState:
         elif isinstance(event, DirectorySnapshot):
             self._directory = event.directory
             self.extensions = {e.number: e for e in event.directory.extensions}
+
+    def _calls_changed(self, event: CallsChanged) -> None:
+        if event.in_progress is not None:
+            kept = set(event.in_progress)
+            self.calls = {n: call for n, call in self.calls.items() if n in kept}
+        for call in event.calls:
+            self.apply(call)
 
     def _change(self, number: str, **changes: object) -> None:
         extension = self.extensions.get(number)

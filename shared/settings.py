@@ -138,6 +138,9 @@ class MonitorSettings(_Section):
         Path("/var/lib/callbridge/monitor-outbox.db"),
         description="the events not yet confirmed by RabbitMQ (SQLite): on a disk that survives restarts",
     )
+    states_every: float = Field(
+        0.1, ge=0, le=5, description="seconds the calls' changed states are gathered into one message"
+    )
 
     @property
     def source(self) -> str:

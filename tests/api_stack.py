@@ -19,7 +19,8 @@ from pydantic import SecretStr
 from services.api import main as api_main
 from shared.bus import Bus
 from shared.call_state import CallState
-from shared.events import Message
+from shared.event_base import Event
+from shared.events import unpacked
 from shared.settings import ApiSettings, Settings
 from simulation.driver import SimulatorDriver
 from simulation.scenario import default_directory, parse_scenario
@@ -42,15 +43,16 @@ class Stack:
     recorder: Recorder
     client: httpx.AsyncClient
 
-    async def until(self, wanted: Callable[[Message], bool]) -> Message:
-        event = await self.recorder.first(wanted)
+    async def until(self, wanted: Callable[[Event], bool]) -> Event:
+        """The first event `wanted` (a call's state: in its `pbx.calls`), once the api has it."""
+        event = await self.recorder.first(lambda e: any(map(wanted, unpacked(e))))
         await asyncio.wait_for(self.api.cache.wait_for(event.seq, event.source), 10)
-        return event
+        return next(each for each in unpacked(event) if wanted(each))
 
     async def call_state(self, number: int, **fields: object) -> CallState:
         """Wait for call `number` to reach a state with these fields."""
 
-        def matches(event: Message) -> bool:
+        def matches(event: Event) -> bool:
             return (
                 isinstance(event, CallState)
                 and event.call_number == number

@@ -17,7 +17,7 @@ from services.monitor.outbox import Outbox
 from services.monitor.tracker import CallTracker
 from shared.bus import Bus
 from shared.event_base import Event
-from shared.events import CallEvent, Message
+from shared.events import CallEvent, Message, unpacked
 from shared.settings import Settings
 from simulation.scenario import default_directory, parse_scenario
 from simulation.simulator import PbxSimulator
@@ -93,7 +93,8 @@ def play(
     bursts: bool = False,
 ) -> list[Event]:
     """The events the steps make, their updates given to the tracker one by one, or each step's
-    at once (`bursts`)."""
+    at once (`bursts`); the calls' states published after each, as a listener sees them (one by
+    one, not in their `pbx.calls` messages)."""
     document = {"start": start, "first_call_number": first, "steps": yaml.safe_load(steps)}
     scenario = parse_scenario(document, base=Path("."))
     simulator = PbxSimulator(scenario.directory, first_call_number=first)
@@ -102,11 +103,13 @@ def play(
     events: list[Event] = []
     for step in scenario.steps:
         updates = list(simulator.apply(step, begin + timedelta(seconds=step.t)))
+        made = []
         if bursts:
-            events += tracker.apply_burst(updates)
+            made += tracker.apply_burst(updates) + tracker.publish_states()
         else:
             for update in updates:
-                events += tracker.apply(update)
+                made += tracker.apply(update)
+        events += [each for event in made for each in unpacked(event)]
     return events
 
 

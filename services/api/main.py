@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from shared.bus import Bus
-from shared.events import Message
+from shared.events import Message, unpacked
 from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
@@ -62,9 +62,10 @@ async def running(
     async def on_event(event: Message) -> None:
         metrics.events.inc()
         await cache.handle(event)
-        await stream.handle(event)
-        chains.handle(event)
-        day.handle(event)
+        for each in unpacked(event):  # the stream and the dashboard show each call's state
+            await stream.handle(each)
+            chains.handle(each)
+            day.handle(each)
 
     await bus.subscribe("api", on_event, bindings=API_BINDINGS, exclusive=True)
     cache.start()

@@ -1,12 +1,11 @@
 """The driver's updates taken a burst at a time: whatever it has reported by the time the monitor
-is ready for more (at most `most`), so that the tracker publishes each call's state once per
-burst and the outbox keeps a burst in one transaction. The updates wait in a bounded queue: a
-monitor that falls behind stops reading the driver. The simulator then waits; the 3CX driver
-cannot slow the PBX, and what it reads meanwhile waits in its own queue (README, "Running the
-monitor")."""
+is ready for more (at most `most`), so that the outbox keeps a burst in one transaction. The
+updates wait in a bounded queue: a monitor that falls behind stops reading the driver. The simulator
+then waits; the 3CX driver cannot slow the PBX, and what it reads meanwhile waits in its own
+queue (README, "Running the monitor")."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,15 +18,20 @@ class _End:
     error: Exception | None
 
 
-async def bursts(updates: AsyncIterator[T], most: int = MOST) -> AsyncIterator[list[T]]:
+async def bursts(
+    updates: AsyncIterator[T], most: int = MOST, patience: Callable[[], float | None] = lambda: None
+) -> AsyncIterator[list[T]]:
     """`updates` in order, in lists of what was there to take; ends when they do, raises what
-    they raise."""
+    they raise. An empty list when `patience()` seconds (None: for ever) pass without one."""
     waiting: asyncio.Queue[T | _End] = asyncio.Queue(most)
     reader = asyncio.create_task(_read(updates, waiting), name="driver updates")
     try:
         while True:
-            burst, end = await _take(waiting, most)
-            if burst:
+            try:
+                burst, end = await asyncio.wait_for(_take(waiting, most), patience())
+            except TimeoutError:
+                burst, end = [], None
+            if burst or end is None:
                 yield burst
             if end is not None:
                 if end.error is not None:

@@ -1,11 +1,12 @@
 """Calls in progress as the API shows them (`pbx.call`): every call, internal ones included,
-published after each burst of updates that changed what an observer can see, and a last time
-with `ended` when its last leg leaves. `CallState` (shared/events.py) documents its direction and
-state. Pure: no I/O, no clock.
+published after updates that changed what an observer can see, and a last time with `ended` when
+its last leg leaves. `CallState` (shared/call_state.py) documents its direction and state. Pure:
+no I/O, no clock.
 
-A burst is what the PBX reported at once (a ring to three agents, an answer that stops the
-others ringing): the call's state is published once, as it stands after the burst, not once per
-update (`publish` notes it, `flush` publishes).
+A change is noted (`publish`) and the state published later, as it stands then (`take`): the
+monitor gathers the changes of up to `[monitor] states_every` seconds into one `pbx.calls`
+message, so a call that rings three agents and is answered within that time costs one state,
+and a hundred calls that changed cost one message.
 
 The views (a call's parties and legs) are immutable and made once: a busy PBX repeats the same
 few, and a state that shows nothing new is not published again."""
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.call_state import CallLeg, CallParty, CallState, CallStateDirection, CallStateName, PartyType
+from shared.call_state import CallLeg, CallParty, CallStateDirection, CallStateName, PartyType
 
-from .chains import Chain, Emit
+from .chains import Chain
 from .updates import EXTENSION, EXTERNAL_LINE, IVR, QUEUE, RING_GROUP, ParticipantUpdate
 
 PARTY_TYPES: dict[str, PartyType] = {
@@ -45,8 +46,7 @@ class TrackedCall:
 
 
 class CallStates:
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
+    def __init__(self) -> None:
         self.names: dict[str, str] = {}  # DN → its name (from the directory)
         self._parties: dict[tuple[str, PartyType], CallParty] = {}
         self._leg_views: dict[tuple[str, str, str, str], CallLeg] = {}
@@ -80,32 +80,40 @@ class CallStates:
         self._pending.pop(call.callid, None)  # in the order of their last change
         self._pending[call.callid] = (call, at)
 
-    def flush(self) -> None:
-        """Publish the state of each call the burst changed, as it stands now."""
+    @property
+    def waiting(self) -> bool:
+        """Whether a change waits to be published."""
+        return bool(self._pending)
+
+    def take(self) -> list[tuple[datetime, dict[str, Any]]]:
+        """The state of each call changed since the last `take`, as it stands now, in the order
+        of their last change: (when it changed, the `CallState` fields)."""
+        taken = []
         for call, at in self._pending.values():
             direction, state, _, caller, talk_to, routing, legs, _ = call.seen
-            self._emit(
-                CallState,
-                at,
-                call_number=call.callid,
-                chain_id=call.chain_id,
-                direction=direction,
-                state=state,
-                started_at=call.started,
-                answered_at=call.answered,
-                did=call.did,
-                owner=caller,
-                talk_to=talk_to,
-                routing_to=routing,
-                legs=legs,
-                ended=not call.members,
-            )
+            fields = {
+                "call_number": call.callid,
+                "chain_id": call.chain_id,
+                "direction": direction,
+                "state": state,
+                "started_at": call.started,
+                "answered_at": call.answered,
+                "did": call.did,
+                "owner": caller,
+                "talk_to": talk_to,
+                "routing_to": routing,
+                "legs": legs,
+                "ended": not call.members,
+            }
+            taken.append((at, fields))
         self._pending.clear()
+        return taken
 
     def resumed(self, call: TrackedCall) -> None:
-        """A call restored from a checkpoint: what was last published of it, without publishing."""
+        """A call restored from a checkpoint, published again: a change noted before the stop
+        may not have been."""
         call.views = {key: self.leg(p) for key, p in call.members.items()}
-        call.seen = self._view(call, call.answered or call.started)
+        self.publish(call, max((p.at for p in call.members.values()), default=call.started))
 
     def _view(self, call: TrackedCall, at: datetime) -> tuple[Any, ...]:
         """What an observer sees of the call (the state event's fields); the first time someone

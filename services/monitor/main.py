@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from shared import commands
 from shared.bus import Bus
 from shared.directory import Directory
-from shared.event_base import Event
 from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
@@ -31,15 +30,14 @@ from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
 
 from . import checkpoint
-from .bursts import bursts
 from .driver import Driver
+from .following import Following
 from .http import create_app
 from .metrics import MonitorMetrics
-from .outbox import Changes, Outbox, Relay
+from .outbox import Outbox, Relay
 from .tracker import CallTracker
 
 logger = logging.getLogger(__name__)
-KEEP_RETRY_FIRST, KEEP_RETRY_MAX = 1.0, 30.0  # seconds between tries to keep events on a full disk
 
 
 def new_source(monitor_id: str) -> str:
@@ -93,24 +91,15 @@ async def running(
         logger.info("command %s: %s", request.command, "done" if result.ok else result.reason)
         return result.model_dump()
 
-    async def follow() -> None:
-        async for burst in bursts(driver.updates()):
-            made = tracker.apply_burst(burst)
-            figures.updates.inc(len(burst))
-            for event in made:  # the state is complete up to tracker.seq before anything is sent
-                state.apply(event)
-            figures.seq.set(tracker.seq)
-            figures.calls.set(len(state.calls))
-            saved, gone = tracker.changes()
-            if made or saved or gone:
-                await keep(outbox, made, Changes(source, tracker.seq, saved, gone))
-            for event in made:
-                figures.events.labels(event.type).inc()
-        await relay.drained()
-
     await bus.serve(commands.SNAPSHOT, snapshot)
     await bus.serve(commands.COMMAND, command)
     relaying = asyncio.create_task(relay.run(), name="monitor outbox")
+    loop = Following(tracker, state, outbox, figures, settings.monitor.states_every)
+
+    async def follow() -> None:
+        await loop.follow(driver.updates())
+        await relay.drained()
+
     following = asyncio.create_task(follow(), name="monitor")
     try:
         yield Monitor(tracker, following, outbox, source)
@@ -134,20 +123,6 @@ def tracker_for(outbox: Outbox, zone: ZoneInfo, source: str, driver: Driver) -> 
     if calls:
         driver.resume(tracker.participants())
     return tracker
-
-
-async def keep(outbox: Outbox, events: list[Event], changes: Changes) -> None:
-    """Put `events` in the outbox; while it cannot take them (a full disk), wait and try again:
-    the PBX's updates wait meanwhile, and readiness says so."""
-    delay = KEEP_RETRY_FIRST
-    while True:
-        try:
-            outbox.append(events, changes)
-            return
-        except OSError as error:
-            logger.error("%s; trying again in %g s", error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, KEEP_RETRY_MAX)
 
 
 async def main(settings: Settings, driver: Driver) -> None:

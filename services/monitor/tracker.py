@@ -6,7 +6,8 @@ It follows the calls by the updates of `updates.py`, keyed by their PBX call num
 - a call with an external-party leg is a *chain*, whose classic events `chains.py` makes (the
   contract: docs/classic-webhooks.md); calls without one (extension to extension, the
   consultation leg of an attended transfer) are never reported as chains;
-- every call, internal ones included, is published as a `pbx.call` state (`call_states.py`);
+- every call, internal ones included, has a `pbx.call` state, published when the monitor asks
+  (`publish_states`: many in one `pbx.calls` message; `call_states.py`);
 - presence: an extension is busy while it has a Dialing or Connected leg on any call;
 - the directory and the extensions' state changes (registration, forwarding, queue login,
   options) become their events as they come.
@@ -19,9 +20,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.call_state import CallState
 from shared.directory import Directory
 from shared.event_base import Event
 from shared.events import (
+    CallsChanged,
     DirectorySnapshot,
     ExtensionForwarding,
     ExtensionOptions,
@@ -45,6 +48,8 @@ from .updates import (
     RegistrationUpdate,
 )
 
+STATES_MOST = 500  # call states in one `pbx.calls` message
+
 
 class CallTracker:
     def __init__(self, directory: Directory, *, zone: ZoneInfo, source: str, seq: int = 0) -> None:
@@ -55,7 +60,9 @@ class CallTracker:
         self._touched: set[int] = set()  # the calls the last update changed
         self._active_legs: dict[str, int] = {}  # extension → Dialing/Connected legs on any call
         self._chains = ChainRules(self._emit, zone)
-        self._states = CallStates(self._emit)
+        self._states = CallStates()
+        self._resumed = False  # the next states name every call in progress
+        self._last_at: datetime | None = None  # the time of the last update
         self.directory = directory
         self._learn(directory)
 
@@ -78,6 +85,7 @@ class CallTracker:
         for call in calls:
             tracker._calls[call.callid] = call
             tracker._states.resumed(call)
+            tracker._resumed = True
             for p in call.members.values():
                 if p.dn_type == EXTENSION and _active(p):
                     tracker._active_legs[p.dn] = tracker._active_legs.get(p.dn, 0) + 1
@@ -93,14 +101,40 @@ class CallTracker:
         return saved, [n for n in self._touched if n not in self._calls]
 
     def apply(self, update: PbxUpdate) -> list[Event]:
-        """The events `update` makes, in order."""
-        return self.apply_burst((update,))
+        """The events `update` makes, in order, and the states it changed (tests, benchmarks)."""
+        return self.apply_burst((update,)) + self.publish_states()
+
+    @property
+    def states_waiting(self) -> bool:
+        """Whether a call's state changed since the last `publish_states`."""
+        return self._states.waiting or self._resumed
+
+    def publish_states(self, most: int = STATES_MOST) -> list[Event]:
+        """The state of each call changed since the last time, as it stands now: `pbx.calls`
+        messages of at most `most` calls. The first after a resume names every call in progress."""
+        self._out = []
+        if not self._states.waiting and self._last_at is None:
+            return self._out  # resumed with no call, nothing heard yet: no time to give it
+        taken = self._states.take()
+        in_progress = tuple(self._calls) if self._resumed else None
+        self._resumed = False
+        messages = len(taken) or int(in_progress is not None)  # a resume says so, changes or not
+        for start in range(0, messages, most):
+            chunk = taken[start : start + most]
+            seq = self._seq + 1
+            calls = tuple(CallState(occurred_at=at, source=self._source, seq=seq, **f) for at, f in chunk)
+            at = calls[-1].occurred_at if calls else self._last_at
+            assert at is not None
+            self._emit(CallsChanged, at, calls=calls, in_progress=in_progress if start == 0 else None)
+        return self._out
 
     def apply_burst(self, updates: Sequence[PbxUpdate]) -> list[Event]:
-        """The events a burst of updates (what the PBX reported at once) makes, in order: each
-        update's, then the state of each call the burst changed (`pbx.call`), once."""
+        """The events a burst of updates (what the PBX reported at once) makes, in order; the
+        calls' states wait for `publish_states`."""
         self._out = []
         self._touched = set()
+        if updates:
+            self._last_at = updates[-1].at
         for update in updates:
             if isinstance(update, ParticipantUpdate):
                 self._participant(update)
@@ -109,7 +143,6 @@ class CallTracker:
                 self._emit(DirectorySnapshot, update.at, directory=update.directory)
             else:
                 self._state_change(update)
-        self._states.flush()
         return self._out
 
     def _state_change(self, update: PbxUpdate) -> None:

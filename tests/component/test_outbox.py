@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.monitor import following
 from services.monitor import main as monitor_main
 from services.monitor import outbox as outbox_module
 from services.monitor.outbox import Changes, Outbox, Relay
@@ -19,7 +20,7 @@ from shared.bus import PublishError
 from shared.call_state import CallState
 from shared.clock import VirtualClock
 from shared.event_base import Event
-from shared.events import CallEnded, CallEvent
+from shared.events import CallEnded, CallEvent, CallsChanged, unpacked
 from shared.memory_bus import InMemoryBus
 from shared.settings import Settings
 from simulation.driver import SimulatorDriver, playable_scenario
@@ -186,7 +187,7 @@ async def test_the_relay_is_not_drained_while_a_batch_waits_for_its_confirm(tmp_
 async def test_a_monitor_on_a_full_disk_waits_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(monitor_main, "KEEP_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(following, "KEEP_RETRY_FIRST", 0.01)
     expected = outcome(await _events_of("outgoing-transfer", tmp_path / "baseline.db"))
     outbox = Outbox(tmp_path / "outbox.db")
     refused = asyncio.Event()
@@ -232,9 +233,10 @@ async def _events_of(name: str, path: Path) -> list[Event]:
 
 def outcome(events: list[Event]) -> tuple[list[str], dict[int, str]]:
     """Every event but the calls' states, and each call's last state: a monitor held back takes
-    the updates that waited meanwhile as one burst, whose states it publishes once."""
-    states = {e.call_number: brief(e, "seq") for e in events if isinstance(e, CallState)}
-    return [brief(e, "seq") for e in events if not isinstance(e, CallState)], states
+    the updates that waited meanwhile as one burst, and its states go out when they are due."""
+    calls = [each for e in events for each in unpacked(e) if isinstance(each, CallState)]
+    states = {call.call_number: brief(call, "seq") for call in calls}
+    return [brief(e, "seq") for e in events if not isinstance(e, CallsChanged)], states
 
 
 def brief(event: Event, *also: str) -> str:

@@ -1,5 +1,6 @@
 """A restarted monitor goes on from its saved state: at whatever update the tracker is stopped,
-a tracker resumed from the calls it saved makes exactly the events the first would have made."""
+a tracker resumed from the calls it saved makes the events the first would have made, and the
+calls' states it publishes again leave the API with the same calls in progress."""
 
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -10,6 +11,8 @@ from services.monitor import checkpoint
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import PbxUpdate
 from shared.event_base import Event
+from shared.events import CallsChanged
+from shared.pbx_state import PbxState
 from simulation.driver import playable_scenario
 from simulation.simulator import PbxSimulator
 from tests.conftest import EXAMPLES
@@ -25,8 +28,18 @@ def updates_of(name: str) -> tuple[list[PbxUpdate], CallTracker]:
     return updates, CallTracker(scenario.directory, zone=PRAGUE, source="m/1")
 
 
-def without_ids(events: list[Event]) -> list[str]:
-    return [e.model_dump_json(exclude={"event_id"}) for e in events]
+def facts(events: list[Event]) -> list[str]:
+    """The events other than the calls' states, without their ids and numbers."""
+    return [e.model_dump_json(exclude={"event_id", "seq"}) for e in events if not isinstance(e, CallsChanged)]
+
+
+def calls_after(events: list[Event], state: PbxState | None = None) -> dict[int, str]:
+    """The calls in progress as an API that folded `events` holds them (their content)."""
+    state = state or PbxState()
+    for event in events:
+        state.apply(event)
+    unstamped = {"event_id", "seq", "occurred_at"}
+    return {n: call.model_dump_json(exclude=unstamped) for n, call in state.calls.items()}
 
 
 @pytest.mark.parametrize(
@@ -41,7 +54,8 @@ def without_ids(events: list[Event]) -> list[str]:
 )
 def test_a_tracker_resumed_at_any_update_makes_the_same_events(name: str) -> None:
     updates, tracker = updates_of(name)
-    expected = without_ids([e for u in updates for e in tracker.apply(u)])
+    per_update = [tracker.apply(u) for u in updates]
+    everything = [e for made in per_update for e in made]
     for stop in range(1, len(updates), max(1, len(updates) // 25)):
         first = updates_of(name)[1]
         saved: dict[int, str] = {}
@@ -59,6 +73,43 @@ def test_a_tracker_resumed_at_any_update_makes_the_same_events(name: str) -> Non
             source=first.source,
             seq=first.seq,
         )
-        for update in updates[stop:]:
+        made += resumed.apply(updates[stop])
+        so_far = [e for events in per_update[: stop + 1] for e in events]
+        assert calls_after(made) == calls_after(so_far), f"stopped after update {stop}"
+        for update in updates[stop + 1 :]:
             made += resumed.apply(update)
-        assert without_ids(made) == expected, f"stopped after update {stop}"
+        assert facts(made) == facts(everything), f"stopped after update {stop}"
+        assert [e.seq for e in made] == list(range(1, len(made) + 1))
+
+
+def test_a_resume_publishes_what_the_stop_left_unsaid() -> None:
+    """States noted and not yet published when the monitor stopped reach the API after the
+    resume, and a call that ended meanwhile leaves the API's list."""
+    updates, first = updates_of("overlapping-chains")
+    half = len(updates) // 2
+    heard: list[Event] = []  # what the API got before the stop
+    for update in updates[: half // 2]:
+        heard += first.apply(update)
+    saved: dict[int, str] = {}
+    for update in updates[half // 2 : half]:
+        first.apply_burst([update])  # states noted, never published: lost with the process
+        calls, gone = first.changes()
+        saved = {n: s for n, s in (saved | calls).items() if n not in gone}
+    api = PbxState()
+    before = calls_after(heard, api)
+    resumed = CallTracker.resumed(
+        first.directory,
+        [checkpoint.load(s) for s in saved.values()],
+        zone=PRAGUE,
+        source="m/1",
+        seq=first.seq,
+    )
+    assert resumed.states_waiting
+    republished = resumed.publish_states()
+    assert [e.type for e in republished] == ["pbx.calls"]
+    assert isinstance(republished[0], CallsChanged) and republished[0].in_progress is not None
+    full, _ = updates_of("overlapping-chains")
+    reference = updates_of("overlapping-chains")[1]
+    truth = calls_after([e for u in full[:half] for e in reference.apply(u)])
+    assert calls_after(republished, api) == truth
+    assert before != truth  # the stop had left the API behind

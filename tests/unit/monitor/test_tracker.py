@@ -4,11 +4,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.monitor.pacing import Pacing
 from services.monitor.tracker import CallTracker
 from services.monitor.updates import ParticipantUpdate
 from shared.call_state import CallState
 from shared.event_base import Event
-from shared.events import CallEnded, CallStarted, ExtensionPresence
+from shared.events import CallEnded, CallsChanged, CallStarted, ExtensionPresence
 from simulation.scenario import default_directory
 from tests.fakes import brief, calls, play
 
@@ -280,12 +281,12 @@ def _leg(**fields: object) -> ParticipantUpdate:
 def test_repeated_upserts_and_unknown_removes_change_nothing() -> None:
     tracker = CallTracker(default_directory(), zone=ZoneInfo("UTC"), source="t")
     leg = _leg()
-    assert [e.type for e in tracker.apply(leg)] == ["call.started", "pbx.call"]
+    assert [e.type for e in tracker.apply(leg)] == ["call.started", "pbx.calls"]
     assert tracker.apply(replace(leg, at=leg.at + timedelta(seconds=1))) == []  # 3CX sends Upserts twice
     ring = _leg(
         dn="101", dn_type="Wextension", id=2, legid=2, party_dn="10000", party_dn_type="Wexternalline"
     )
-    assert [e.type for e in tracker.apply(ring)] == ["call.ringing", "pbx.call"]
+    assert [e.type for e in tracker.apply(ring)] == ["call.ringing", "pbx.calls"]
     assert tracker.apply(ring) == []
     assert tracker.apply(replace(ring, id=99, removed=True)) == []
     assert tracker.apply(replace(ring, callid=1234, removed=True)) == []
@@ -368,3 +369,39 @@ def test_bursts_change_no_call_event() -> None:
         return [(e.type, e.model_dump_json(exclude=IDS)) for e in calls(events)]
 
     assert chain_events(play(RING_THREE, bursts=True)) == chain_events(play(RING_THREE))
+
+
+def test_states_wait_to_be_published_then_go_in_one_message_each_call_once() -> None:
+    """The states of many bursts gather until the monitor publishes them: one `pbx.calls`
+    message, each call once and as it stands then, numbered with the message."""
+    tracker = CallTracker(default_directory(), zone=ZoneInfo("UTC"), source="t")
+    outside = _leg()
+    ringing = _leg(
+        dn="101", dn_type="Wextension", id=2, legid=2, party_dn="10000", party_dn_type="Wexternalline"
+    )
+    internal = _leg(
+        callid=8, id=5, dn="102", dn_type="Wextension", party_dn="103", party_dn_type="Wextension"
+    )
+    classic: list[Event] = []
+    for update in (outside, ringing, internal, replace(ringing, status="Connected")):
+        classic += tracker.apply_burst([update])
+        assert tracker.states_waiting
+    assert not any(isinstance(e, CallState | CallsChanged) for e in classic)
+    [message] = tracker.publish_states()
+    assert isinstance(message, CallsChanged) and message.seq == tracker.seq and message.in_progress is None
+    assert [(c.call_number, c.state) for c in message.calls] == [
+        (8, "Initiating"),
+        (outside.callid, "Talking"),
+    ]
+    assert {c.seq for c in message.calls} == {message.seq}
+    assert not tracker.states_waiting and tracker.publish_states() == []
+
+
+def test_pacing_says_when_the_states_are_due() -> None:
+    at_once, later = Pacing(0), Pacing(60)
+    assert not at_once.due(False) and at_once.patience() is None
+    assert at_once.due(True)
+    assert not later.due(True)  # the first change: due in a minute
+    patience = later.patience()
+    assert patience is not None and 59 < patience <= 60
+    assert not later.due(False) and later.patience() is None  # nothing waits any more

@@ -17,6 +17,7 @@ from shared.event_base import Event, new_event_id
 from shared.events import (
     MESSAGE_ADAPTER,
     CallAnswered,
+    CallsChanged,
     CallStarted,
     DirectorySnapshot,
     ExtensionForwarding,
@@ -70,6 +71,15 @@ SAMPLES: list[Event] = [
             CallLeg(dn="10000", dn_type="line", status="Connected", external_party="420777000111"),
             CallLeg(dn="102", dn_type="extension", status="Connected", external_party="420777000111"),
         ),
+    ),
+    CallsChanged(
+        **COMMON,
+        calls=(
+            CallState(
+                **COMMON, call_number=7, direction="Internal", state="Initiating", started_at=AT, owner=None
+            ),
+        ),
+        in_progress=(7, 665),
     ),
     WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
     RecordingFailed(**COMMON, path="/pbx/101/x.wav", reason="not a readable PCM WAV"),
