@@ -55,4 +55,5 @@ class CallState(Event):
     talk_to: tuple[CallParty, ...] = ()
     routing_to: tuple[CallParty, ...] = ()
     legs: tuple[CallLeg, ...] = ()
+    queues: tuple[str, ...] = Field((), description="the queues the call has waited in, in order")
     ended: bool = False

@@ -91,9 +91,11 @@ def play(
     zone: ZoneInfo = UTC,
     first: int = 1,
     bursts: bool = False,
+    gathered: bool = False,
 ) -> list[Event]:
     """The events the steps make, their updates given to the tracker one by one, or each step's
-    at once (`bursts`); the calls' states published after each, as a listener sees them (one by
+    at once (`bursts`); the calls' states published after each (or with `gathered`, once at the
+    end: as a monitor gathers what comes within `states_every`), as a listener sees them (one by
     one, not in their `pbx.calls` messages)."""
     document = {"start": start, "first_call_number": first, "steps": yaml.safe_load(steps)}
     scenario = parse_scenario(document, base=Path("."))
@@ -104,13 +106,13 @@ def play(
     for step in scenario.steps:
         updates = list(simulator.apply(step, begin + timedelta(seconds=step.t)))
         made = []
-        if bursts:
-            made += tracker.apply_burst(updates) + tracker.publish_states()
+        if bursts or gathered:
+            made += tracker.apply_burst(updates) + ([] if gathered else tracker.publish_states())
         else:
             for update in updates:
                 made += tracker.apply(update)
         events += [each for event in made for each in unpacked(event)]
-    return events
+    return events + [each for event in tracker.publish_states() for each in unpacked(event)]
 
 
 def calls(events: list[Event]) -> list[CallEvent]:

@@ -1,7 +1,8 @@
 """The dashboard's Live page as one JSON answer: calls in progress, queues, extensions. Pure.
 
 `QueueDay` counts each queue's calls of the day from the `pbx.call` events: a call counts for
-the queues it waited in; answered when someone took it (within `SERVICE_LEVEL` seconds of its
+the queues it waited in (its `queues`, kept by the monitor: the states it went through may have
+been gathered into one); answered when someone took it (within `SERVICE_LEVEL` seconds of its
 start: in the service level), missed when it ended unanswered. It counts what this replica saw
 since it started (or since midnight, PBX time).
 """
@@ -41,7 +42,7 @@ class QueueDay:
         if today != self.day:  # a new day: what waited on the last one goes too
             self.day, self.tallies, self._waiting = today, defaultdict(Tally), {}
         queues = self._waiting.pop(event.call_number, set())
-        queues |= {p.number for p in event.routing_to if p.type == "queue"}
+        queues |= {p.number for p in event.routing_to if p.type == "queue"} | set(event.queues)
         if not queues:
             return
         if not (event.answered_at or event.ended):

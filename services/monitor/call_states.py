@@ -41,6 +41,7 @@ class TrackedCall:
     chain_id: str = ""
     did: str = ""
     answered: datetime | None = None
+    queues: tuple[str, ...] = ()  # the queues it has waited in
     seen: tuple[Any, ...] = ()  # what its last published state showed
     views: dict[tuple[str, int], CallLeg] = field(default_factory=dict)  # each member's CallLeg
 
@@ -103,6 +104,7 @@ class CallStates:
                 "talk_to": talk_to,
                 "routing_to": routing,
                 "legs": legs,
+                "queues": call.queues,
                 "ended": not call.members,
             }
             taken.append((at, fields))
@@ -125,6 +127,9 @@ class CallStates:
         talk_to, routing = self._parties_of(call.chain, caller, external, others)
         if talk_to and call.answered is None:
             call.answered = at
+        chain = call.chain
+        if chain is not None and chain.routed_type == "queue" and chain.routed_to not in call.queues:
+            call.queues += (chain.routed_to,)
         legs = tuple(call.views.values())
         direction = _direction(len(external), bool(others), caller)
         state = _state_name(call.chain, caller, bool(talk_to))

@@ -22,6 +22,7 @@ class SavedCall(BaseModel):
     chain_id: str
     did: str
     answered: datetime | None
+    queues: tuple[str, ...] = ()
 
 
 def save(call: TrackedCall) -> str:
@@ -33,6 +34,7 @@ def save(call: TrackedCall) -> str:
         chain_id=call.chain_id,
         did=call.did,
         answered=call.answered,
+        queues=call.queues,
     ).model_dump_json()
 
 
@@ -47,4 +49,5 @@ def load(text: str) -> TrackedCall:
         chain_id=saved.chain_id,
         did=saved.did,
         answered=saved.answered,
+        queues=saved.queues,
     )

@@ -19,6 +19,7 @@ from shared.keys import Keys
 from shared.memory_bus import InMemoryBus
 from tests.api_stack import API_SETTINGS, KEY, READ_ONLY_KEY, api_stack
 from tests.factories import make_call_ended, make_call_ringing
+from tests.fakes import play
 from tests.unit.webhooks.test_dispatcher import RecordingQueue
 
 SCENARIO = """
@@ -81,6 +82,18 @@ def test_the_window_keeps_the_latest_chains_and_finds_them() -> None:
     day = QueueDay()
     day.handle(make_call_ringing())  # not a pbx.call: ignored
     assert not day.tallies
+
+
+def test_a_call_answered_before_its_wait_was_published_counts_for_its_queue() -> None:
+    """Queue 800 rings its agents at once and one answers: the monitor gathered the states, the
+    api never saw the call wait in the queue, and still counts it there."""
+    events = play(SCENARIO, gathered=True)
+    states = [e for e in events if isinstance(e, CallState)]
+    assert len(states) == 1 and not any(p.type == "queue" for p in states[0].routing_to)
+    day = QueueDay()
+    for state in states:
+        day.handle(state)
+    assert (day.tallies["800"].answered, day.tallies["800"].in_time) == (1, 1)
 
 
 async def test_webhooks_admin_routes_through_the_api_with_the_callers_key(tmp_path: Path) -> None:
