@@ -185,19 +185,23 @@ class RecordingFailed(Event):
 
 
 class CallsChanged(Event):
-    """The states of the calls that changed lately, one message for many (the monitor gathers
-    them for up to `[monitor] states_every` seconds): each a `pbx.call`, in the order of their
-    last change, numbered with this message's `seq`. `in_progress`, when set (the first after a
-    monitor resumed), names every call in progress: any other has ended."""
+    """What the calls changed lately, one message for many (the monitor gathers it for up to
+    `[monitor] states_every` seconds): the state of each call that changed (a `pbx.call`) and the
+    presence of each extension that turned busy or free (an `extension.presence`), each once as it
+    stands, in the order of their last change, numbered with this message's `seq`. After a monitor
+    resumed, the first names every call in progress (`in_progress`: any other has ended) and every
+    busy extension (`busy`: any other is free)."""
 
     type: Literal["pbx.calls"] = "pbx.calls"
     calls: tuple[CallState, ...]
+    presence: tuple[ExtensionPresence, ...] = ()
     in_progress: tuple[int, ...] | None = None
+    busy: tuple[str, ...] | None = None
 
 
 def unpacked(event: Event) -> tuple[Event, ...]:
-    """`event`, or the call states a `pbx.calls` carries (what a listener sees one by one)."""
-    return event.calls if isinstance(event, CallsChanged) else (event,)
+    """`event`, or what a `pbx.calls` carries (as a listener sees it, one by one)."""
+    return (*event.calls, *event.presence) if isinstance(event, CallsChanged) else (event,)
 
 
 Message = Annotated[

@@ -19,6 +19,7 @@ from .events import (
     ExtensionPresence,
     ExtensionQueueLogin,
     ExtensionRegistration,
+    unpacked,
 )
 
 # The event types that change the state; all of them come from the monitor, numbered by `seq`.
@@ -113,8 +114,10 @@ class PbxState:
         if event.in_progress is not None:
             kept = set(event.in_progress)
             self.calls = {n: call for n, call in self.calls.items() if n in kept}
-        for call in event.calls:
-            self.apply(call)
+        if event.busy is not None:
+            self.busy = set(event.busy)
+        for each in unpacked(event):
+            self.apply(each)
 
     def _change(self, number: str, **changes: object) -> None:
         extension = self.extensions.get(number)

@@ -8,7 +8,8 @@ It follows the calls by the updates of `updates.py`, keyed by their PBX call num
   consultation leg of an attended transfer) are never reported as chains;
 - every call, internal ones included, has a `pbx.call` state, published when the monitor asks
   (`publish_states`: many in one `pbx.calls` message; `call_states.py`);
-- presence: an extension is busy while it has a Dialing or Connected leg on any call;
+- presence: an extension is busy while it has a Dialing or Connected leg on any call (published
+  with the calls' states);
 - the directory and the extensions' state changes (registration, forwarding, queue login,
   options) become their events as they come.
 
@@ -49,6 +50,7 @@ from .updates import (
 )
 
 STATES_MOST = 500  # call states in one `pbx.calls` message
+Busy = dict[str, tuple[datetime, bool]]  # extension → (when, busy): presence not published yet
 
 
 class CallTracker:
@@ -61,7 +63,8 @@ class CallTracker:
         self._active_legs: dict[str, int] = {}  # extension → Dialing/Connected legs on any call
         self._chains = ChainRules(self._emit, zone)
         self._states = CallStates()
-        self._resumed = False  # the next states name every call in progress
+        self._busy_changes: Busy = {}  # extension → (when, busy), not published yet
+        self._resumed = False  # the next states name every call in progress and busy extension
         self._last_at: datetime | None = None  # the time of the last update
         self.directory = directory
         self._learn(directory)
@@ -106,27 +109,44 @@ class CallTracker:
 
     @property
     def states_waiting(self) -> bool:
-        """Whether a call's state changed since the last `publish_states`."""
-        return self._states.waiting or self._resumed
+        """Whether a call's state or an extension's presence changed since `publish_states`."""
+        return self._states.waiting or bool(self._busy_changes) or self._resumed
 
     def publish_states(self, most: int = STATES_MOST) -> list[Event]:
-        """The state of each call changed since the last time, as it stands now: `pbx.calls`
-        messages of at most `most` calls. The first after a resume names every call in progress."""
+        """What changed since the last time, as it stands now: the state of each call changed and
+        the presence of each extension changed, in `pbx.calls` messages of at most `most` calls.
+        The first after a resume names every call in progress and every busy extension."""
         self._out = []
-        if not self._states.waiting and self._last_at is None:
-            return self._out  # resumed with no call, nothing heard yet: no time to give it
-        taken = self._states.take()
-        in_progress = tuple(self._calls) if self._resumed else None
-        self._resumed = False
-        messages = len(taken) or int(in_progress is not None)  # a resume says so, changes or not
-        for start in range(0, messages, most):
-            chunk = taken[start : start + most]
-            seq = self._seq + 1
-            calls = tuple(CallState(occurred_at=at, source=self._source, seq=seq, **f) for at, f in chunk)
-            at = calls[-1].occurred_at if calls else self._last_at
-            assert at is not None
-            self._emit(CallsChanged, at, calls=calls, in_progress=in_progress if start == 0 else None)
+        taken, presence = self._states.take(), self._busy_changes
+        resumed = self._resumed and bool(taken or presence or self._last_at)  # with a time to give
+        if not (taken or presence or resumed):
+            return self._out
+        self._busy_changes, self._resumed = {}, False
+        for start in range(0, max(len(taken), 1), most):
+            first = start == 0
+            self._changes(taken[start : start + most], presence if first else {}, resumed and first)
         return self._out
+
+    def _changes(
+        self,
+        taken: list[tuple[datetime, dict[str, Any]]],
+        presence: dict[str, tuple[datetime, bool]],
+        whole: bool,
+    ) -> None:
+        """One `pbx.calls` message; `whole`: it names every call in progress and busy extension."""
+        seq = self._seq + 1
+        stamp = {"source": self._source, "seq": seq}
+        calls = tuple(CallState(occurred_at=at, **stamp, **fields) for at, fields in taken)
+        changes = tuple(
+            ExtensionPresence(occurred_at=at, **stamp, extension=dn, busy=busy)
+            for dn, (at, busy) in presence.items()
+        )
+        at = max((e.occurred_at for e in (*calls, *changes)), default=self._last_at)
+        assert at is not None
+        whole_state = (
+            {"in_progress": tuple(self._calls), "busy": tuple(sorted(self._active_legs))} if whole else {}
+        )
+        self._emit(CallsChanged, at, calls=calls, presence=changes, **whole_state)
 
     def apply_burst(self, updates: Sequence[PbxUpdate]) -> list[Event]:
         """The events a burst of updates (what the PBX reported at once) makes, in order; the
@@ -222,8 +242,10 @@ class CallTracker:
             self._active_legs[part.dn] = count
         else:
             del self._active_legs[part.dn]
-        if count == (1 if delta > 0 else 0):
-            self._emit(ExtensionPresence, part.at, extension=part.dn, busy=delta > 0)
+        turned = count == (1 if delta > 0 else 0)
+        # published with the calls' states; a turn back cancels one not published yet
+        if turned and self._busy_changes.pop(part.dn, None) is None:
+            self._busy_changes[part.dn] = (part.at, delta > 0)
 
 
 def _active(part: ParticipantUpdate | None) -> int:

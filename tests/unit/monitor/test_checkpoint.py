@@ -33,13 +33,14 @@ def facts(events: list[Event]) -> list[str]:
     return [e.model_dump_json(exclude={"event_id", "seq"}) for e in events if not isinstance(e, CallsChanged)]
 
 
-def calls_after(events: list[Event], state: PbxState | None = None) -> dict[int, str]:
-    """The calls in progress as an API that folded `events` holds them (their content)."""
+def calls_after(events: list[Event], state: PbxState | None = None) -> tuple[dict[int, str], list[str]]:
+    """The calls in progress (their content) and the busy extensions, as an API that folded
+    `events` holds them."""
     state = state or PbxState()
     for event in events:
         state.apply(event)
     unstamped = {"event_id", "seq", "occurred_at"}
-    return {n: call.model_dump_json(exclude=unstamped) for n, call in state.calls.items()}
+    return {n: call.model_dump_json(exclude=unstamped) for n, call in state.calls.items()}, sorted(state.busy)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,8 @@ def test_a_resume_publishes_what_the_stop_left_unsaid() -> None:
     assert resumed.states_waiting
     republished = resumed.publish_states()
     assert [e.type for e in republished] == ["pbx.calls"]
-    assert isinstance(republished[0], CallsChanged) and republished[0].in_progress is not None
+    assert isinstance(republished[0], CallsChanged)
+    assert republished[0].in_progress is not None and republished[0].busy is not None
     full, _ = updates_of("overlapping-chains")
     reference = updates_of("overlapping-chains")[1]
     truth = calls_after([e for u in full[:half] for e in reference.apply(u)])

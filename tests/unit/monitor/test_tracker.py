@@ -255,7 +255,8 @@ def test_sequence_numbers_are_contiguous() -> None:
     events = play(
         IN_QUEUE + "- {t: 1, do: ring, call: A, dn: ['101']}\n- {t: 2, do: answer, call: A, dn: '101'}"
     )
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    seqs = [e.seq for e in events]  # what a `pbx.calls` carries has its number
+    assert seqs == sorted(seqs) and set(seqs) == set(range(1, seqs[-1] + 1))
     assert {e.source for e in events} == {"test"}
 
 
@@ -361,7 +362,8 @@ def test_a_burst_publishes_each_call_it_changed_once_as_it_stands_after_it() -> 
     final = [e for e in burst if isinstance(e, CallState)][-1]
     last = [e for e in one_by_one if isinstance(e, CallState)][-1]
     assert final.ended and final.model_dump(exclude=IDS) == last.model_dump(exclude=IDS)
-    assert [e.seq for e in burst] == list(range(1, len(burst) + 1))
+    seqs = [e.seq for e in burst]
+    assert seqs == sorted(seqs) and set(seqs) == set(range(1, seqs[-1] + 1))
 
 
 def test_bursts_change_no_call_event() -> None:
@@ -405,3 +407,18 @@ def test_pacing_says_when_the_states_are_due() -> None:
     patience = later.patience()
     assert patience is not None and 59 < patience <= 60
     assert not later.due(False) and later.patience() is None  # nothing waits any more
+
+
+def test_presence_goes_with_the_states_and_a_turn_back_cancels_one_not_published() -> None:
+    tracker = CallTracker(default_directory(), zone=ZoneInfo("UTC"), source="t")
+    dialling = _leg(callid=8, id=5, dn="102", dn_type="Wextension", status="Dialing", party_dn="103")
+    tracker.apply_burst([dialling])
+    assert not tracker.apply_burst([replace(dialling, status="Connected")])  # no event of its own
+    [message] = tracker.publish_states()
+    assert isinstance(message, CallsChanged)
+    assert [(p.extension, p.busy, p.seq) for p in message.presence] == [("102", True, message.seq)]
+    tracker.apply_burst([replace(dialling, removed=True)])  # 102 free again
+    tracker.apply_burst([replace(dialling, callid=9, id=6)])  # and busy on another call at once
+    [message] = tracker.publish_states()
+    assert isinstance(message, CallsChanged) and message.presence == ()  # the API knew it busy
+    assert [(c.call_number, c.ended) for c in message.calls] == [(8, True), (9, False)]

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from shared.call_state import CallLeg, CallParty, CallState
 from shared.directory import Directory, Extension, Queue
 from shared.events import (
+    CallsChanged,
     DirectorySnapshot,
     ExtensionForwarding,
     ExtensionPresence,
@@ -65,3 +66,18 @@ def test_a_snapshot_gives_the_same_state_and_says_how_far_it_goes() -> None:
     again = PbxState.from_snapshot(type(snapshot).model_validate_json(snapshot.model_dump_json()))
     assert (snapshot.source, snapshot.seq) == ("m/1", 8)
     assert again.snapshot("m/1", 8) == snapshot
+
+
+def test_calls_changed_folds_each_change_and_a_whole_one_replaces() -> None:
+    state = folded()  # call 8 in progress, 101 busy
+    state.apply(
+        CallsChanged(
+            **STAMP,
+            seq=11,
+            calls=(call(9, seq=11), call(8, seq=11, ended=True)),
+            presence=(ExtensionPresence(**STAMP, seq=11, extension="102", busy=True),),
+        )
+    )
+    assert (sorted(state.calls), sorted(state.busy)) == ([9], ["101", "102"])
+    state.apply(CallsChanged(**STAMP, seq=12, calls=(call(10, seq=12),), in_progress=(10,), busy=("102",)))
+    assert (sorted(state.calls), sorted(state.busy)) == ([10], ["102"])  # 9 ended and 101 freed unseen
