@@ -92,8 +92,8 @@ async def consume(
                 task.add_done_callback(in_hand.discard)
                 continue
             if await _handle(queue.name, message, decode, handler):
-                acks.handled.append(message)
-            if inbox.empty() or len(acks.handled) >= ACK_EVERY:
+                acks.handled(message)
+            if inbox.empty() or acks.count >= ACK_EVERY:
                 await acks.send()
     finally:
         await acks.send()
@@ -133,12 +133,16 @@ class _Acks:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        self.handled: list[AbstractIncomingMessage] = []
+        self.last: AbstractIncomingMessage | None = None  # the latest handled, acking all before it
+        self.count = 0
+
+    def handled(self, message: AbstractIncomingMessage) -> None:
+        self.last, self.count = message, self.count + 1
 
     async def send(self) -> None:
-        if self.handled:
-            last, count = self.handled[-1], len(self.handled)
-            self.handled = []
+        if self.last is not None:
+            last, count = self.last, self.count
+            self.last, self.count = None, 0
             await _settle(self.queue, last, ack=True, multiple=True, count=count)
 
 
