@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+from aiohttp.client import IDEMPOTENT_METHODS
 
 from shared.clock import Clock
 from shared.logging import endpoint_address, redact
@@ -46,30 +47,48 @@ class AiohttpTransport:
         self._session = session
 
     async def __call__(self, request: WebhookRequest, answer_within: float) -> Answer:
-        timeout = aiohttp.ClientTimeout(total=answer_within)
         try:
-            data: Any = request.body
-            headers = request.headers
-            if request.attach:
-                data = await self._form(request, timeout)
-                headers = {k: v for k, v in headers.items() if k != "content-type"}  # the form's own
-            async with self._session.request(
-                request.method,
-                request.url,
-                params=request.params,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                limit = REMEMBER_LIMIT if request.remember else ANSWER_LIMIT
-                text = (await read_up_to(response.content, limit)).decode(errors="replace")
-                return Answer(response.status, response.headers.get("Retry-After"), text)
+            return await self._once_more_on_a_closed_connection(request, answer_within)
         except aiohttp.ClientError as error:
             text = redact(f"{type(error).__name__}: {error}").replace(
                 request.url, endpoint_address(request.url)
             )
             raise TransportError(text[:200]) from None
+
+    async def _once_more_on_a_closed_connection(self, request: WebhookRequest, within: float) -> Answer:
+        """aiohttp sends a GET again at once when the connection it reused was closed under it
+        (a server closes an idle connection just as it is taken: uvicorn, Node and Apache after
+        5 s); a POST goes again the same way here, not after the first retry's delay. The
+        request may have arrived before the close, so this is a retry like any other."""
+        if request.method in IDEMPOTENT_METHODS:
+            return await self._send(request, within)
+        began = time.monotonic()
+        try:
+            return await self._send(request, within)
+        except aiohttp.ClientConnectorError:
+            raise  # no connection was made: nothing was closed under the request
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return await self._send(request, max(within - (time.monotonic() - began), 0.001))
+
+    async def _send(self, request: WebhookRequest, answer_within: float) -> Answer:
+        timeout = aiohttp.ClientTimeout(total=answer_within)
+        data: Any = request.body
+        headers = request.headers
+        if request.attach:
+            data = await self._form(request, timeout)
+            headers = {k: v for k, v in headers.items() if k != "content-type"}  # the form's own
+        async with self._session.request(
+            request.method,
+            request.url,
+            params=request.params,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            limit = REMEMBER_LIMIT if request.remember else ANSWER_LIMIT
+            text = (await read_up_to(response.content, limit)).decode(errors="replace")
+            return Answer(response.status, response.headers.get("Retry-After"), text)
 
     async def _form(self, request: WebhookRequest, within: aiohttp.ClientTimeout) -> aiohttp.FormData:
         """The body as a form with the file at the attached URL (a recording) beside its fields."""

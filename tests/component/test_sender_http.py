@@ -115,3 +115,42 @@ async def test_an_answer_and_an_attached_file_are_read_to_their_end() -> None:
         await runner.cleanup()
     assert remembered((("call", "id"),), created.answer) == {"call": "c-7"}
     assert uploads == [mp3]
+
+
+async def _answer_once_per_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]
+) -> None:
+    """Answer a connection's first request and keep it alive; close it on the next request
+    without answering: the race of a server closing an idle connection as a client reuses it."""
+    for answers in (True, False):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        seen.append(await reader.readexactly(length))
+        if answers:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok")
+            await writer.drain()
+    writer.close()
+
+
+async def test_a_kept_alive_connection_closed_under_a_post_is_retried_at_once() -> None:
+    """A POST the server drops with the connection it kept alive goes again at once on a new
+    connection, as aiohttp already does for GET (not after the first retry's delay)."""
+    seen: list[bytes] = []
+    port = free_port()
+    server = await asyncio.start_server(
+        lambda r, w: _answer_once_per_connection(r, w, seen), "127.0.0.1", port
+    )
+    async with server, new_session() as session:
+        sender = Sender(AiohttpTransport(session), SystemClock())
+        url = f"http://127.0.0.1:{port}/hook"
+        first = await sender.send(WebhookRequest("POST", url, body=b'{"n":1}'), 5)
+        second = await sender.send(WebhookRequest("POST", url, body=b'{"n":2}'), 5)
+    assert isinstance(first.outcome, Delivered) and isinstance(second.outcome, Delivered)
+    assert seen == [b'{"n":1}', b'{"n":2}', b'{"n":2}']  # dropped on the kept connection, then sent anew
