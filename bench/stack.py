@@ -188,6 +188,19 @@ def rabbitmq_pid() -> int:
     return int(answer.stdout.strip().strip('"'))
 
 
+def queue_version_policy(prefix: str, version: int | None) -> None:
+    """The run's classic queues in `version` (a broker policy on its names: 2 is RabbitMQ
+    3.10's newer classic queue index and store); None clears the policy."""
+    name = f"{prefix}-queue-version"
+    if version is None:
+        subprocess.run(["rabbitmqctl", "clear_policy", name], capture_output=True, check=False)
+        return
+    definition = json.dumps({"queue-version": version})
+    pattern = f"^{prefix.replace('.', '[.]')}[.]"
+    command = ["rabbitmqctl", "set_policy", "--apply-to", "queues", name, pattern, definition]
+    subprocess.run(command, capture_output=True, check=True)
+
+
 def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
@@ -301,6 +314,8 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
     processes: dict[str, subprocess.Popen[bytes]] = {}
     async with httpx.AsyncClient(timeout=30) as client:
         try:
+            if args.queue_version:
+                queue_version_policy(prefix, args.queue_version)
             for name in SERVICES:
                 log = str(folder / f"{name}.log")
                 processes[name] = start(path, name, log)
@@ -314,6 +329,8 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
             for process in processes.values():
                 process.wait(30)
             await purge(args.amqp_url, prefix)
+            if args.queue_version:
+                queue_version_policy(prefix, None)
 
 
 async def measure(stack: Stack, args: argparse.Namespace) -> None:
@@ -403,6 +420,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--extensions", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument(
+        "--queue-version", type=int, choices=(1, 2), help="the run's classic queues in this version (a policy)"
+    )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )

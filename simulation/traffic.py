@@ -47,6 +47,7 @@ class TrafficGenerator:
         self._state_changes = state_changes
         self._talk_range = talk
         self._extensions = [e.number for e in directory.extensions]
+        self._place = {number: n for n, number in enumerate(self._extensions)}
         self._queues = [(q.number, list(q.agents)) for q in directory.queues if q.agents]
         self._groups = [(g.number, list(g.members)) for g in directory.groups if g.members]
         self._ivrs = [i.number for i in directory.ivrs]
@@ -242,7 +243,7 @@ class TrafficGenerator:
         rng = self._rng
         script, talker, at = self._entry(label)
         at = self._talk(script, label, at, talker, end=False)
-        target = rng.choice([e for e in self._extensions if e != talker])
+        target = self._other_than(talker)
         script += [
             (at, "transfer", {"call": label, "by": talker, "to": target}),
             (at + 0.2, "ring", {"call": label, "dn": (target,)}),
@@ -255,11 +256,17 @@ class TrafficGenerator:
         self._talk(script, label, answer_at, target)
         return script
 
+    def _other_than(self, extension: str) -> str:
+        """Any extension but `extension`, as `choice` of the list without it picks (the same draw,
+        without building that list for every transfer)."""
+        pick = self._rng.choice(range(len(self._extensions) - 1))
+        return self._extensions[pick + (pick >= self._place[extension])]
+
     def _attended_transfer(self, label: str) -> Script:
         rng = self._rng
         script, talker, at = self._entry(label)
         at = self._talk(script, label, at, talker, end=False)
-        target = rng.choice([e for e in self._extensions if e != talker])
+        target = self._other_than(talker)
         consult = f"{label}c"
         ring_at, answer_at = at + 0.5, at + rng.uniform(2, 8)
         complete_at = answer_at + rng.uniform(5, 20)
