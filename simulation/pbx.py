@@ -22,10 +22,11 @@ from shared.directory import Directory, Extension
 from .recorder import Stretch, WavRecorder
 from .scenario import ScenarioError, Step
 
+ENDED_REMEMBERED = 10_000  # the latest ended calls' labels, refused if used again (traffic never ends)
 DN_TYPES = {"extension": EXTENSION, "queue": QUEUE, "group": RING_GROUP, "ivr": IVR}
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     label: str
     callid: int
@@ -67,7 +68,7 @@ class SimulatedPbx:
         self.outbound_line = directory.lines[0].number if directory.lines else ""
         self._recorder = recorder
         self.calls: dict[str, Call] = {}  # calls in progress
-        self._labels: set[str] = set()  # every label ever used: reusing one is an error
+        self._ended: dict[str, None] = {}  # labels of ended calls, the oldest first (ENDED_REMEMBERED)
         self._next_call = first_call_number
         self.next_participant = 1000
         self._out: list[PbxUpdate] = []
@@ -81,13 +82,13 @@ class SimulatedPbx:
     def call(self, label: str) -> Call:
         call = self.calls.get(label)
         if call is None:
-            if label in self._labels:
+            if label in self._ended:
                 raise self.fail(f"call {label} has already ended")
             raise self.fail(f"unknown call label {label!r}")
         return call
 
     def new_label(self, label: str) -> None:
-        if label in self._labels:
+        if label in self.calls or label in self._ended:
             raise self.fail(f"call label {label!r} is already in use")
 
     def dn(self, dn: str, *kinds: str) -> str:
@@ -208,7 +209,6 @@ class SimulatedPbx:
         call = Call(label, self._next_call, kind, originator, **fields)
         self._next_call += 1
         self.calls[label] = call
-        self._labels.add(label)
         return call
 
     def end(self, call: Call, reason: str = "") -> None:
@@ -217,6 +217,9 @@ class SimulatedPbx:
         for part in list(call.parts.values()):
             self.remove(call, part)
         del self.calls[call.label]
+        self._ended[call.label] = None
+        if len(self._ended) > ENDED_REMEMBERED:
+            del self._ended[next(iter(self._ended))]
 
     def extension(self, dn: str) -> Extension:
         self.dn(dn, "extension")

@@ -236,3 +236,19 @@ def test_participants_look_like_3cx_call_control() -> None:
 
 def test_every_step_of_the_scenario_format_has_its_handler_and_no_more() -> None:
     assert set(HANDLERS) == set(STEP_FIELDS)
+
+
+def test_the_labels_of_ended_calls_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated traffic never ends: the simulator refuses a recent ended call's label again, but
+    remembers only the latest ENDED_REMEMBERED of them, not every call it ever played."""
+    monkeypatch.setattr("simulation.pbx.ENDED_REMEMBERED", 3)
+    calls = "".join(
+        f"- {{t: {n}, do: outgoing, call: {label}, from: '101', to: '5'}}\n"
+        f"- {{t: {n + 0.5}, do: hangup, call: {label}, by: '101'}}\n"
+        for n, label in enumerate("ABCDE")
+    )
+    play(calls + "- {t: 9, do: outgoing, call: A, from: '101', to: '5'}")  # A is forgotten: a new call
+    with pytest.raises(ScenarioError, match="call label 'D' is already in use"):
+        play(calls + "- {t: 9, do: outgoing, call: D, from: '101', to: '5'}")
+    with pytest.raises(ScenarioError, match="call E has already ended"):
+        play(calls + "- {t: 9, do: hold, call: E, by: '101'}")
