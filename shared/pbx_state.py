@@ -1,8 +1,9 @@
 """The PBX as the events tell it: directory, each extension's state, and the calls in progress.
 
-One fold for everyone who needs the current state. The monitor folds what it publishes and
-answers the API's snapshot requests with it; each API replica folds the same events into its own
-copy after starting from such a snapshot. A `StateSnapshot` says up to which event of which
+One fold for everyone who needs the current state. The monitor folds the directory and the
+extensions' events it publishes and answers the API's snapshot requests with them and its
+tracker's calls; each API replica folds the same events into its own copy after starting from
+such a snapshot. A `StateSnapshot` says up to which event of which
 monitor run it is complete (`source`, `seq`), so a consumer knows which later events to apply.
 """
 

@@ -89,25 +89,7 @@ class CallStates:
     def take(self) -> list[tuple[datetime, dict[str, Any]]]:
         """The state of each call changed since the last `take`, as it stands now, in the order
         of their last change: (when it changed, the `CallState` fields)."""
-        taken = []
-        for call, at in self._pending.values():
-            direction, state, _, caller, talk_to, routing, legs, _ = call.seen
-            fields = {
-                "call_number": call.callid,
-                "chain_id": call.chain_id,
-                "direction": direction,
-                "state": state,
-                "started_at": call.started,
-                "answered_at": call.answered,
-                "did": call.did,
-                "owner": caller,
-                "talk_to": talk_to,
-                "routing_to": routing,
-                "legs": legs,
-                "queues": call.queues,
-                "ended": not call.members,
-            }
-            taken.append((at, fields))
+        taken = [(at, fields(call)) for call, at in self._pending.values()]
         self._pending.clear()
         return taken
 
@@ -187,6 +169,26 @@ ROUTED_PARTIES: dict[str, PartyType] = {
     "ivr": "ivr",
     "external": "external",
 }
+
+
+def fields(call: TrackedCall) -> dict[str, Any]:
+    """The `CallState` fields of what `call` showed when its state was last noted (`publish`)."""
+    direction, state, _, caller, talk_to, routing, legs, _ = call.seen
+    return {
+        "call_number": call.callid,
+        "chain_id": call.chain_id,
+        "direction": direction,
+        "state": state,
+        "started_at": call.started,
+        "answered_at": call.answered,
+        "did": call.did,
+        "owner": caller,
+        "talk_to": talk_to,
+        "routing_to": routing,
+        "legs": legs,
+        "queues": call.queues,
+        "ended": not call.members,
+    }
 
 
 def _direction(externals: int, reached: bool, caller: CallParty) -> CallStateDirection:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shared.event_base import Event
+from shared.events import CallsChanged
 from shared.pbx_state import PbxState
 
 from .bursts import bursts
@@ -24,7 +25,7 @@ KEEP_RETRY_FIRST, KEEP_RETRY_MAX = 1.0, 30.0  # seconds between tries to keep ev
 @dataclass
 class Following:
     tracker: CallTracker
-    state: PbxState  # what the events made so far say (the API's snapshots)
+    state: PbxState  # the directory and the extensions as the events made so far say them
     outbox: Outbox
     figures: MonitorMetrics
     states_every: float
@@ -42,9 +43,10 @@ class Following:
 
     async def _kept(self, made: list[Event]) -> None:
         for event in made:  # the state is complete up to tracker.seq before anything is sent
-            self.state.apply(event)
+            if not isinstance(event, CallsChanged):  # the calls and presence: `tracker.current()`
+                self.state.apply(event)
         self.figures.seq.set(self.tracker.seq)
-        self.figures.calls.set(len(self.state.calls))
+        self.figures.calls.set(self.tracker.in_progress)
         saved, gone = self.tracker.changes()
         if made or saved or gone:
             await keep(self.outbox, made, Changes(self.tracker.source, self.tracker.seq, saved, gone))

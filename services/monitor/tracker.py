@@ -34,7 +34,7 @@ from shared.events import (
     ExtensionRegistration,
 )
 
-from .call_states import CallStates, TrackedCall
+from .call_states import CallStates, TrackedCall, fields
 from .chains import ChainRules
 from .checkpoint import save
 from .updates import (
@@ -97,6 +97,22 @@ class CallTracker:
     def participants(self) -> list[ParticipantUpdate]:
         """Every participant of the calls in progress, as last seen."""
         return [p for call in self._calls.values() for p in call.members.values()]
+
+    @property
+    def in_progress(self) -> int:
+        """How many calls are in progress."""
+        return len(self._calls)
+
+    def current(self) -> tuple[tuple[CallState, ...], tuple[str, ...]]:
+        """Every call in progress and every busy extension as they stand now, changes not
+        published yet included (the monitor's snapshot: the states published later say the same
+        or newer); the calls stamped with the last `seq`."""
+        stamp = {"source": self._source, "seq": self._seq}
+        calls = tuple(
+            CallState(occurred_at=max(p.at for p in call.members.values()), **stamp, **fields(call))
+            for call in self._calls.values()
+        )
+        return calls, tuple(sorted(self._active_legs))
 
     def changes(self) -> tuple[dict[int, str], list[int]]:
         """What the last burst changed, to save: (call number → its state, calls gone)."""
