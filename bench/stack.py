@@ -421,7 +421,7 @@ def main() -> None:
     parser.add_argument("--extensions", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument(
-        "--queue-version", type=int, choices=(1, 2), help="the run's classic queues in this version (a policy)"
+        "--queue-version", type=int, choices=(1, 2), help="the classic queues in this version (a policy)"
     )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
