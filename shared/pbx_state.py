@@ -3,8 +3,8 @@
 One fold for everyone who needs the current state. The monitor folds the directory and the
 extensions' events it publishes and answers the API's snapshot requests with them and its
 tracker's calls; each API replica folds the same events into its own copy after starting from
-such a snapshot. A `StateSnapshot` says up to which event of which
-monitor run it is complete (`source`, `seq`), so a consumer knows which later events to apply.
+such a snapshot. A `StateSnapshot` says up to which event of which monitor run it is complete
+(`source`, `seq`), so a consumer knows which later events to apply.
 """
 
 from pydantic import BaseModel, ConfigDict
