@@ -12,7 +12,8 @@ Evolve additively: a new field gets a default; a changed meaning is a new messag
 JSON schema of `Message` is snapshotted in tests/unit/shared/event_schema.json.
 """
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, TypeAdapter
 
@@ -204,7 +205,7 @@ def unpacked(event: Event) -> tuple[Event, ...]:
     return (*event.calls, *event.presence) if isinstance(event, CallsChanged) else (event,)
 
 
-Message = Annotated[
+Single: TypeAlias = (
     CallStarted
     | CallRinging
     | CallAnswered
@@ -220,9 +221,24 @@ Message = Annotated[
     | CallsChanged
     | WebhookEndpointDisabled
     | RecordingConverted
-    | RecordingFailed,
-    Field(discriminator="type"),
-]
+    | RecordingFailed
+)
+
+
+class EventBatch(Event):
+    """The monitor's events once more, many to a message, for a consumer that takes every one of
+    them (each api replica): each as it went out alone, in order, once the broker had confirmed
+    it; one batch at most every `[monitor] states_every` seconds. The batch's own `seq` and
+    `source` are its last event's."""
+
+    type: Literal["pbx.batch"] = "pbx.batch"
+    events: tuple[Annotated[Single, Field(discriminator="type")], ...]
+
+
+BATCH_KEY = "pbx.batch"  # an EventBatch's type, and so its routing key
+
+
+Message = Annotated[Single | EventBatch, Field(discriminator="type")]
 
 MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
@@ -234,6 +250,20 @@ def parse_event(body: bytes) -> Message:
 
 def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
+
+
+def encode_batch(bodies: Sequence[bytes], last: Event) -> bytes:
+    """The `pbx.batch` of events encoded already (`bodies`, as the monitor's outbox keeps them),
+    without decoding them again; `last`: the last of them."""
+    head = EventBatch(occurred_at=last.occurred_at, source=last.source, seq=last.seq, events=())
+    empty = head.model_dump_json().encode()
+    assert empty.endswith(b'"events":[]}'), "EventBatch.events must be its last field"
+    return empty[:-2] + b",".join(bodies) + b"]}"
+
+
+def each_event(message: Event) -> tuple[Event, ...]:
+    """The events of a `pbx.batch`, or the message itself."""
+    return message.events if isinstance(message, EventBatch) else (message,)
 
 
 def ordering_scope(event: Event) -> str:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .bus import DeadLetter, Handler, RpcHandler, RpcUnavailable
 from .event_base import Event
 from .events import encode_event, parse_event
-from .routing import topic_matches
+from .routing import delivered
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class InMemoryBus:
 
     async def _route(self, routing_key: str, body: bytes) -> None:
         for queue in list(self._queues.values()):
-            if queue.handlers and any(topic_matches(b, routing_key) for b in queue.bindings):
+            if queue.handlers and any(delivered(b, routing_key) for b in queue.bindings):
                 await self._deliver(queue, routing_key, body)
 
     async def _deliver(self, queue: _Queue, routing_key: str, body: bytes) -> None:

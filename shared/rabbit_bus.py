@@ -70,6 +70,7 @@ class RabbitBus:
         self._publisher = ConfirmedPublisher(self._reconnects, self._confirm_window)
         self._consumers: set[asyncio.Task[None]] = set()
         self._exchange: AbstractExchange | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}  # by name: where publish_raw sends
         self._dead_queue: AbstractQueue | None = None
         self._rpc = RabbitRpc(connection, names)
 
@@ -149,6 +150,10 @@ class RabbitBus:
         self._exchange = await self._publish_channel.declare_exchange(
             self._names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
+        batches = await self._publish_channel.declare_exchange(
+            self._names.batches_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        self._exchanges = {self._names.events_exchange: self._exchange, self._names.batches_exchange: batches}
         dead = await self._publish_channel.declare_exchange(
             self._names.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
@@ -179,7 +184,7 @@ class RabbitBus:
             arguments=arguments if exclusive else self._names.durable(arguments),
         )
         for binding in bindings:
-            await queue.bind(self._names.events_exchange, routing_key=binding)
+            await queue.bind(self._names.exchange_for(binding), routing_key=binding)
         return queue
 
     # --- publishing ----------------------------------------------------------------------------
@@ -195,9 +200,9 @@ class RabbitBus:
         await self._publisher.send(self._exchange, event.type, message)
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:
-        assert self._exchange is not None
+        exchange = self._exchanges[self._names.exchange_for(routing_key)]
         await self._publisher.send(
-            self._exchange, routing_key, persistent(body, message_id=uuid4().hex, kind=routing_key)
+            exchange, routing_key, persistent(body, message_id=uuid4().hex, kind=routing_key)
         )
 
     async def flush(self) -> None:
@@ -234,7 +239,7 @@ class RabbitBus:
         them: the queue keeps the bindings it is declared with."""
         declared = await self._consume_channel.declare_queue(self._names.queue(queue), passive=True)
         for binding in bindings:
-            await declared.unbind(self._names.events_exchange, routing_key=binding)
+            await declared.unbind(self._names.exchange_for(binding), routing_key=binding)
 
     async def subscribe(
         self,

@@ -6,6 +6,17 @@ Words are separated by dots; `*` matches exactly one word and `#` zero or more w
 
 from functools import lru_cache
 
+from .events import BATCH_KEY
+
+
+def delivered(binding: str, routing_key: str) -> bool:
+    """Whether a queue bound with `binding` gets a message of `routing_key` (the in-memory bus):
+    the monitor's batches go by an exchange of their own, which a queue binds by their name
+    (`shared.topology`)."""
+    if BATCH_KEY in (binding, routing_key):
+        return binding == routing_key
+    return topic_matches(binding, routing_key)
+
 
 @lru_cache(maxsize=4096)
 def topic_matches(pattern: str, routing_key: str) -> bool:

@@ -3,6 +3,10 @@
     monitor, recordings, webhooks ──publish──▶ [callbridge.events]  (durable topic exchange)
        routing key = the event type; an event the webhooks service wants (WEBHOOKS_BINDINGS)
        also carries the routing key `shard.<n>` in its CC header: n = hash(ordering scope) % SHARDS
+    monitor ──publish──▶ [callbridge.batches]  (durable fanout exchange)
+       the monitor's events once more, many to a message (`pbx.batch`), for the api replicas: each
+       takes every event, and a message each would cost the broker and the replica; an exchange
+       of their own, so that a queue bound to `#` on the events still gets each event once
     a message a consumer rejects (it cannot be parsed, or its handler failed)
        ──▶ [callbridge.dead] (fanout) ──▶ callbridge.dead (durable)
 
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .event_base import Event
-from .events import ordering_scope
+from .events import BATCH_KEY, ordering_scope
 from .routing import topic_matches
 from .settings import BusSettings
 from .values import QueueType
@@ -56,6 +60,15 @@ class Topology:
         return f"{self.prefix}.events"
 
     @property
+    def batches_exchange(self) -> str:
+        return f"{self.prefix}.batches"
+
+    def exchange_for(self, routing_key: str) -> str:
+        """Where a message of `routing_key` goes, and a queue binds for it: the batches' exchange
+        for `pbx.batch`, the events' for any other."""
+        return self.batches_exchange if routing_key == BATCH_KEY else self.events_exchange
+
+    @property
     def dead_exchange(self) -> str:
         return f"{self.prefix}.dead"
 
@@ -91,4 +104,6 @@ def wanted_by_webhooks(event_type: str) -> bool:
 WEBHOOKS_BINDINGS = ("call.#", "recording.ready", "recording.failed", "webhooks.#")
 RECORDINGS_BINDINGS = ("call.answered", "call.ended", "pbx.directory", "recording.converted")
 RECORDINGS_RETIRED = ("call.#",)  # before 2026-12: every call event, of which the ledger takes two
-API_BINDINGS = ("#",)
+# the monitor's events in its batches (each alone too, for the services that take a few kinds),
+# the other services' own
+API_BINDINGS = (BATCH_KEY, "recording.#", "webhooks.#")

@@ -1,9 +1,9 @@
 """API service: a state cache fed by the bus, the classic REST methods over it, commands by RPC.
 
 `running()` is the composition root that `main()` (on RabbitMQ), the one-process demo and the
-tests share. Each replica has its own exclusive queue bound to every event (`API_BINDINGS`): its
-cache and its live stream; a restarted replica starts again from a snapshot, so the queue need
-not outlive it.
+tests share. Each replica has its own exclusive queue (`API_BINDINGS`), which takes the
+monitor's events in its batches (`pbx.batch`) and the other services' events: its cache and its
+live stream; a restarted replica starts again from a snapshot, so the queue need not outlive it.
 """
 
 import contextlib
@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from shared.bus import Bus
-from shared.events import Message, unpacked
+from shared.events import Message, each_event, unpacked
 from shared.heap import HeapCollector
 from shared.http_server import serving
 from shared.lifecycle import wait_for_shutdown
@@ -59,13 +59,14 @@ async def running(
     stream = EventStream(api.stream_buffer)
     chains, day = RecentChains(api.recent_chains), QueueDay(settings.pbx.zone)  # the dashboard's
 
-    async def on_event(event: Message) -> None:
-        metrics.events.inc()
-        await cache.handle(event)
-        for each in unpacked(event):  # the stream and the dashboard show each call's state
-            await stream.handle(each)
-            chains.handle(each)
-            day.handle(each)
+    async def on_event(message: Message) -> None:
+        for event in each_event(message):  # the monitor's come in batches
+            metrics.events.inc()
+            await cache.handle(event)
+            for each in unpacked(event):  # the stream and the dashboard show each call's state
+                await stream.handle(each)
+                chains.handle(each)
+                day.handle(each)
 
     await bus.subscribe("api", on_event, bindings=API_BINDINGS, exclusive=True)
     cache.start()

@@ -73,7 +73,7 @@ async def running(
     """Follow `driver`; keep the events made in `outbox`, from which they go to `bus` in order."""
     figures = metrics or MonitorMetrics()
     figures.watch(outbox, driver)
-    relay = Relay(outbox, bus)
+    relay = Relay(outbox, bus, settings.monitor.states_every, figures.batches.inc)
     tracker = tracker_for(outbox, settings.pbx.zone, source, driver)
     source = tracker.source
     state = PbxState()

@@ -21,6 +21,11 @@ class MonitorMetrics:
             ["type"],
             registry=self.registry,
         )
+        self.batches = Counter(
+            "callbridge_monitor_batches_sent",
+            "Batches of events (pbx.batch, for the api replicas) confirmed by RabbitMQ",
+            registry=self.registry,
+        )
         self.seq = Gauge(
             "callbridge_monitor_seq", "The sequence number of the last event made", registry=self.registry
         )

@@ -1,8 +1,9 @@
 """The monitor's durable outbox: an event counts as published once it is in this SQLite file
-(`[monitor] outbox`, WAL); `Relay` sends the file's events to the bus in order, and deletes them
-once the broker has confirmed them. A broker away for minutes, or hours, costs disk, not events;
-a monitor killed at any instruction sends, when it starts again, what was never confirmed, with
-the same event ids (the consumers drop what they already had: README, "Failure modes").
+(`[monitor] outbox`, WAL); `Relay` sends the file's events to the bus in order, each alone, and
+then many to a message for the api replicas (`pbx.batch`); it deletes them once the broker has
+confirmed both. A broker away for minutes, or hours, costs disk, not events; a monitor killed at
+any instruction sends, when it starts again, what was never confirmed, with the same event ids
+(the consumers drop what they already had: README, "Failure modes").
 
 With the events the file keeps the call tracker's state that made them (`checkpoint.py`: the
 calls in progress, the run's source and sequence number), in the same transaction, so that a
@@ -12,16 +13,17 @@ One file per monitor: it is the monitor's own state, never shared between hosts.
 """
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.bus import Bus, PublishError
 from shared.event_base import Event
-from shared.events import encode_event, parse_event
+from shared.events import BATCH_KEY, encode_batch, encode_event, parse_event
 from shared.sqlite import open_database
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS calls (callid INTEGER PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS run (
     id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relayed (
+    id INTEGER PRIMARY KEY CHECK (id = 1), sent INTEGER NOT NULL, batched INTEGER NOT NULL
 );
 """
 BATCH = 500  # events sent per confirm round
@@ -76,6 +81,11 @@ class Outbox:
         self.added = asyncio.Event()  # set on every append: the relay wakes
         self.writable = True  # the last append succeeded (readiness)
         self._fresh: dict[int, Event] = {}  # id → the event appended, until the relay takes it
+        # the last event the broker confirmed alone, and in a batch: the file keeps the events
+        # after `batched` (those up to `sent` wait for their batch)
+        row = self._db.execute("SELECT sent, batched FROM relayed").fetchone()
+        self._sent: int = row[0] if row else 0
+        self._batched: int = row[1] if row else 0
 
     def append(self, events: Sequence[Event], changes: Changes | None = None) -> None:
         """Keep `events`, and the tracker's `changes` that made them, in one transaction. Raises
@@ -123,7 +133,9 @@ class Outbox:
     def pending(self, limit: int = BATCH) -> list[tuple[int, Event, bytes]]:
         """The oldest unconfirmed events, in order: (id, event, body). An event appended by this
         process comes as it was (not parsed again from its body)."""
-        rows = self._db.execute("SELECT id, body FROM outbox ORDER BY id LIMIT ?", (limit,)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (self._sent, limit)
+        ).fetchall()
         return [(n, self._event(n, body), body) for n, body in rows]
 
     def _event(self, n: int, body: bytes) -> Event:
@@ -131,12 +143,35 @@ class Outbox:
         return fresh if fresh is not None else parse_event(body)
 
     def confirmed(self, last: int) -> None:
-        """Every event up to id `last` reached the broker."""
+        """Every event up to id `last` reached the broker alone; its batch is still to go."""
+        self._relayed(last, self._batched)
+
+    def unbatched(self, limit: int = BATCH) -> list[tuple[int, bytes]]:
+        """The oldest events confirmed alone and not yet in a batch, in order: (id, body)."""
+        return self._db.execute(
+            "SELECT id, body FROM outbox WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (self._batched, self._sent, limit),
+        ).fetchall()
+
+    def batched(self, last: int) -> None:
+        """Every event up to id `last` reached the broker in a batch too: the file lets it go."""
+        self._relayed(self._sent, last, forget=True)
+
+    def _relayed(self, sent: int, batched: int, *, forget: bool = False) -> None:
         with self._db:
-            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last,))
+            self._db.execute("BEGIN")
+            if forget:
+                self._db.execute("DELETE FROM outbox WHERE id <= ?", (batched,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO relayed (id, sent, batched) VALUES (1, ?, ?)", (sent, batched)
+            )
+        self._sent, self._batched = sent, batched
 
     def backlog(self) -> Backlog:
-        first, last = self._db.execute("SELECT min(id), max(id) FROM outbox").fetchone()
+        """The events not yet confirmed alone."""
+        first, last = self._db.execute(
+            "SELECT min(id), max(id) FROM outbox WHERE id > ?", (self._sent,)
+        ).fetchone()
         if first is None:
             return Backlog(0, None)
         (added,) = self._db.execute("SELECT added FROM outbox WHERE id = ?", (first,)).fetchone()
@@ -147,15 +182,25 @@ class Outbox:
 
 
 class Relay:
-    """Sends the outbox's events to the bus in order, a batch at a time: a batch the broker did not
-    confirm is sent again, whole and in order, until it is (its events keep their ids). Anything
-    else that goes wrong is logged and tried again: the relay never stops by itself."""
+    """Sends the outbox's events to the bus in order, up to `BATCH` to a confirm round: a round the
+    broker did not confirm is sent again, whole and in order, until it is (its events keep their
+    ids). Then, `every` seconds after the first of them was confirmed, the events confirmed since
+    the last time go once more in one `pbx.batch` (the api replicas take every event, and take
+    them so: README, "The bus"); the outbox forgets them once that is confirmed too, so a monitor
+    killed in between sends the batch when it starts again. Anything else that goes wrong is
+    logged and tried again: the relay never stops by itself."""
 
-    def __init__(self, outbox: Outbox, bus: Bus) -> None:
+    def __init__(
+        self, outbox: Outbox, bus: Bus, every: float = 0.0, sent: Callable[[], None] = lambda: None
+    ) -> None:
         self._outbox = outbox
         self._bus = bus
+        self._every = every
+        self._batch_sent = sent  # counts the batches (metrics)
         self._progress = asyncio.Condition()
         self._empty = False
+        # when the next batch is due (monotonic seconds); None: no event waits for one
+        self._batch_due = time.monotonic() if outbox.unbatched(1) else None
 
     async def run(self) -> None:
         delay = RETRY_FIRST
@@ -177,24 +222,53 @@ class Relay:
             if sent:
                 delay = RETRY_FIRST
             else:
-                await self._outbox.added.wait()
+                await self._idle()
 
     async def drained(self) -> None:
-        """Return once every event kept so far has been confirmed."""
+        """Return once every event kept so far has been confirmed, alone and in a batch."""
         async with self._progress:
             await self._progress.wait_for(lambda: self._empty and not self._outbox.added.is_set())
 
+    async def _idle(self) -> None:
+        """Until an event is added, or the batch is due."""
+        if self._batch_due is None:
+            await self._outbox.added.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._batch_due - time.monotonic()):
+                await self._outbox.added.wait()
+
     async def _round(self) -> int:
-        """Send the oldest batch; how many were confirmed (0: the outbox was empty)."""
+        """Send the oldest events alone, then their batch if it is due; how many messages were
+        confirmed (0: nothing was due)."""
         self._outbox.added.clear()
         rows = self._outbox.pending()
         if rows:
-            self._empty = False  # not drained while this batch waits for its confirm
+            self._empty = False  # not drained while these wait for their confirm
             for _, event, body in rows:
                 await self._bus.publish(event, body)
             await self._bus.flush()
             self._outbox.confirmed(rows[-1][0])
+            if self._batch_due is None:
+                self._batch_due = time.monotonic() + self._every
+        batched = 0
+        if self._batch_due is not None and time.monotonic() >= self._batch_due:
+            batched = await self._batch()
         async with self._progress:
-            self._empty = not rows
+            self._empty = not rows and self._batch_due is None
             self._progress.notify_all()
-        return len(rows)
+        return len(rows) + batched
+
+    async def _batch(self) -> int:
+        """Send the events confirmed alone since the last batch in one `pbx.batch` (`BATCH` at
+        most: the rest are due at once)."""
+        rows = self._outbox.unbatched()
+        if rows:
+            last = Event.model_validate_json(rows[-1][1])  # its source, number and time: all it takes
+            body = encode_batch([body for _, body in rows], last)
+            await self._bus.publish_raw(BATCH_KEY, body)
+            await self._bus.flush()
+            self._outbox.batched(rows[-1][0])
+            self._batch_sent()
+        self._batch_due = time.monotonic() if len(rows) == BATCH else None
+        return 1 if rows else 0

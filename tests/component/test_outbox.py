@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -20,7 +21,7 @@ from shared.bus import PublishError
 from shared.call_state import CallState
 from shared.clock import VirtualClock
 from shared.event_base import Event
-from shared.events import CallEnded, CallEvent, CallsChanged, unpacked
+from shared.events import BATCH_KEY, CallEnded, CallEvent, CallsChanged, Message, each_event, unpacked
 from shared.memory_bus import InMemoryBus
 from shared.settings import Settings
 from simulation.driver import SimulatorDriver, playable_scenario
@@ -146,6 +147,67 @@ async def test_the_relay_sends_a_refused_batch_again_whole_and_in_order(
     assert [e.event_id for e in bus.sent] == ids * 3  # twice refused, then confirmed: the same ids
     assert outbox.backlog().events == 0
     outbox.close()
+
+
+async def test_each_event_goes_alone_then_once_more_in_a_batch_that_only_batch_queues_get(
+    tmp_path: Path,
+) -> None:
+    bus, outbox = InMemoryBus(), Outbox(tmp_path / "outbox.db")
+    seen: list[tuple[str, list[UUID]]] = []
+
+    async def alone(event: Message) -> None:
+        seen.append(("alone", [event.event_id]))
+
+    async def batch(message: Message) -> None:
+        seen.append(("batch", [e.event_id for e in each_event(message)]))
+
+    await bus.subscribe("everything", alone, bindings=["#"])
+    await bus.subscribe("api", batch, bindings=[BATCH_KEY])
+    relay = Relay(outbox, bus, every=0.0)  # a batch after every round
+    relaying = asyncio.create_task(relay.run())
+    first, then = [make_call_ringing(link=n) for n in range(3)], [make_call_ringing(link=9)]
+    outbox.append(first)
+    await relay.drained()
+    outbox.append(then)
+    await relay.drained()
+    relaying.cancel()
+    ids = [e.event_id for e in first + then]
+    assert seen == [
+        *(("alone", [i]) for i in ids[:3]),
+        ("batch", ids[:3]),
+        ("alone", [ids[3]]),
+        ("batch", [ids[3]]),
+    ]
+    assert outbox.unbatched() == [] and outbox.backlog().events == 0
+    outbox.close()
+
+
+async def test_a_monitor_killed_before_a_batch_went_sends_it_when_it_starts_again(tmp_path: Path) -> None:
+    """Events that went alone wait in the file for their batch; a new relay sends the batch at
+    once, and does not send the events alone again."""
+    bus, alone, batches = InMemoryBus(), Recorder(), Recorder()
+    await bus.subscribe("everything", alone, bindings=["#"])
+    await bus.subscribe("api", batches, bindings=[BATCH_KEY])
+    outbox = Outbox(tmp_path / "outbox.db")
+    events = [make_call_ringing(link=n) for n in range(3)]
+    outbox.append(events)
+    relaying = asyncio.create_task(Relay(outbox, bus, every=3600).run())  # its batch never due
+    await alone.wait_for(3)
+    relaying.cancel()  # killed: the batch never went
+    await asyncio.gather(relaying, return_exceptions=True)
+    outbox.close()
+    assert not batches.events
+
+    again = Outbox(tmp_path / "outbox.db")
+    relay = Relay(again, bus, every=3600)
+    relaying = asyncio.create_task(relay.run())
+    (batch,) = await batches.wait_for(1)
+    await relay.drained()
+    relaying.cancel()
+    assert each_event(batch) == tuple(events)
+    assert [e.event_id for e in alone.events] == [e.event_id for e in events]  # once each
+    assert again.unbatched() == [] and again.backlog().events == 0
+    again.close()
 
 
 class SlowBus(InMemoryBus):

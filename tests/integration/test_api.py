@@ -13,7 +13,7 @@ from services.api.main import running
 from services.webhooks.classic import classic_payload
 from shared.bus import Bus
 from shared.call_state import CallState
-from shared.events import CallEnded, CallEvent, ExtensionForwarding
+from shared.events import BATCH_KEY, CallEnded, CallEvent, ExtensionForwarding, encode_batch, encode_event
 from shared.memory_bus import InMemoryBus
 from shared.rabbit_bus import RabbitBus
 from shared.settings import Settings
@@ -277,7 +277,8 @@ async def test_a_gap_in_the_sequence_loads_a_fresh_snapshot(buses: tuple[Bus, Bu
         assert stack.api.cache.snapshots == 1
         # a state event that skips numbers (as if some were lost): the cache must not trust itself
         skipped = talking.model_copy(update={"seq": talking.seq + 50, "state": "Unknown"})
-        await buses[1].publish(skipped)
+        as_the_monitor_sends_it = encode_batch([encode_event(skipped)], skipped)
+        await buses[1].publish_raw(BATCH_KEY, as_the_monitor_sends_it)
         await buses[1].flush()
         await asyncio.wait_for(stack.api.cache.wait_until(lambda cache: cache.snapshots == 2), 10)
         # the fresh snapshot is the monitor's own state, not the stray event

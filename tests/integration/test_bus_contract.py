@@ -12,7 +12,7 @@ from aio_pika import IncomingMessage
 from yarl import URL
 
 from shared.bus import Bus, Handler, RpcUnavailable
-from shared.events import Message
+from shared.events import BATCH_KEY, EventBatch, Message, encode_batch, encode_event
 from shared.http_server import free_port
 from shared.logging import redact
 from shared.memory_bus import InMemoryBus
@@ -121,6 +121,23 @@ async def test_order_within_a_queue_is_publish_order(bus: Bus, recorder: Recorde
     await bus.flush()
     received = await recorder.wait_for(2000, timeout=30)
     assert [e.event_id for e in received] == [e.event_id for e in sent]
+
+
+async def test_batches_reach_only_the_queues_bound_to_them(bus: Bus) -> None:
+    """The monitor's batches go by an exchange of their own: a queue bound to `#` gets each event
+    once, never the batch that repeats it."""
+    batches, everything = Recorder(), Recorder()
+    await bus.subscribe("batches", batches, bindings=[BATCH_KEY, "call.ended"])
+    await bus.subscribe("everything", everything, bindings=["#"])
+    events = [make_call_ringing(seq=1), make_call_ringing(link=2, seq=2)]
+    await bus.publish_raw(BATCH_KEY, encode_batch([encode_event(e) for e in events], events[-1]))
+    marker = make_call_ended()
+    await bus.publish(marker)
+    await bus.flush()
+    received = await batches.wait_for(2)
+    assert isinstance(received[0], EventBatch) and received[0].events == tuple(events)
+    assert [e.event_id for e in await everything.wait_for(1)] == [marker.event_id]
+    assert received[1] == marker  # each exchange in publish order
 
 
 async def test_events_round_trip_unchanged(bus: Bus, recorder: Recorder) -> None:

@@ -20,6 +20,7 @@ from shared.events import (
     CallsChanged,
     CallStarted,
     DirectorySnapshot,
+    EventBatch,
     ExtensionForwarding,
     ExtensionOptions,
     ExtensionPresence,
@@ -29,6 +30,8 @@ from shared.events import (
     RecordingFailed,
     RecordingReady,
     WebhookEndpointDisabled,
+    each_event,
+    encode_batch,
     encode_event,
     parse_event,
 )
@@ -82,6 +85,9 @@ SAMPLES: list[Event] = [
         in_progress=(7, 665),
     ),
     WebhookEndpointDisabled(**COMMON, endpoint="crm", reason="410 Gone"),
+    EventBatch(
+        **COMMON, events=(make_call_ringing(), ExtensionPresence(**COMMON, extension="101", busy=True))
+    ),
     RecordingFailed(**COMMON, path="/pbx/101/x.wav", reason="not a readable PCM WAV"),
     RecordingConverted(
         **COMMON,
@@ -113,6 +119,17 @@ def test_every_event_class_is_in_the_union_and_sampled() -> None:
     union = set(get_args(get_args(events.Message)[0]))
     assert _concrete(Event) == union
     assert {type(e) for e in SAMPLES} == union
+
+
+def test_a_batch_made_of_the_bodies_as_they_are_is_the_batch_of_their_events() -> None:
+    """The monitor joins the bodies its outbox keeps, without decoding them again."""
+    states = next(e for e in SAMPLES if isinstance(e, CallsChanged))
+    members = [make_call_ringing(), make_call_ended(), states]
+    batch = parse_event(encode_batch([encode_event(e) for e in members], members[-1]))
+    assert isinstance(batch, EventBatch)
+    assert list(batch.events) == members and each_event(batch) == tuple(members)
+    assert (batch.source, batch.seq, batch.occurred_at) == (members[-1].source, members[-1].seq, AT)
+    assert each_event(members[0]) == (members[0],)
 
 
 def test_naive_timestamps_are_rejected() -> None:
