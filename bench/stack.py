@@ -17,7 +17,9 @@ service, and the lag: events in the monitor's outbox (and how long the oldest ha
 messages waiting in the other services' queues. At the end: CPU ms per call of each process, bus
 messages per call (events the monitor published; messages the other services consumed), chains
 started and ended at the receiver (lost: started, never ended), webhooks the receiver got twice
-(by `webhook-id`). The broker names the run created are deleted afterwards.
+(by `webhook-id`). When the drain runs out with chains not ended, the `call.ended` the monitor
+made and the ones received tell calls still in progress from events lost. The broker names the
+run created are deleted afterwards.
 """
 
 import argparse
@@ -85,12 +87,10 @@ def receiver_process(port: int, ready: Any) -> None:
         else:
             arrived = time.time()
             webhook_id = dict(scope["headers"]).get(b"webhook-id", b"")
-            if webhook_id in seen:
-                counts["duplicates"] += 1
-            seen.add(webhook_id)
             document = json_.loads(body)
             latencies.append((arrived - datetime.fromisoformat(document["timestamp"]).timestamp()) * 1000)
-            counts[document["type"]] += 1
+            counts["duplicates" if webhook_id in seen else document["type"]] += 1
+            seen.add(webhook_id)
             data = document["data"]
             if document["type"] == "call.started":
                 started.add(data["chain_id"])
@@ -245,6 +245,8 @@ class Stack:
                 found.calls = value
             elif name == "callbridge_monitor_events_published_total":
                 found.published[labels["type"]] = value
+            elif name == "callbridge_monitor_batches_sent_total":
+                found.published["pbx.batch"] = value
             elif name == "callbridge_monitor_outbox_events":
                 found.outbox = value
             elif name == "callbridge_monitor_outbox_oldest_seconds":
@@ -407,6 +409,13 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         f"chains started {stats['started']}, ended {stats['ended']}, {unended}; "
         f"duplicates {stats['counts'].get('duplicates', 0)}"
     )
+    if not done:  # calls still in progress, or events lost: the call.ended the monitor made tell them apart
+        made, received = monitor.published.get("call.ended", 0.0), stats["counts"].get("call.ended", 0)
+        print(
+            f"call.ended made by the monitor {made:.0f}, received {received} "
+            f"(missing {made - received:.0f}: in the outbox or the queues, or lost); "
+            f"calls still in progress at the monitor {monitor.calls:.0f}"
+        )
 
 
 def main() -> None:
