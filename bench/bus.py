@@ -3,7 +3,7 @@
     .venv/bin/python bench/bus.py [--messages 20000] [--amqp-url URL]
 
 Persistent messages of ~300 bytes (a real `call.ringing` event), each routed to two durable
-queues as RabbitBus routes call events (a webhooks shard and recordings):
+queues (as a call event goes to its webhooks shard and to the recordings ledger's batches):
 - bare aio-pika, awaiting each publisher confirm before the next publish;
 - bare aio-pika, up to 1,000 confirms in flight (a semaphore and gather);
 - RabbitBus.publish (pipelined confirms, order kept), then flush();
@@ -24,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.events import Message, encode_event
 from shared.rabbit_bus import RabbitBus
-from shared.topology import RECORDINGS_BINDINGS, Topology
+from shared.topology import Topology
 from tests.broker import purge
 from tests.factories import make_call_ringing
+
+BINDINGS = ("call.#",)  # the two queues' ("consumer" is consumed)
 
 
 async def bare(url: str, bodies: list[bytes], window: int) -> float:
@@ -72,15 +74,16 @@ async def ours(url: str, count: int) -> tuple[float, float]:
     names = Topology(f"bench.bus.{uuid4().hex[:8]}")
     async with RabbitBus.connect(url, names=names, connection_name="bench") as bus:
         try:
-            # the queue the recordings service declares at its start keeps the events meanwhile
-            await bus.declare("recordings", bindings=RECORDINGS_BINDINGS, single_active=True)
+            # durable queues declared first keep the events meanwhile, as the services' do
+            for queue in ("consumer", "other"):
+                await bus.declare(queue, bindings=BINDINGS, single_active=True)
             began = time.perf_counter()
             for event in events:
                 await bus.publish(event)
             await bus.flush()
             publish = count / (time.perf_counter() - began)
             began = time.perf_counter()
-            await bus.subscribe("recordings", count_one, bindings=RECORDINGS_BINDINGS, single_active=True)
+            await bus.subscribe("consumer", count_one, bindings=BINDINGS, single_active=True)
             await done.wait()
             consume = count / (time.perf_counter() - began)
         finally:

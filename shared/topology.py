@@ -102,8 +102,12 @@ def wanted_by_webhooks(event_type: str) -> bool:
 
 
 WEBHOOKS_BINDINGS = ("call.#", "recording.ready", "recording.failed", "webhooks.#")
-RECORDINGS_BINDINGS = ("call.answered", "call.ended", "pbx.directory", "recording.converted")
-RECORDINGS_RETIRED = ("call.#",)  # before 2026-12: every call event, of which the ledger takes two
+# the recordings ledger takes the monitor's events in its batches too, and of them only these
+RECORDINGS_TAKES = frozenset({"call.answered", "call.ended", "pbx.directory", "recording.converted"})
+RECORDINGS_BINDINGS = (BATCH_KEY, "recording.converted")
+# earlier versions' bindings, taken off at start: every call event (before 2026-12), then the
+# ledger's three one by one (before the batches)
+RECORDINGS_RETIRED = ("call.#", "call.answered", "call.ended", "pbx.directory")
 # the monitor's events in its batches (each alone too, for the services that take a few kinds),
 # the other services' own
 API_BINDINGS = (BATCH_KEY, "recording.#", "webhooks.#")

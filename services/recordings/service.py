@@ -26,9 +26,11 @@ from zoneinfo import ZoneInfo
 from shared.bus import Bus
 from shared.chores import Chore
 from shared.clock import Clock
-from shared.events import CallEnded, Message, RecordingConverted, RecordingFailed, RecordingReady
+from shared.event_base import Event
+from shared.events import CallEnded, Message, RecordingConverted, RecordingFailed, RecordingReady, each_event
 from shared.settings import RecordingsSettings
 from shared.stamps import Stamper
+from shared.topology import RECORDINGS_TAKES
 from shared.work_queue import WorkQueue
 
 from .ledger import RecordingLedger
@@ -99,7 +101,13 @@ class Recordings:
     async def close(self) -> None:
         await self.ledger.close()
 
-    async def on_event(self, event: Message) -> None:
+    async def on_event(self, message: Message) -> None:
+        """The bus handler: the events it takes, of the monitor's batches (`RECORDINGS_TAKES`)."""
+        for event in each_event(message):
+            if event.type in RECORDINGS_TAKES:
+                await self._handle(event)
+
+    async def _handle(self, event: Event) -> None:
         if isinstance(event, RecordingConverted):
             await self._converted(event)
             return

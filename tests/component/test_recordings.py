@@ -40,13 +40,13 @@ from services.recordings.transcode import (
 from services.recordings.work import POOL_DEATHS, ConversionJob, Pool, Worker
 from shared.bus import PublishError, Transient
 from shared.clock import SystemClock, VirtualClock
-from shared.events import CallAnswered, RecordingFailed
+from shared.events import BATCH_KEY, CallAnswered, RecordingFailed, encode_batch, encode_event
 from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings, Settings
 from shared.work_queue import MemoryWorkQueue
 from tests import mp3
-from tests.factories import make_call_ended
+from tests.factories import make_call_ended, make_call_ringing
 from tests.fakes import Recorder
 
 
@@ -229,6 +229,34 @@ class TestScanning:
                 occurred_at=self.start + timedelta(seconds=30),
             )
         )
+
+    async def test_the_ledger_takes_its_events_from_the_monitors_batches(self, tmp_path: Path) -> None:
+        """Subscribed as the service subscribes: the call's answer and end come in one of the
+        monitor's batches, among events the ledger does not take."""
+        bus = InMemoryBus()
+        async with self.service(tmp_path, bus, settle=0) as recordings:
+            answered = CallAnswered(
+                occurred_at=self.start + timedelta(seconds=5),
+                source="t",
+                seq=2,
+                link=1,
+                extension="102",
+                transfer_type="NotDef",
+                **self.chain,
+            )
+            ringing = make_call_ringing(**self.chain, seq=1)
+            ended = make_call_ended(
+                link=1,
+                extension="102",
+                chain_ended=True,
+                **self.chain,
+                seq=3,
+                occurred_at=self.start + timedelta(seconds=30),
+            )
+            batch = [ringing, answered, ended]
+            await bus.publish_raw(BATCH_KEY, encode_batch([encode_event(e) for e in batch], ended))
+            write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
+            assert await recordings.scan() == 1  # matched to the call the batch told of
 
     async def test_a_file_of_a_call_in_progress_waits_for_the_call(self, tmp_path: Path) -> None:
         async with self.service(tmp_path, InMemoryBus(), settle=0) as recordings:
