@@ -410,7 +410,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         f"duplicates {stats['counts'].get('duplicates', 0)}"
     )
     if not done:  # calls still in progress, or events lost: the call.ended the monitor made tell them apart
-        made, received = monitor.published.get("call.ended", 0.0), stats["counts"].get("call.ended", 0)
+        received = (await stack.received())["counts"].get("call.ended", 0)  # read first: made >= received
+        made = (await stack.monitor()).published.get("call.ended", 0.0)
         print(
             f"call.ended made by the monitor {made:.0f}, received {received} "
             f"(missing {made - received:.0f}: in the outbox or the queues, or lost); "

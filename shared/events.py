@@ -226,9 +226,10 @@ Single: TypeAlias = (
 
 
 class EventBatch(Event):
-    """The monitor's events once more, many to a message, for a consumer that takes every one of
-    them (each api replica): each as it went out alone, in order, once the broker had confirmed
-    it; one batch at most every `[monitor] states_every` seconds. The batch's own `seq` and
+    """The monitor's events once more, many to a message, for the consumers that take every one
+    of them (each api replica) or a few of every call's (the recordings ledger): each as it went
+    out alone, in order, once the broker had confirmed it; one batch at most every `[monitor]
+    states_every` seconds. The batch's own `seq` and
     `source` are its last event's."""
 
     type: Literal["pbx.batch"] = "pbx.batch"

@@ -4,9 +4,10 @@
        routing key = the event type; an event the webhooks service wants (WEBHOOKS_BINDINGS)
        also carries the routing key `shard.<n>` in its CC header: n = hash(ordering scope) % SHARDS
     monitor ──publish──▶ [callbridge.batches]  (durable fanout exchange)
-       the monitor's events once more, many to a message (`pbx.batch`), for the api replicas: each
-       takes every event, and a message each would cost the broker and the replica; an exchange
-       of their own, so that a queue bound to `#` on the events still gets each event once
+       the monitor's events once more, many to a message (`pbx.batch`), for the api replicas
+       (each takes every event) and the recordings ledger (a few of every call's): a message an
+       event would cost the broker and them far more; an exchange of their own, so that a queue
+       bound to `#` on the events still gets each event once
     a message a consumer rejects (it cannot be parsed, or its handler failed)
        ──▶ [callbridge.dead] (fanout) ──▶ callbridge.dead (durable)
 

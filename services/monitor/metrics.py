@@ -23,7 +23,7 @@ class MonitorMetrics:
         )
         self.batches = Counter(
             "callbridge_monitor_batches_sent",
-            "Batches of events (pbx.batch, for the api replicas) confirmed by RabbitMQ",
+            "Batches of events (pbx.batch: for the api, the recordings ledger) confirmed by RabbitMQ",
             registry=self.registry,
         )
         self.seq = Gauge(

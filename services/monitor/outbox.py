@@ -1,8 +1,8 @@
 """The monitor's durable outbox: an event counts as published once it is in this SQLite file
 (`[monitor] outbox`, WAL); `Relay` sends the file's events to the bus in order, each alone, and
-then many to a message for the api replicas (`pbx.batch`); it deletes them once the broker has
-confirmed both. A broker away for minutes, or hours, costs disk, not events; a monitor killed at
-any instruction sends, when it starts again, what was never confirmed, with the same event ids
+then many to a message for the api and recordings (`pbx.batch`); it deletes them once the broker
+has confirmed both. A broker away for minutes, or hours, costs disk, not events; a monitor killed
+at any instruction sends, when it starts again, what was never confirmed, with the same event ids
 (the consumers drop what they already had: README, "Failure modes").
 
 With the events the file keeps the call tracker's state that made them (`checkpoint.py`: the
@@ -185,8 +185,8 @@ class Relay:
     """Sends the outbox's events to the bus in order, up to `BATCH` to a confirm round: a round the
     broker did not confirm is sent again, whole and in order, until it is (its events keep their
     ids). Then, `every` seconds after the first of them was confirmed, the events confirmed since
-    the last time go once more in one `pbx.batch` (the api replicas take every event, and take
-    them so: README, "The bus"); the outbox forgets them once that is confirmed too, so a monitor
+    the last time go once more in one `pbx.batch` (the api replicas and the recordings ledger
+    take them so: README, "The bus"); the outbox forgets them once that is confirmed too, so a monitor
     killed in between sends the batch when it starts again. Anything else that goes wrong is
     logged and tried again: the relay never stops by itself."""
 
