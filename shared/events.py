@@ -205,7 +205,7 @@ def unpacked(event: Event) -> tuple[Event, ...]:
     return (*event.calls, *event.presence) if isinstance(event, CallsChanged) else (event,)
 
 
-Single: TypeAlias = (
+Single: TypeAlias = (  # every message but a batch of them
     CallStarted
     | CallRinging
     | CallAnswered
@@ -229,8 +229,7 @@ class EventBatch(Event):
     """The monitor's events once more, many to a message, for the consumers that take every one
     of them (each api replica) or a few of every call's (the recordings ledger): each as it went
     out alone, in order, once the broker had confirmed it; one batch at most every `[monitor]
-    states_every` seconds. The batch's own `seq` and
-    `source` are its last event's."""
+    states_every` seconds. The batch's own `seq` and `source` are its last event's."""
 
     type: Literal["pbx.batch"] = "pbx.batch"
     events: tuple[Annotated[Single, Field(discriminator="type")], ...]

@@ -186,9 +186,9 @@ class Relay:
     broker did not confirm is sent again, whole and in order, until it is (its events keep their
     ids). Then, `every` seconds after the first of them was confirmed, the events confirmed since
     the last time go once more in one `pbx.batch` (the api replicas and the recordings ledger
-    take them so: README, "The bus"); the outbox forgets them once that is confirmed too, so a monitor
-    killed in between sends the batch when it starts again. Anything else that goes wrong is
-    logged and tried again: the relay never stops by itself."""
+    take them so: README, "Running the monitor"); the outbox forgets them once that is confirmed
+    too, so a monitor killed in between sends the batch when it starts again. Anything else that
+    goes wrong is logged and tried again: the relay never stops by itself."""
 
     def __init__(
         self, outbox: Outbox, bus: Bus, every: float = 0.0, sent: Callable[[], None] = lambda: None

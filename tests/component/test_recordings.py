@@ -40,7 +40,7 @@ from services.recordings.transcode import (
 from services.recordings.work import POOL_DEATHS, ConversionJob, Pool, Worker
 from shared.bus import PublishError, Transient
 from shared.clock import SystemClock, VirtualClock
-from shared.events import BATCH_KEY, CallAnswered, RecordingFailed, encode_batch, encode_event
+from shared.events import BATCH_KEY, CallAnswered, CallEnded, RecordingFailed, encode_batch, encode_event
 from shared.http_server import free_port, serving
 from shared.memory_bus import InMemoryBus
 from shared.settings import RecordingsSettings, Settings
@@ -203,58 +203,49 @@ class TestScanning:
             finally:
                 await conversions.close()
 
-    async def talk(self, recordings: Recordings, *, hang_up: bool = True) -> None:
-        """102 answers at 5 s and (with `hang_up`) hands the call on at 30 s: its file is done."""
-        await recordings.on_event(
-            CallAnswered(
-                occurred_at=self.start + timedelta(seconds=5),
-                source="t",
-                seq=1,
-                link=1,
-                extension="102",
-                transfer_type="NotDef",
-                **self.chain,
-            )
+    def answered(self, seq: int = 1) -> CallAnswered:
+        """102 answers at 5 s."""
+        return CallAnswered(
+            occurred_at=self.start + timedelta(seconds=5),
+            source="t",
+            seq=seq,
+            link=1,
+            extension="102",
+            transfer_type="NotDef",
+            **self.chain,
         )
+
+    def ended(self, *, chain_ended: bool, seq: int = 1) -> CallEnded:
+        """102 hangs up, or hands the call on, at 30 s."""
+        return make_call_ended(
+            link=1,
+            extension="102",
+            chain_ended=chain_ended,
+            **self.chain,
+            seq=seq,
+            occurred_at=self.start + timedelta(seconds=30),
+        )
+
+    async def talk(self, recordings: Recordings, *, hang_up: bool = True) -> None:
+        """102 answers and (with `hang_up`) hands the call on: its file is done."""
+        await recordings.on_event(self.answered())
         if hang_up:
             await self.hang_up(recordings, chain_ended=False)
 
     async def hang_up(self, recordings: Recordings, *, chain_ended: bool) -> None:
-        await recordings.on_event(
-            make_call_ended(
-                link=1,
-                extension="102",
-                chain_ended=chain_ended,
-                **self.chain,
-                occurred_at=self.start + timedelta(seconds=30),
-            )
-        )
+        await recordings.on_event(self.ended(chain_ended=chain_ended))
 
     async def test_the_ledger_takes_its_events_from_the_monitors_batches(self, tmp_path: Path) -> None:
         """Subscribed as the service subscribes: the call's answer and end come in one of the
         monitor's batches, among events the ledger does not take."""
         bus = InMemoryBus()
         async with self.service(tmp_path, bus, settle=0) as recordings:
-            answered = CallAnswered(
-                occurred_at=self.start + timedelta(seconds=5),
-                source="t",
-                seq=2,
-                link=1,
-                extension="102",
-                transfer_type="NotDef",
-                **self.chain,
-            )
-            ringing = make_call_ringing(**self.chain, seq=1)
-            ended = make_call_ended(
-                link=1,
-                extension="102",
-                chain_ended=True,
-                **self.chain,
-                seq=3,
-                occurred_at=self.start + timedelta(seconds=30),
-            )
-            batch = [ringing, answered, ended]
-            await bus.publish_raw(BATCH_KEY, encode_batch([encode_event(e) for e in batch], ended))
+            batch = [
+                make_call_ringing(**self.chain, seq=1),
+                self.answered(2),
+                self.ended(chain_ended=True, seq=3),
+            ]
+            await bus.publish_raw(BATCH_KEY, encode_batch([encode_event(e) for e in batch], batch[-1]))
             write_wav(tmp_path / "pbx" / "102" / "[1]_1-102_20211230100619(665).wav", 2.0)
             assert await recordings.scan() == 1  # matched to the call the batch told of
 
