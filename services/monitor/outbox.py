@@ -142,26 +142,25 @@ class Outbox:
         fresh = self._fresh.pop(n, None)
         return fresh if fresh is not None else parse_event(body)
 
-    def confirmed(self, last: int) -> None:
-        """Every event up to id `last` reached the broker alone; its batch is still to go."""
-        self._relayed(last, self._batched)
+    @property
+    def sent(self) -> int:
+        """The id of the last event the broker confirmed alone."""
+        return self._sent
 
-    def unbatched(self, limit: int = BATCH) -> list[tuple[int, bytes]]:
-        """The oldest events confirmed alone and not yet in a batch, in order: (id, body)."""
+    def unbatched(self, through: int, limit: int = BATCH) -> list[tuple[int, bytes]]:
+        """The oldest events up to id `through` not yet in a batch, in order: (id, body)."""
         return self._db.execute(
             "SELECT id, body FROM outbox WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (self._batched, self._sent, limit),
+            (self._batched, through, limit),
         ).fetchall()
 
-    def batched(self, last: int) -> None:
-        """Every event up to id `last` reached the broker in a batch too: the file lets it go."""
-        self._relayed(self._sent, last, forget=True)
-
-    def _relayed(self, sent: int, batched: int, *, forget: bool = False) -> None:
+    def confirmed(self, sent: int | None = None, batched: int | None = None) -> None:
+        """The broker confirmed every event up to id `sent` alone, and up to id `batched` in a
+        batch too (None: no further); the file lets go of those."""
+        sent, batched = sent or self._sent, batched or self._batched
         with self._db:
             self._db.execute("BEGIN")
-            if forget:
-                self._db.execute("DELETE FROM outbox WHERE id <= ?", (batched,))
+            self._db.execute("DELETE FROM outbox WHERE id <= ?", (batched,))
             self._db.execute(
                 "INSERT OR REPLACE INTO relayed (id, sent, batched) VALUES (1, ?, ?)", (sent, batched)
             )
@@ -184,11 +183,12 @@ class Outbox:
 class Relay:
     """Sends the outbox's events to the bus in order, up to `BATCH` to a confirm round: a round the
     broker did not confirm is sent again, whole and in order, until it is (its events keep their
-    ids). Then, `every` seconds after the first of them was confirmed, the events confirmed since
-    the last time go once more in one `pbx.batch` (the api replicas and the recordings ledger
-    take them so: README, "Running the monitor"); the outbox forgets them once that is confirmed
-    too, so a monitor killed in between sends the batch when it starts again. Anything else that
-    goes wrong is logged and tried again: the relay never stops by itself."""
+    ids). `every` seconds after the first of them went, the events sent since the last time go
+    once more in one `pbx.batch`, with the round then due (the api replicas and the recordings
+    ledger take them so: README, "Running the monitor"); the outbox forgets an event once its
+    batch is confirmed too, so a monitor killed in between sends the batch when it starts again,
+    and not the event alone again. Anything else that goes wrong is logged and tried again: the
+    relay never stops by itself."""
 
     def __init__(
         self, outbox: Outbox, bus: Bus, every: float = 0.0, sent: Callable[[], None] = lambda: None
@@ -200,7 +200,7 @@ class Relay:
         self._progress = asyncio.Condition()
         self._empty = False
         # when the next batch is due (monotonic seconds); None: no event waits for one
-        self._batch_due = time.monotonic() if outbox.unbatched(1) else None
+        self._batch_due = time.monotonic() if outbox.unbatched(outbox.sent, 1) else None
 
     async def run(self) -> None:
         delay = RETRY_FIRST
@@ -239,36 +239,30 @@ class Relay:
                 await self._outbox.added.wait()
 
     async def _round(self) -> int:
-        """Send the oldest events alone, then their batch if it is due; how many messages were
-        confirmed (0: nothing was due)."""
+        """Send the oldest events alone and, if it is due, the batch of those not yet in one (these
+        too), and wait for the broker's confirms of both at once: a batch never holds up the
+        events that come after it. How many messages were confirmed (0: nothing was due)."""
         self._outbox.added.clear()
         rows = self._outbox.pending()
         if rows:
             self._empty = False  # not drained while these wait for their confirm
             for _, event, body in rows:
                 await self._bus.publish(event, body)
-            await self._bus.flush()
-            self._outbox.confirmed(rows[-1][0])
             if self._batch_due is None:
                 self._batch_due = time.monotonic() + self._every
-        batched = 0
-        if self._batch_due is not None and time.monotonic() >= self._batch_due:
-            batched = await self._batch()
+        due = self._batch_due is not None and time.monotonic() >= self._batch_due
+        batch = self._outbox.unbatched(rows[-1][0] if rows else self._outbox.sent) if due else []
+        if batch:
+            last = Event.model_validate_json(batch[-1][1])  # its source, number and time: all it takes
+            await self._bus.publish_raw(BATCH_KEY, encode_batch([body for _, body in batch], last))
+        if rows or batch:
+            await self._bus.flush()
+            self._outbox.confirmed(rows[-1][0] if rows else None, batch[-1][0] if batch else None)
+        if due:  # only once confirmed: a batch the broker refused is due again at once
+            self._batch_due = time.monotonic() if len(batch) == BATCH else None
+            if batch:
+                self._batch_sent()
         async with self._progress:
             self._empty = not rows and self._batch_due is None
             self._progress.notify_all()
-        return len(rows) + batched
-
-    async def _batch(self) -> int:
-        """Send the events confirmed alone since the last batch in one `pbx.batch` (`BATCH` at
-        most: the rest are due at once)."""
-        rows = self._outbox.unbatched()
-        if rows:
-            last = Event.model_validate_json(rows[-1][1])  # its source, number and time: all it takes
-            body = encode_batch([body for _, body in rows], last)
-            await self._bus.publish_raw(BATCH_KEY, body)
-            await self._bus.flush()
-            self._outbox.batched(rows[-1][0])
-            self._batch_sent()
-        self._batch_due = time.monotonic() if len(rows) == BATCH else None
-        return 1 if rows else 0
+        return len(rows) + (1 if batch else 0)

@@ -178,7 +178,7 @@ async def test_each_event_goes_alone_then_once_more_in_a_batch_that_only_batch_q
         ("alone", [ids[3]]),
         ("batch", [ids[3]]),
     ]
-    assert outbox.unbatched() == [] and outbox.backlog().events == 0
+    assert outbox.unbatched(outbox.sent) == [] and outbox.backlog().events == 0
     outbox.close()
 
 
@@ -206,7 +206,7 @@ async def test_a_monitor_killed_before_a_batch_went_sends_it_when_it_starts_agai
     relaying.cancel()
     assert each_event(batch) == tuple(events)
     assert [e.event_id for e in alone.events] == [e.event_id for e in events]  # once each
-    assert again.unbatched() == [] and again.backlog().events == 0
+    assert again.unbatched(again.sent) == [] and again.backlog().events == 0
     again.close()
 
 
