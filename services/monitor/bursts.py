@@ -27,8 +27,10 @@ async def bursts(
     reader = asyncio.create_task(_read(updates, waiting), name="driver updates")
     try:
         while True:
-            try:
-                burst, end = await asyncio.wait_for(_take(waiting, most), patience())
+            try:  # not asyncio.wait_for: on Python 3.11 it drops a cancellation that comes as
+                # the burst does, and the monitor's loop would go on for ever
+                async with asyncio.timeout(patience()):
+                    burst, end = await _take(waiting, most)
             except TimeoutError:
                 burst, end = [], None
             if burst or end is None:

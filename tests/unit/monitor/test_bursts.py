@@ -56,3 +56,35 @@ async def test_a_monitor_that_stops_reading_stops_the_driver() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     assert len(read) == stopped and stopped <= 1 + 3 + 1  # the bounded queue held the driver back
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_cancelled_follower_stops_even_as_a_burst_arrives(turns: int) -> None:
+    """Cancelled at any turn of the loop, also the one in which the waited-for burst arrives
+    (asyncio.wait_for of Python 3.11 then returned the burst and dropped the cancellation: the
+    demo went on after Ctrl-C, its monitor never done)."""
+
+    async def steady() -> AsyncIterator[int]:
+        n = 0
+        while True:
+            n += 1
+            yield n
+            await asyncio.sleep(0)
+
+    async def follow() -> None:
+        async for _ in bursts(steady(), patience=lambda: 60.0):  # a timeout, as states wait
+            await asyncio.sleep(0)
+
+    for _ in range(50):
+        task = asyncio.create_task(follow())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)  # not awaited: a task that drops it would hang the test
+        dropped = not task.done()
+        for _ in range(100):  # cancelled at other turns, such a task still ends: the loop may close
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.sleep(0)
+        assert not dropped, f"still following after a cancel at turn {turns}"
