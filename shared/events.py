@@ -228,8 +228,8 @@ Single: TypeAlias = (  # every message but a batch of them
 class EventBatch(Event):
     """The monitor's events once more, many to a message, for the consumers that take every one
     of them (each api replica) or a few of every call's (the recordings ledger): each as it went
-    out alone, in order, once the broker had confirmed it; one batch at most every `[monitor]
-    states_every` seconds. The batch's own `seq` and `source` are its last event's."""
+    out alone, in order; an event waits at most `[monitor] states_every` seconds for its batch,
+    which goes at once with the calls' states. The batch's own `seq` and `source` are its last event's."""
 
     type: Literal["pbx.batch"] = "pbx.batch"
     events: tuple[Annotated[Single, Field(discriminator="type")], ...]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shared.bus import Bus, PublishError
 from shared.event_base import Event
-from shared.events import BATCH_KEY, encode_batch, encode_event, parse_event
+from shared.events import BATCH_KEY, CallsChanged, encode_batch, encode_event, parse_event
 from shared.sqlite import open_database
 
 logger = logging.getLogger(__name__)
@@ -183,11 +183,12 @@ class Outbox:
 class Relay:
     """Sends the outbox's events to the bus in order, up to `BATCH` to a confirm round: a round the
     broker did not confirm is sent again, whole and in order, until it is (its events keep their
-    ids). `every` seconds after the first of them went, the events sent since the last time go
-    once more in one `pbx.batch`, with the round then due (the api replicas and the recordings
-    ledger take them so: README, "Running the monitor"); the outbox forgets an event once its
-    batch is confirmed too, so a monitor killed in between sends the batch when it starts again,
-    and not the event alone again. Anything else that goes wrong is logged and tried again: the
+    ids). `every` seconds after the first of them went, or with the calls' states (which waited
+    that long already), the events sent since the last time go once more in one `pbx.batch`,
+    with the round then due (the api replicas and the recordings ledger take them so: README,
+    "Running the monitor"); the outbox forgets an event once its batch is confirmed too, so a
+    monitor killed in between sends the batch when it starts again, and not the event alone
+    again. Anything else that goes wrong is logged and tried again: the
     relay never stops by itself."""
 
     def __init__(
@@ -250,7 +251,9 @@ class Relay:
                 await self._bus.publish(event, body)
             if self._batch_due is None:
                 self._batch_due = time.monotonic() + self._every
-        due = self._batch_due is not None and time.monotonic() >= self._batch_due
+        # due `every` after its first event, or with the calls' states, gathered that long already
+        states = any(isinstance(event, CallsChanged) for _, event, _ in rows)
+        due = self._batch_due is not None and (states or time.monotonic() >= self._batch_due)
         batch = self._outbox.unbatched(rows[-1][0] if rows else self._outbox.sent) if due else []
         if batch:
             last = Event.model_validate_json(batch[-1][1])  # its source, number and time: all it takes

@@ -81,6 +81,9 @@ async def test_the_demo_prints_download_links_warns_of_nothing_and_stops_cleanly
         "--api-port", str(free_port()), "--recordings-port", str(free_port()),
         env={**os.environ, "CALLBRIDGE_SIMULATOR_SPEED": "30"},  # calls end within seconds
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        # Ctrl-C as at a terminal, also when the suite itself runs in the background (a shell
+        # starts a background job with SIGINT ignored, and the demo would inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert demo.stdout is not None and demo.stderr is not None
     try:
