@@ -183,21 +183,27 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def rabbitmq_pid() -> int:
-    answer = subprocess.run(["rabbitmqctl", "eval", "os:getpid()."], capture_output=True, text=True)
+def rabbitmqctl(node: str | None) -> list[str]:
+    """The command that speaks to the broker's node (None: rabbitmqctl's default)."""
+    return ["rabbitmqctl", *(["-n", node] if node else [])]
+
+
+def rabbitmq_pid(node: str | None) -> int:
+    command = [*rabbitmqctl(node), "eval", "os:getpid()."]
+    answer = subprocess.run(command, capture_output=True, text=True)
     return int(answer.stdout.strip().strip('"'))
 
 
-def queue_version_policy(prefix: str, version: int | None) -> None:
+def queue_version_policy(node: str | None, prefix: str, version: int | None) -> None:
     """The run's classic queues in `version` (a broker policy on its names: 2 is RabbitMQ
     3.10's newer classic queue index and store); None clears the policy."""
     name = f"{prefix}-queue-version"
     if version is None:
-        subprocess.run(["rabbitmqctl", "clear_policy", name], capture_output=True, check=False)
+        subprocess.run([*rabbitmqctl(node), "clear_policy", name], capture_output=True, check=False)
         return
     definition = json.dumps({"queue-version": version})
     pattern = f"^{prefix.replace('.', '[.]')}[.]"
-    command = ["rabbitmqctl", "set_policy", "--apply-to", "queues", name, pattern, definition]
+    command = [*rabbitmqctl(node), "set_policy", "--apply-to", "queues", name, pattern, definition]
     subprocess.run(command, capture_output=True, check=True)
 
 
@@ -317,12 +323,12 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         try:
             if args.queue_version:
-                queue_version_policy(prefix, args.queue_version)
+                queue_version_policy(args.node, prefix, args.queue_version)
             for name in SERVICES:
                 log = str(folder / f"{name}.log")
                 processes[name] = start(path, name, log)
                 await wait_ready(client, ports[name], processes[name], log)
-            pids = {name: p.pid for name, p in processes.items()} | {"rabbitmq": rabbitmq_pid()}
+            pids = {name: p.pid for name, p in processes.items()} | {"rabbitmq": rabbitmq_pid(args.node)}
             stack = Stack(ports, pids, client, receiver)
             await measure(stack, args)
         finally:
@@ -332,7 +338,7 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
                 process.wait(30)
             await purge(args.amqp_url, prefix)
             if args.queue_version:
-                queue_version_policy(prefix, None)
+                queue_version_policy(args.node, prefix, None)
 
 
 async def measure(stack: Stack, args: argparse.Namespace) -> None:
@@ -412,10 +418,15 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     if not done:  # calls still in progress, or events lost: the call.ended the monitor made tell them apart
         received = (await stack.received())["counts"].get("call.ended", 0)  # read first: made >= received
         made = (await stack.monitor()).published.get("call.ended", 0.0)
+        webhooks: dict[str, float] = {}  # summed over the endpoints
+        for name, _, value in await stack.metrics("webhooks"):
+            webhooks[name] = webhooks.get(name, 0.0) + value
         print(
             f"call.ended made by the monitor {made:.0f}, received {received} "
-            f"(missing {made - received:.0f}: in the outbox or the queues, or lost); "
-            f"calls still in progress at the monitor {monitor.calls:.0f}"
+            f"(missing {made - received:.0f}: in the outbox, the queues or a retry's wait, or lost); "
+            f"calls still in progress at the monitor {monitor.calls:.0f}; webhook retries "
+            f"{webhooks.get('callbridge_webhook_retries_total', 0):.0f}, dead letters "
+            f"{webhooks.get('callbridge_webhook_dead_letters_total', 0):.0f}"
         )
 
 
@@ -436,6 +447,7 @@ def main() -> None:
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
+    parser.add_argument("--node", help="the broker's node name, for rabbitmqctl (another than its default)")
     args = parser.parse_args()
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}; {vars(args)}")
     port = free_port()

@@ -1,16 +1,22 @@
 """Objects that live on are set aside from garbage collections; once an hour everything is
-collected, so a cycle set aside is freed in the end."""
+collected, so a cycle set aside is freed in the end. Memory freed between live objects goes back
+to the system."""
 
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from shared.clock import VirtualClock
-from shared.heap import THAW_EVERY, HeapCollector, HeapKeeper
+from shared.heap import FREEZE_EVERY, MALLOC_TRIM, THAW_EVERY, TRIM_EVERY, HeapCollector, HeapKeeper
+
+ROOT = Path(__file__).parents[3]
 
 
 class Node:
@@ -52,3 +58,61 @@ async def test_the_collections_and_their_pauses_are_on_the_metrics() -> None:
     assert (registry.get_sample_value("callbridge_gc_longest_pause_seconds") or 0) > 0
     gc.freeze()
     assert (registry.get_sample_value("callbridge_gc_frozen_objects") or 0) > 0
+
+
+FRAGMENTED = """
+import asyncio
+from datetime import UTC, datetime
+from shared.clock import VirtualClock
+from shared.heap import TRIM_EVERY, HeapKeeper
+
+def rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+blocks = [b"x" * (600 + n % 2400) for n in range(60_000)]  # ~108 MB, each from malloc
+blocks = blocks[::16]  # fifteen in sixteen freed, between those that live on
+before = rss()
+
+async def turn_when_due() -> None:
+    clock = VirtualClock(datetime(2026, 1, 5, 8, 0, tzinfo=UTC))
+    keeper = HeapKeeper(clock)
+    await clock.sleep_until(clock.now() + TRIM_EVERY)
+    await keeper.turn()
+
+asyncio.run(turn_when_due())
+print(before - rss())
+"""
+
+
+@pytest.mark.skipif(MALLOC_TRIM is None, reason="the C library here is not glibc: nothing to trim")
+def test_memory_freed_between_live_objects_goes_back_to_the_system() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FRAGMENTED], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert int(done.stdout) > 50 * 2**20  # of the ~100 MB freed
+
+
+async def test_the_heap_is_trimmed_every_trim_interval_from_the_start() -> None:
+    clock = VirtualClock(datetime(2026, 1, 5, 8, 0, tzinfo=UTC))
+    trims: list[datetime] = []
+
+    def trim(pad: int) -> int:
+        trims.append(clock.now())
+        return 1
+
+    registry = CollectorRegistry()
+    registry.register(HeapCollector())
+    before = registry.get_sample_value("callbridge_heap_trim_seconds_total") or 0
+    keeper = HeapKeeper(clock, trim)
+    start = clock.now()
+    turns = 3 * (TRIM_EVERY // FREEZE_EVERY)
+    for _ in range(turns):
+        await keeper.turn()
+        await clock.sleep_until(clock.now() + FREEZE_EVERY)
+    assert trims == [start + TRIM_EVERY, start + 2 * TRIM_EVERY]  # the third is due at the next turn
+    assert (registry.get_sample_value("callbridge_heap_trim_seconds_total") or 0) > before
+
+
+async def test_without_glibc_the_heap_is_kept_as_before() -> None:
+    await HeapKeeper(VirtualClock(datetime(2026, 1, 5, 8, 0, tzinfo=UTC)), trim=None).turn()
