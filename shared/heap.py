@@ -11,7 +11,7 @@ would wait for ever, so every THAW_EVERY everything is taken back and collected 
 pause an hour instead of several a minute. `collector()` shows the pauses on `/metrics`.
 
 What is freed goes back to the C library's heap, which keeps it: the monitor's RSS held ~29 MB
-that loading the directory had freed, the recordings service's ~11 MB. So every TRIM_EVERY
+that its start-up (the directory) had freed, the recordings service's ~11 MB. So every TRIM_EVERY
 (the first once the service has started) glibc's `malloc_trim` hands back to the system the
 pages no allocation uses (where the C library has it: not on macOS, musl or Windows). It walks
 the heap: ~10 ms for a heap of ~100 MB.
@@ -73,7 +73,8 @@ _pauses = _Pauses()
 
 
 class HeapKeeper:
-    """Sets aside what survived, takes everything back once an hour (see the module's text)."""
+    """Sets aside what survived, takes everything back once an hour, hands freed memory back to
+    the system (see the module's text)."""
 
     def __init__(self, clock: Clock, trim: Callable[[int], int] | None = MALLOC_TRIM) -> None:
         self._clock = clock
