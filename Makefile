@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/monitor_memory.py
 
 bench-stack: $(STAMP)
 	$(BIN)/python bench/stack.py
