@@ -35,10 +35,16 @@ START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 FRAMES = 8  # deep enough to get past pydantic's and dataclasses' own frames
 
 
+def ours(trace: tracemalloc.Traceback) -> tracemalloc.Frame | None:
+    """The most recent of the project's frames that made the allocation (None: none of them)."""
+    frames = [f for f in trace if f.filename.startswith(str(ROOT)) and "/.venv/" not in f.filename]
+    return frames[-1] if frames else None
+
+
 def owner(trace: tracemalloc.Traceback) -> str:
-    """The project's folder whose code made the allocation (the most recent of its frames)."""
-    ours = [f.filename for f in trace if f.filename.startswith(str(ROOT)) and "/.venv/" not in f.filename]
-    return Path(ours[-1]).relative_to(ROOT).parts[0] if ours else "other"
+    """The project's folder whose code made the allocation."""
+    frame = ours(trace)
+    return Path(frame.filename).relative_to(ROOT).parts[0] if frame else "other"
 
 
 def main() -> None:
@@ -78,8 +84,8 @@ def main() -> None:
         print(f"  {name:12s} {size / 2**20:6.1f} MB  {size / max(calls, 1):6.0f} bytes per call")
     places: collections.Counter[str] = collections.Counter()  # the tracker's lines that allocated
     for stat in grown:
-        if owner(stat.traceback) == "services":
-            frame = next(f for f in reversed(stat.traceback) if f.filename.startswith(str(ROOT / "services")))
+        frame = ours(stat.traceback)
+        if frame is not None and owner(stat.traceback) == "services":
             places[f"{Path(frame.filename).relative_to(ROOT)}:{frame.lineno}"] += stat.size_diff
     print("the tracker's largest:")
     for place, size in places.most_common(8):

@@ -254,13 +254,14 @@ class Relay:
         # due `every` after its first event, or with the calls' states, gathered that long already
         states = any(isinstance(event, CallsChanged) for _, event, _ in rows)
         due = self._batch_due is not None and (states or time.monotonic() >= self._batch_due)
-        batch = self._outbox.unbatched(rows[-1][0] if rows else self._outbox.sent) if due else []
+        sent = rows[-1][0] if rows else None  # the last event of this round, once confirmed
+        batch = self._outbox.unbatched(sent or self._outbox.sent) if due else []
         if batch:
             last = Event.model_validate_json(batch[-1][1])  # its source, number and time: all it takes
             await self._bus.publish_raw(BATCH_KEY, encode_batch([body for _, body in batch], last))
         if rows or batch:
             await self._bus.flush()
-            self._outbox.confirmed(rows[-1][0] if rows else None, batch[-1][0] if batch else None)
+            self._outbox.confirmed(sent, batch[-1][0] if batch else None)
         if due:  # only once confirmed: a batch the broker refused is due again at once
             self._batch_due = time.monotonic() if len(batch) == BATCH else None
             if batch:
