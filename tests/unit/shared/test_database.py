@@ -4,6 +4,8 @@ passing fault (the message is handled again, not dead-lettered), and its transac
 writer lock as SQLite's do."""
 
 import asyncio
+import gc
+import os
 import subprocess
 import sys
 import time
@@ -12,9 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from shared import database
+from shared import database, sqlite
 from shared.bus import transient
 from shared.database import DatabaseUnavailable, open_database
+from shared.sqlite import open_database as open_sqlite
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS counts (id {serial}, name TEXT NOT NULL, n INTEGER NOT NULL);"
 
@@ -107,3 +110,51 @@ async def test_a_column_two_replicas_add_at_once_is_added_once(database_address:
     await db.add_columns("t", ["b TEXT", "c INTEGER"])
     assert await db.columns("t") == {"a", "b", "c"}
     await db.close()
+
+
+def test_the_wal_is_checkpointed_beside_the_writer_not_by_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint, in the statement that fills the WAL past 1,000 pages, stopped the
+    event loop: the writer leaves it to the checkpointer's thread (its turns here when the test
+    calls them)."""
+    monkeypatch.setattr(sqlite, "CHECKPOINT_EVERY", 3600.0)
+    path = tmp_path / "store.db"
+    db = open_sqlite(path, "CREATE TABLE t (x BLOB);", "the test store", synchronous="NORMAL")
+    checkpointer = db.checkpointer
+    assert checkpointer is not None and checkpointer.running
+    try:
+        for _ in range(300):  # ~1,500 pages of WAL
+            db.execute("INSERT INTO t VALUES (?)", (os.urandom(16_000),))
+        assert path.stat().st_size < 100_000  # every page still in the WAL
+        checkpointer.turn()
+        assert path.stat().st_size > 300 * 16_000  # copied into the database file
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (300,)
+    finally:
+        db.close()
+    assert not checkpointer.running
+
+
+def test_the_checkpointer_ends_with_a_connection_dropped_unclosed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "CHECKPOINT_EVERY", 0.01)
+    db = open_sqlite(tmp_path / "store.db", "CREATE TABLE t (x);", "the test store")
+    checkpointer = db.checkpointer
+    assert checkpointer is not None
+    del db
+    gc.collect()
+    checkpointer.wait(timeout=10)
+    assert not checkpointer.running
+
+
+def test_a_checkpoint_that_fails_is_logged_and_raises_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"not a database" * 100)
+    checkpointer = sqlite.Checkpointer(path, every=3600.0)
+    checkpointer.turn()
+    checkpointer.stop()
+    assert f"checkpoint of {path} failed (file is not a database)" in caplog.text
+    assert not checkpointer.running
