@@ -25,6 +25,7 @@ passes before the leg changes (an attended transfer's new talker connects, then 
 it).
 """
 
+import heapq
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -46,6 +47,11 @@ class CallAssembler:
         self._dids = dids or {}  # trunk DN → its DID, for when 3CX sends an empty party_did
         self._grace = timedelta(seconds=grace)
         self._calls: dict[int, _Call] = {}
+        self._where: dict[tuple[str, int], int] = {}  # each visible participant → its call number
+        # (when a call emptied, its number), a heap: what `expire` looks at, so that it does not
+        # go through every call at every update; an entry whose call has filled again since, or
+        # ended, is passed over
+        self._emptied: list[tuple[datetime, int]] = []
 
     def set_dids(self, dids: dict[str, str]) -> None:
         self._dids = dict(dids)
@@ -53,6 +59,11 @@ class CallAssembler:
     def members(self) -> dict[tuple[str, int], ParticipantUpdate]:
         """Every visible participant now (to compare with a fresh snapshot)."""
         return {key: p for call in self._calls.values() for key, p in call.members.items()}
+
+    def member(self, dn: str, number: int) -> ParticipantUpdate | None:
+        """The visible participant `number` of `dn`, if there is one."""
+        callid = self._where.get((dn, number))
+        return None if callid is None else self._calls[callid].members.get((dn, number))
 
     def resume(self, participants: list[ParticipantUpdate]) -> None:
         """Begin from what a restarted monitor's tracker saw: the visible participants, and each
@@ -63,6 +74,7 @@ class CallAssembler:
                 call.leg, call.outbound = p, p.originated_by_type == EXTENSION
             else:
                 call.members[(p.dn, p.id)] = p
+                self._where[(p.dn, p.id)] = p.callid
 
     def check(self, at: datetime) -> list[PbxUpdate]:
         """Each call's external leg again, as its participants have it now (a resumed call whose
@@ -72,16 +84,19 @@ class CallAssembler:
     def apply(self, p: ParticipantUpdate) -> list[PbxUpdate]:
         """One visible participant's upsert or removal; what the tracker should read for it."""
         key = (p.dn, p.id)
-        call = self._calls.setdefault(p.callid, _Call())
         if p.removed:
-            if call.members.pop(key, None) is None:
+            call = self._calls.get(p.callid)
+            if call is None or call.members.pop(key, None) is None:
                 return []
+            self._where.pop(key, None)
             out: list[PbxUpdate] = [p] if p.dn_type == EXTENSION else []
             return out + self._relink(call, p.callid, p.at)
+        call = self._calls.setdefault(p.callid, _Call())
         prior = call.members.get(key)
         if prior is not None and prior.same_entity(p):
             return []  # 3CX sends the same Upsert twice
         call.members[key] = p
+        self._where[key] = p.callid
         passed: list[PbxUpdate] = [p] if p.dn_type == EXTENSION else []
         opens = call.leg is None  # the chain starts with this participant: its leg comes first
         relinked = self._relink(call, p.callid, p.at)
@@ -91,9 +106,11 @@ class CallAssembler:
     def expire(self, now: datetime) -> list[ParticipantUpdate]:
         """The external legs of calls empty for `grace`: removed, as of when they emptied."""
         gone: list[ParticipantUpdate] = []
-        for callid, call in list(self._calls.items()):
-            if call.empty_since is None or now - call.empty_since < self._grace:
-                continue
+        while self._emptied and now - self._emptied[0][0] >= self._grace:
+            since, callid = heapq.heappop(self._emptied)
+            call = self._calls.get(callid)
+            if call is None or call.empty_since != since:
+                continue  # filled again, or ended, since
             if call.leg is not None:
                 gone.append(replace(call.leg, at=call.empty_since, removed=True))
             if call.members:
@@ -110,8 +127,13 @@ class CallAssembler:
 
     def next_expiry(self) -> datetime | None:
         """When `expire` will next have something to do."""
-        times = [c.empty_since + self._grace for c in self._calls.values() if c.empty_since is not None]
-        return min(times, default=None)
+        while self._emptied:
+            since, callid = self._emptied[0]
+            call = self._calls.get(callid)
+            if call is not None and call.empty_since == since:
+                return since + self._grace
+            heapq.heappop(self._emptied)
+        return None
 
     # --- the external leg ---------------------------------------------------------------------------
 
@@ -120,6 +142,7 @@ class CallAssembler:
         if not carriers:
             if call.leg is not None and call.empty_since is None:
                 call.empty_since = at
+                heapq.heappush(self._emptied, (at, callid))
             elif call.leg is None and not call.members:
                 del self._calls[callid]
             return []

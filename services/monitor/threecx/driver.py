@@ -252,7 +252,7 @@ class ThreeCxDriver:
         return update
 
     def _remove(self, dn: str, number: int) -> None:
-        member = self._assembler.members().get((dn, number))
+        member = self._assembler.member(dn, number)
         if member is not None:
             self._emit(self._assembler.apply(replace(member, at=self._clock.now(), removed=True)))
 

@@ -74,3 +74,49 @@ def test_an_empty_party_did_is_filled_from_the_trunk() -> None:
     south = classic_lines(through_call_control("recording-variants", empty_did=True))  # SalesLine: alone
     assert [line for line in south if '"did"' in line and "447700905555" in line]
     assert all('"did": "SalesLine"' in line for line in south if '"did"' in line and "447700905555" in line)
+
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=ZoneInfo("UTC"))
+
+
+def phone(callid: int, at: float, *, removed: bool = False) -> ParticipantUpdate:
+    """Extension 1xx talking with an outside caller on call `callid` (its one visible participant)."""
+    return ParticipantUpdate(
+        at=T0 + timedelta(seconds=at),
+        dn=str(100 + callid),
+        dn_type="Wextension",
+        id=callid,
+        callid=callid,
+        legid=1,
+        status="Connected",
+        party_caller_id=f"+4930{callid:05d}",
+        party_dn="10000",
+        party_dn_type="Wexternalline",
+        removed=removed,
+    )
+
+
+def test_calls_that_empty_end_each_after_its_own_grace_in_the_order_they_emptied() -> None:
+    """`expire` and `next_expiry` look only at the calls that emptied (a heap), not at every call:
+    a blind transfer that fills a call again within the grace keeps it, and a call that empties
+    again waits its grace from then."""
+    assembler = CallAssembler(grace=2.0)
+    for callid in range(1, 1001):
+        assert [u.id for u in assembler.apply(phone(callid, 0))] == [
+            -callid,
+            callid,
+        ]  # the leg, then the phone
+    assert assembler.next_expiry() is None
+    assembler.apply(phone(7, 1, removed=True))
+    assembler.apply(phone(3, 2, removed=True))
+    assembler.apply(phone(3, 3))  # filled again within its grace: handed on
+    assembler.apply(phone(3, 4, removed=True))
+    assert assembler.member("107", 7) is None and assembler.member("105", 5) == phone(5, 0)
+    assert assembler.next_expiry() == T0 + timedelta(seconds=3)
+    assert assembler.expire(T0 + timedelta(seconds=2.9)) == []
+    [seven] = assembler.expire(T0 + timedelta(seconds=5.9))
+    assert (seven.id, seven.removed, seven.at) == (-7, True, T0 + timedelta(seconds=1))
+    assert assembler.next_expiry() == T0 + timedelta(seconds=6)
+    [three] = assembler.expire(T0 + timedelta(seconds=6))
+    assert (three.id, three.at) == (-3, T0 + timedelta(seconds=4))
+    assert assembler.next_expiry() is None and len(assembler.members()) == 998
