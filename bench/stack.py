@@ -3,23 +3,30 @@ traffic generator on a generated directory, every call event delivered as signed
 receiver in its own process.
 
     .venv/bin/python bench/stack.py [--rate 67] [--calls 10000] [--minutes 10] [--amqp-url URL]
+                                    [--pbx simulator|fake3cx]
 
 The services start as their units start them (`python -m services.cli --config FILE SERVICE`),
 with recording off (conversion has its own benchmark, bench/transcode.py). The monitor's
 simulator starts `--rate` new calls a second (Poisson, a mean call of ~150 s, at most `--calls`
 in progress) for `--minutes`, so the calls in progress ramp up and hold; then no new call comes,
-the calls in progress end and the bench waits until the receiver has every chain's end.
+the calls in progress end and the bench waits until the receiver has every chain's end. With
+`--pbx fake3cx` the simulator plays a fake 3CX in a process of its own (`callbridge pbx fake`)
+and the monitor follows it with its 3CX driver, as it would a real PBX: the monitor's figures are
+then its own, the PBX's are shown apart (`pbx`), and an ended call's events come ~2 s after its
+last leg left (the driver's grace for a transfer, `threecx/assembler.py`), which the latency
+includes.
 
-Printed per `--window` seconds: calls in progress, webhooks received per second, event →
-receipt latency (p50, p99, max: the event's own time, stamped by the simulator, to its arrival
-at the receiver), CPU seconds of each service and of RabbitMQ (the node's Erlang VM), RSS of each
-service, and the lag: events in the monitor's outbox (and how long the oldest has waited) and
-messages waiting in the other services' queues. At the end: CPU ms per call of each process, bus
-messages per call (events the monitor published; messages the other services consumed), chains
-started and ended at the receiver (lost: started, never ended), webhooks the receiver got twice
-(by `webhook-id`). When the drain runs out with chains not ended, the `call.ended` the monitor
-made and the ones received tell calls still in progress from events lost. The broker names the
-run created are deleted afterwards.
+Printed per `--window` seconds: calls in progress, webhooks received per second, event → receipt
+latency (p50, p99, max: the event's own time, stamped by the simulator, or by the 3CX driver as the
+update arrived, to its arrival at the receiver), CPU seconds of each service and of RabbitMQ (the
+node's Erlang VM), RSS of each service, and the lag: events in the monitor's outbox (and how long
+the oldest has waited) and messages waiting in the other services' queues. At the end: CPU ms per
+call of each process, each service's event-loop wake-ups later than 10, 25 and 100 ms (`/metrics`),
+bus messages per call (events the monitor published; messages the other services consumed), chains
+started and ended at the receiver (lost: started, never ended), webhooks the receiver got twice (by
+`webhook-id`). When the drain runs out with chains not ended, the `call.ended` the monitor made and
+the ones received tell calls still in progress from events lost. The broker names the run created
+are deleted afterwards.
 """
 
 import argparse
@@ -140,7 +147,7 @@ exchange = {prefix}
 [log]
 level = WARNING
 [pbx]
-driver = simulator
+{pbx(args, ports)}
 [simulator]
 directory = {folder / "directory.json"}
 record = false
@@ -172,6 +179,14 @@ secret = {SECRET}
 events = call.#
 """)
     return path
+
+
+def pbx(args: argparse.Namespace, ports: dict[str, int]) -> str:
+    """The `[pbx]` section: the simulator in the monitor's process, or the monitor's 3CX driver on
+    a fake 3CX in a process of its own that plays `[simulator]` (`callbridge pbx fake`)."""
+    if args.pbx == "simulator":
+        return "driver = simulator"
+    return f"driver = 3cx\nurl = http://127.0.0.1:{ports['pbx']}\nclient_id = bench\nclient_secret = {SECRET}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -276,6 +291,16 @@ class Stack:
         self.latencies += len(stats["latencies"])
         return stats
 
+    async def late_wake_ups(self) -> dict[str, dict[str, float]]:
+        """Each service's event-loop wake-ups (every 0.1 s) that came no later than each bucket's
+        bound (`le`), and all of them ("+Inf"), since the service started."""
+        found: dict[str, dict[str, float]] = {}
+        for service in SERVICES:
+            for name, labels, value in await self.metrics(service):
+                if name == "callbridge_event_loop_lag_seconds_bucket":
+                    found.setdefault(service, {})[labels["le"]] = value
+        return found
+
     def cpu_now(self) -> dict[str, float]:
         return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
@@ -284,13 +309,18 @@ class Stack:
 
 
 async def wait_ready(
-    client: httpx.AsyncClient, port: int, process: subprocess.Popen[bytes], log: str
+    client: httpx.AsyncClient, port: int, process: subprocess.Popen[bytes], log: str, *, fake: bool = False
 ) -> None:
+    """Until the service is ready; `fake`: until the fake 3CX answers at all (its XAPI wants a
+    token, and it has no readiness route)."""
     while True:
         if process.poll() is not None:
             raise SystemExit(f"a service died at start:\n{tail(log)}")
         try:
-            if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+            answer = await client.get(
+                f"http://127.0.0.1:{port}/{'xapi/v1/SystemStatus' if fake else 'readyz'}"
+            )
+            if answer.status_code == 200 or fake:
                 return
         except httpx.TransportError:
             pass
@@ -302,11 +332,11 @@ def tail(log: str) -> str:
         return "".join(lines.readlines()[-15:])
 
 
-def start(path: Path, service: str, log: str) -> subprocess.Popen[bytes]:
-    """The service as its unit starts it, its log in `log`."""
+def start(path: Path, command: tuple[str, ...], log: str) -> subprocess.Popen[bytes]:
+    """The CLI's `command` (a service as its unit starts it), its log in `log`."""
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "--config", str(path), service], stderr=out, cwd=ROOT
+            [sys.executable, "-m", "services.cli", "--config", str(path), *command], stderr=out, cwd=ROOT
         )
 
 
@@ -317,16 +347,21 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     prefix = f"bench.{uuid4().hex[:8]}"
-    ports = {name: free_port() for name in SERVICES}
+    fake = args.pbx == "fake3cx"
+    ports = {name: free_port() for name in (*SERVICES, *(("pbx",) if fake else ()))}
     path = config(folder, args, prefix, ports, receiver)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     async with httpx.AsyncClient(timeout=30) as client:
         try:
             if args.queue_version:
                 queue_version_policy(args.node, prefix, args.queue_version)
+            if fake:  # the PBX first: the monitor loads its directory at start
+                log = str(folder / "pbx.log")
+                processes["pbx"] = start(path, ("pbx", "fake"), log)
+                await wait_ready(client, ports["pbx"], processes["pbx"], log, fake=True)
             for name in SERVICES:
                 log = str(folder / f"{name}.log")
-                processes[name] = start(path, name, log)
+                processes[name] = start(path, (name,), log)
                 await wait_ready(client, ports[name], processes[name], log)
             pids = {name: p.pid for name, p in processes.items()} | {"rabbitmq": rabbitmq_pid(args.node)}
             stack = Stack(ports, pids, client, receiver)
@@ -354,6 +389,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     first_cpu = last_cpu = stack.cpu_now()
     first_monitor = await stack.monitor()
     first_consumed, _ = await stack.consumers()
+    first_wake_ups = await stack.late_wake_ups()
     everything: list[float] = []
     held: list[float] = []  # latencies while the calls in progress were at least 90 % of the aim
     top_rss = dict.fromkeys(stack.rss(), 0.0)
@@ -382,6 +418,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
         if done or elapsed > arrivals_end + args.drain:
             break
     consumed, _ = await stack.consumers()
+    wake_ups = await stack.late_wake_ups()
     published = {k: v - first_monitor.published.get(k, 0.0) for k, v in monitor.published.items()}
     calls = published.get("call.started", 0.0)
     everything.sort()
@@ -397,7 +434,21 @@ async def measure(stack: Stack, args: argparse.Namespace) -> None:
     print(
         "CPU ms per call: "
         + ", ".join(f"{n} {v:.1f}" for n, v in per_call.items())
-        + f"; the stack {sum(per_call.values()):.1f}"
+        + f"; the stack {sum(v for n, v in per_call.items() if n != 'pbx'):.1f}"
+        + (" (not counting the fake 3CX, pbx)" if "pbx" in per_call else "")
+    )
+
+    def later(counts: dict[str, float], bound: str) -> float:
+        return counts["+Inf"] - counts[bound]
+
+    bounds = ("0.01", "0.025", "0.1")
+    print(
+        "event-loop wake-ups later than 10 / 25 / 100 ms: "
+        + "; ".join(
+            f"{service} "
+            + " / ".join(f"{later(counts, b) - later(first_wake_ups[service], b):.0f}" for b in bounds)
+            for service, counts in wake_ups.items()
+        )
     )
     print("RSS peak MB: " + ", ".join(f"{n} {v:.0f}" for n, v in top_rss.items()))
     print(
@@ -446,6 +497,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    parser.add_argument(
+        "--pbx",
+        choices=("simulator", "fake3cx"),
+        default="simulator",
+        help="simulator: in the monitor's process; fake3cx: the monitor's 3CX driver on a fake 3CX "
+        "in a process of its own (`callbridge pbx fake`), as on a real PBX",
     )
     parser.add_argument("--node", help="the broker's node name, for rabbitmqctl (another than its default)")
     args = parser.parse_args()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .clock import SystemClock
-from .heap import HeapKeeper
+from .heap import HeapKeeper, probe_lag
 
 T = TypeVar("T")
 
@@ -22,14 +22,19 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 async def _with_heap_kept(main: Coroutine[Any, Any, T]) -> T:
-    """`main`, its garbage collections kept short while it runs (shared/heap.py)."""
+    """`main`, its garbage collections kept short and its loop's lag measured while it runs
+    (shared/heap.py)."""
     clock = SystemClock()
-    keeper = asyncio.create_task(HeapKeeper(clock).chore().run(clock), name="keeping the heap")
+    helpers = [
+        asyncio.create_task(HeapKeeper(clock).chore().run(clock), name="keeping the heap"),
+        asyncio.create_task(probe_lag(), name="probing the loop's lag"),
+    ]
     try:
         return await main
     finally:
-        keeper.cancel()
-        await asyncio.gather(keeper, return_exceptions=True)
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
