@@ -195,14 +195,12 @@ class FakePbx:
     # --- Call Control --------------------------------------------------------------------------
 
     async def _snapshot(self, request: web.Request) -> web.Response:
+        shown: dict[str, list[dict[str, Any]]] = {}  # each DN's participants, in one pass over them
+        for (owner, _), p in self._entities.items():
+            shown.setdefault(owner, []).append(_entity(p))
         taken = web.json_response(
             [
-                {
-                    "dn": dn,
-                    "type": kind,
-                    "devices": [],
-                    "participants": [_entity(p) for (owner, _), p in self._entities.items() if owner == dn],
-                }
+                {"dn": dn, "type": kind, "devices": [], "participants": shown.get(dn, [])}
                 for dn, kind in self._monitored()
             ]
         )
