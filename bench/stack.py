@@ -3,7 +3,7 @@ traffic generator on a generated directory, every call event delivered as signed
 receiver in its own process.
 
     .venv/bin/python bench/stack.py [--rate 67] [--calls 10000] [--minutes 10] [--amqp-url URL]
-                                    [--pbx simulator|fake3cx]
+                                    [--pbx simulator|fake3cx] [--pbx-delay SECONDS]
 
 The services start as their units start them (`python -m services.cli --config FILE SERVICE`),
 with recording off (conversion has its own benchmark, bench/transcode.py). The monitor's
@@ -14,7 +14,8 @@ the calls in progress end and the bench waits until the receiver has every chain
 and the monitor follows it with its 3CX driver, as it would a real PBX: the monitor's figures are
 then its own, the PBX's are shown apart (`pbx`), and an ended call's events come ~2 s after its
 last leg left (the driver's grace for a transfer, `threecx/assembler.py`), which the latency
-includes.
+includes; `--pbx-delay` makes each GET of a participant take that long, as from a PBX that far
+away.
 
 Printed per `--window` seconds: calls in progress, webhooks received per second, event → receipt
 latency (p50, p99, max: the event's own time, stamped by the simulator, or by the 3CX driver as the
@@ -357,7 +358,7 @@ async def run(args: argparse.Namespace, folder: Path, receiver: str) -> None:
                 queue_version_policy(args.node, prefix, args.queue_version)
             if fake:  # the PBX first: the monitor loads its directory at start
                 log = str(folder / "pbx.log")
-                processes["pbx"] = start(path, ("pbx", "fake"), log)
+                processes["pbx"] = start(path, ("pbx", "fake", "--get-delay", str(args.pbx_delay)), log)
                 await wait_ready(client, ports["pbx"], processes["pbx"], log, fake=True)
             for name in SERVICES:
                 log = str(folder / f"{name}.log")
@@ -504,6 +505,13 @@ def main() -> None:
         default="simulator",
         help="simulator: in the monitor's process; fake3cx: the monitor's 3CX driver on a fake 3CX "
         "in a process of its own (`callbridge pbx fake`), as on a real PBX",
+    )
+    parser.add_argument(
+        "--pbx-delay",
+        type=float,
+        default=0.0,
+        help="with --pbx fake3cx: seconds the fake 3CX takes to answer each participant's GET "
+        "(a PBX that far away)",
     )
     parser.add_argument("--node", help="the broker's node name, for rabbitmqctl (another than its default)")
     args = parser.parse_args()

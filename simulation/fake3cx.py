@@ -43,6 +43,7 @@ class Switches:
     socket_outage: float = 0.0  # and for this many PBX seconds after the drop, new sockets are refused (503)
     empty_did: bool = False  # party_did empty, as v20 sends it on inbound calls
     snapshot_delay: float = 0.0  # wall seconds a snapshot takes to answer (taken when asked: older by then)
+    get_delay: float = 0.0  # wall seconds a participant's GET takes to answer (a PBX that far away)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class FakePbx:
     switches: Switches = field(default_factory=Switches)
     minted: int = 0
     entity_gets: int = 0
+    most_gets_at_once: int = 0  # participant GETs in hand together, at the most
     played: asyncio.Event = field(default_factory=asyncio.Event)
     frames_sent: int = 0  # Call Control notices written to a socket
     snapshot_asked: asyncio.Event = field(default_factory=asyncio.Event)  # set at each `GET /callcontrol`
@@ -69,6 +71,7 @@ class FakePbx:
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _sequence: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
     _dropped: bool = False
+    _gets_in_hand: int = 0
     _refuse_until: datetime | None = None
     _view: CallControlView | None = None
 
@@ -228,6 +231,13 @@ class FakePbx:
 
     async def _entity(self, request: web.Request) -> web.Response:
         self.entity_gets += 1
+        self._gets_in_hand += 1
+        self.most_gets_at_once = max(self.most_gets_at_once, self._gets_in_hand)
+        try:
+            if self.switches.get_delay:
+                await asyncio.sleep(self.switches.get_delay)
+        finally:
+            self._gets_in_hand -= 1
         found = self._entities.get((request.match_info["dn"], int(request.match_info["id"])))
         if found is None:
             return web.json_response({"error": "not found"}, status=404)

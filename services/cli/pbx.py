@@ -24,6 +24,12 @@ def add(commands: Commands) -> None:
         help="seconds each Call Control snapshot takes to answer (taken when asked, older by then)",
     )
     fake.add_argument(
+        "--get-delay",
+        type=number(0, 60),
+        default=0.0,
+        help="seconds each participant's GET takes to answer (a PBX that far away)",
+    )
+    fake.add_argument(
         "--start-now",
         action="store_true",
         help="the scenario begins now, not at its start (use with speed 1)",
@@ -35,7 +41,7 @@ def _fake(args: argparse.Namespace, settings: Settings) -> int:
     from simulation.fake3cx import Switches
     from simulation.fake_process import serve_fake
 
-    switches = Switches(snapshot_delay=args.snapshot_delay)
+    switches = Switches(snapshot_delay=args.snapshot_delay, get_delay=args.get_delay)
     return ran(serve_fake(settings, switches, start_now=args.start_now))
 
 

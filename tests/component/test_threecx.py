@@ -191,8 +191,15 @@ def classic(events: list[Event]) -> list[str]:
         Switches(get_races_remove=True),
         Switches(empty_did=True),
         Switches(expires_in_minutes=True),
+        Switches(get_delay=0.02),
     ],
-    ids=["duplicate upserts", "a GET racing a remove", "empty party_did", "expires_in in minutes"],
+    ids=[
+        "duplicate upserts",
+        "a GET racing a remove",
+        "empty party_did",
+        "expires_in in minutes",
+        "a PBX 20 ms away",
+    ],
 )
 async def test_uncertain_behaviours_give_the_same_webhooks(switches: Switches) -> None:
     # (its calls come in on SalesLine and MainLine, each its trunk's first DID: the empty party_did
@@ -201,6 +208,8 @@ async def test_uncertain_behaviours_give_the_same_webhooks(switches: Switches) -
     assert check_webhooks("attended-transfer-hold", classic(events), recordings=False) == ""
     if switches.duplicate_upserts or switches.get_races_remove:
         assert fake.entity_gets > len([e for e in events if e.type == "pbx.call"]) / 2  # it really asked
+    if switches.get_delay:  # the notices that came together were fetched together, and kept their order
+        assert fake.most_gets_at_once > 1
 
 
 async def test_a_token_revoked_mid_call_is_minted_again() -> None:

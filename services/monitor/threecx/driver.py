@@ -3,9 +3,10 @@ the commands (docs/3cx.md §1, §2).
 
 - The WebSocket `/callcontrol/ws` is opened first, then the snapshot `GET /callcontrol` is taken,
   so nothing falls between them; every change notice is handled in order, with a GET of the
-  participant it names (a 404 means it is gone). A dropped socket is opened again with backoff
-  (1 s doubling to 60 s), followed by a fresh snapshot that repairs what the gap hid (a hangup,
-  say); a snapshot is also taken every `[pbx] snapshot_interval` seconds.
+  participant it names (a 404 means it is gone), several GETs at a time (`notices.py`). A
+  dropped socket is opened again with backoff (1 s doubling to 60 s), followed by a fresh
+  snapshot that repairs what the gap hid (a hangup, say); a snapshot is also taken every
+  `[pbx] snapshot_interval` seconds.
 - What Call Control shows becomes the tracker's updates through `CallAssembler` (the external
   legs it puts together, with their grace period); each update is stamped with its arrival time
   on the driver's clock (3CX sends no times).
@@ -40,6 +41,7 @@ from .check import connect, session
 from .client import PbxClient, PbxError
 from .commands import carry_out
 from .known import KnownDirectory, lower_keys, state_changes
+from .notices import Notices
 from .xapi import load_directory
 
 logger = logging.getLogger(__name__)
@@ -72,12 +74,19 @@ class ThreeCxDriver:
         self._busy = 0  # pieces of work in hand (a notice, a snapshot, an expiry, a command)
         self._heard: list[set[tuple[str, int]]] = []  # per snapshot in flight: who the socket told of
         self._tried = False  # the first connection attempt has succeeded or failed
+        self._backing_off = False  # waiting to open the socket again
         self._resumed = False  # calls of a restarted monitor wait for the first snapshot
 
     def caught_up(self, frames_sent: int) -> bool:
         """Every one of `frames_sent` notices handled and nothing else in hand or still queued: a
         fake PBX's lockstep clock (`shared.clock.LockstepClock`) moves on only then."""
-        return self._tried and not self._busy and self.frames_handled >= frames_sent and self._out.empty()
+        return (
+            self._tried
+            and not self._busy
+            and (self.connected.is_set() or self._backing_off)
+            and self.frames_handled >= frames_sent
+            and self._out.empty()
+        )
 
     @contextlib.contextmanager
     def _working(self) -> Iterator[None]:
@@ -143,13 +152,7 @@ class ThreeCxDriver:
             try:
                 async with await self._open(http, url) as ws:
                     backoff = BACKOFF_FIRST
-                    async for message in ws:
-                        if message.type == aiohttp.WSMsgType.TEXT:
-                            with self._working():
-                                await self._frame(message.data)
-                                self.frames_handled += 1
-                        elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            break
+                    await self._follow(ws)
             except aiohttp.WSServerHandshakeError as error:
                 if error.status == 401:
                     continue  # the token was refused: minted again
@@ -159,7 +162,11 @@ class ThreeCxDriver:
             self.connected.clear()
             self.reconnects += 1
             logger.warning("3CX: reconnecting to the Call Control socket in %g s", backoff)
-            await self._clock.sleep_until(self._clock.now() + timedelta(seconds=backoff))
+            self._backing_off = True
+            try:
+                await self._clock.sleep_until(self._clock.now() + timedelta(seconds=backoff))
+            finally:
+                self._backing_off = False
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _open(self, http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
@@ -185,7 +192,53 @@ class ThreeCxDriver:
             finally:
                 self._tried = True
 
-    async def _frame(self, text: str) -> None:
+    async def _follow(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Read the socket's notices and handle them in order until it closes (`notices.py`)."""
+        notices = Notices(self._participant)
+        reading = asyncio.create_task(self._read(ws, notices))
+        handling = asyncio.create_task(notices.handle(self._upsert, self._remove, self._handled))
+        try:
+            done, _ = await asyncio.wait({reading, handling}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # the socket's or a GET's error
+        finally:
+            for task in (reading, handling):
+                task.cancel()
+            await asyncio.gather(reading, handling, return_exceptions=True)
+            self._busy -= notices.close()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, notices: Notices) -> None:
+        try:
+            async for message in ws:
+                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                notice = self._notice(message.data)
+                if notice is None:
+                    self.frames_handled += 1
+                    continue
+                self._busy += 1
+                try:
+                    await notices.put(*notice[:2], removed=notice[2])
+                except BaseException:
+                    self._busy -= 1
+                    raise
+        finally:  # not caught up again before the wait to reconnect has begun (`caught_up`)
+            self.connected.clear()
+        await notices.end()
+
+    def _handled(self, handled: bool) -> None:
+        self._busy -= 1
+        self.frames_handled += handled
+
+    async def _participant(self, dn: str, number: int) -> Any:
+        assert self._client is not None
+        return await self._client.get(f"/callcontrol/{quote(dn)}/participants/{number}")
+
+    def _notice(self, text: str) -> tuple[str, int, bool] | None:
+        """(DN, participant number, removed) of a notice about who is on which call; None for
+        any other frame."""
         try:
             frame = lower_keys(json.loads(text))
             event = lower_keys(frame.get("event") or {})
@@ -194,21 +247,13 @@ class ThreeCxDriver:
             match = ENTITY.match(str(event.get("entity") or ""))
         except (ValueError, AttributeError):
             logger.warning("3CX: a Call Control frame that is not JSON was skipped: %.200s", text)
-            return
+            return None
         if match is None or kind not in (0, 1):
-            return  # DTMF, prompts, answers to requests: not about who is on which call
+            return None  # DTMF, prompts, answers to requests: not about who is on which call
         dn, number = match.group(1), int(match.group(2))
         for heard in self._heard:
             heard.add((dn, number))  # the socket's word is newer than any snapshot in flight
-        if kind == 1:
-            self._remove(dn, number)
-            return
-        assert self._client is not None
-        entity = await self._client.get(f"/callcontrol/{quote(dn)}/participants/{number}")
-        if entity is None:
-            self._remove(dn, number)  # gone before we asked
-        else:
-            self._upsert(dn, entity)
+        return dn, number, kind == 1
 
     async def _reconcile(self) -> None:
         """Take the snapshot: unknown participants are upserts, vanished ones removals; but a
