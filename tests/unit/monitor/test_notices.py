@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from services.monitor.threecx.client import PbxError
-from services.monitor.threecx.notices import Notices
+from services.monitor.threecx.notices import IN_FLIGHT, Notices
 
 
 class Pbx:
@@ -46,10 +46,19 @@ class Handled:
         self.finished.append(handled)
 
 
-async def test_what_the_gets_found_is_handed_on_in_the_order_of_the_notices() -> None:
+def started(window: int = IN_FLIGHT) -> tuple[Pbx, Handled, Notices, "asyncio.Task[None]"]:
     pbx, handled = Pbx(), Handled()
-    notices = Notices(pbx.fetch)
-    handling = asyncio.create_task(notices.handle(handled.upsert, handled.remove, handled.done))
+    notices = Notices(pbx.fetch, window)
+    return (
+        pbx,
+        handled,
+        notices,
+        asyncio.create_task(notices.handle(handled.upsert, handled.remove, handled.done)),
+    )
+
+
+async def test_what_the_gets_found_is_handed_on_in_the_order_of_the_notices() -> None:
+    pbx, handled, notices, handling = started()
     await notices.put("101", 1, removed=False)
     await notices.put("102", 2, removed=False)
     await notices.put("103", 3, removed=True)
@@ -71,9 +80,7 @@ async def test_what_the_gets_found_is_handed_on_in_the_order_of_the_notices() ->
 
 
 async def test_the_same_participant_is_fetched_one_get_after_the_other() -> None:
-    pbx, handled = Pbx(), Handled()
-    notices = Notices(pbx.fetch)
-    handling = asyncio.create_task(notices.handle(handled.upsert, handled.remove, handled.done))
+    pbx, handled, notices, handling = started()
     await notices.put("101", 1, removed=False)
     await notices.put("101", 1, removed=False)
     await notices.put("102", 2, removed=False)
@@ -89,9 +96,7 @@ async def test_the_same_participant_is_fetched_one_get_after_the_other() -> None
 
 
 async def test_a_failed_get_fails_the_turn_and_the_notices_behind_it_are_dropped() -> None:
-    pbx, handled = Pbx(), Handled()
-    notices = Notices(pbx.fetch, window=4)
-    handling = asyncio.create_task(notices.handle(handled.upsert, handled.remove, handled.done))
+    pbx, handled, notices, handling = started(window=4)
     for number in (1, 2, 3):
         await notices.put("101", number, removed=False)
     await pbx.until_asked(3)
