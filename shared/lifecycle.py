@@ -25,16 +25,12 @@ async def _with_heap_kept(main: Coroutine[Any, Any, T]) -> T:
     """`main`, its garbage collections kept short and its loop's lag measured while it runs
     (shared/heap.py)."""
     clock = SystemClock()
-    helpers = [
-        asyncio.create_task(HeapKeeper(clock).chore().run(clock), name="keeping the heap"),
-        asyncio.create_task(probe_lag(), name="probing the loop's lag"),
-    ]
+    helpers = asyncio.gather(HeapKeeper(clock).chore().run(clock), probe_lag())
     try:
         return await main
     finally:
-        for helper in helpers:
-            helper.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        helpers.cancel()
+        await asyncio.gather(helpers, return_exceptions=True)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

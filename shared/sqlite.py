@@ -6,20 +6,17 @@ it, never as a bare sqlite3 error.
 A WAL database's committed pages are copied into its main file by a checkpoint. SQLite runs one
 in the committing statement once the WAL holds 1,000 pages: with ~300 webhooks a second that was
 every ~0.6 s, and each stopped the service's event loop for ~7 ms (two fsyncs, 4 MB copied). So
-here a thread of the connection's own (`Checkpointer`, with a connection of its own) checkpoints
+here a thread of the connection's own (`checkpointer.py`, with a connection of its own) checkpoints
 every CHECKPOINT_EVERY, beside the loop: sqlite3 lets go of the GIL while SQLite works. The
 writer still checkpoints itself past BACKSTOP_PAGES, should the thread fall that far behind. A
 checkpoint only moves what is committed already, so what survives a crash is the same.
 """
 
-import logging
 import sqlite3
-import threading
 import time
-import weakref
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from .checkpointer import Checkpointer, Connection
 
 BUSY_TIMEOUT = 10.0  # seconds a statement waits for another connection's lock
 CHECKPOINT_EVERY = 1.0  # seconds between the checkpointer's turns
@@ -43,59 +40,6 @@ def open_database(path: Path, schema: str, what: str, *, synchronous: str = "FUL
         except (sqlite3.Error, OSError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             raise OSError(f"{what} {path} cannot be used: {reason}") from None
-
-
-class Connection(sqlite3.Connection):
-    """A connection whose WAL its `checkpointer` checkpoints (None: an in-memory database)."""
-
-    checkpointer: "Checkpointer | None" = None
-
-    def close(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
-        super().close()
-
-
-class Checkpointer:
-    """Checkpoints the database at `path` every `every` seconds on a thread of its own, until
-    `stop` or until `owner` (the connection it works for, if given) is gone. A checkpoint that
-    fails is logged and tried again at the next turn."""
-
-    def __init__(self, path: Path, every: float, owner: sqlite3.Connection | None = None) -> None:
-        self._path = path
-        self._every = every
-        self._owner = (lambda: True) if owner is None else weakref.ref(owner)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"checkpoint {path.name}", daemon=True)
-        self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def turn(self) -> None:
-        """One checkpoint, PASSIVE: it copies what no reader still needs and waits for no one."""
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as error:
-            logger.warning("checkpoint of %s failed (%s); the next turn tries again", self._path, error)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.wait()
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Until the thread has ended (at most `timeout` seconds)."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self._stopping.wait(self._every) and self._owner() is not None:
-                self.turn()
-        finally:
-            self._db.close()
 
 
 def _open(path: Path, schema: str, synchronous: str) -> Connection:

@@ -16,6 +16,7 @@ import pytest
 
 from shared import database, sqlite
 from shared.bus import transient
+from shared.checkpointer import Checkpointer
 from shared.database import DatabaseUnavailable, open_database
 from shared.sqlite import open_database as open_sqlite
 
@@ -153,7 +154,7 @@ def test_a_checkpoint_that_fails_is_logged_and_raises_nothing(
 ) -> None:
     path = tmp_path / "garbage.db"
     path.write_bytes(b"not a database" * 100)
-    checkpointer = sqlite.Checkpointer(path, every=3600.0)
+    checkpointer = Checkpointer(path, every=3600.0)
     checkpointer.turn()
     checkpointer.stop()
     assert f"checkpoint of {path} failed (file is not a database)" in caplog.text
