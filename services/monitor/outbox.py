@@ -255,7 +255,7 @@ class Relay:
         states = any(isinstance(event, CallsChanged) for _, event, _ in rows)
         due = self._batch_due is not None and (states or time.monotonic() >= self._batch_due)
         sent = rows[-1][0] if rows else None  # the last event of this round, once confirmed
-        batch = self._outbox.unbatched(sent or self._outbox.sent) if due else []
+        batch = self._outbox.unbatched(self._outbox.sent if sent is None else sent) if due else []
         if batch:
             last = Event.model_validate_json(batch[-1][1])  # its source, number and time: all it takes
             await self._bus.publish_raw(BATCH_KEY, encode_batch([body for _, body in batch], last))

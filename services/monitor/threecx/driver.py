@@ -218,9 +218,10 @@ class ThreeCxDriver:
                 if notice is None:
                     self.frames_handled += 1
                     continue
+                dn, number, removed = notice
                 self._busy += 1
                 try:
-                    await notices.put(*notice[:2], removed=notice[2])
+                    await notices.put(dn, number, removed=removed)
                 except BaseException:
                     self._busy -= 1
                     raise
